@@ -1,0 +1,248 @@
+"""Parse and validate a .llic v1 stream: every length before any allocation, every section's crc32.
+
+Chunk payloads are not read here; ``Container.payload`` checks each one when it is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import numpy as np
+
+from llic_imaging.container.spec import (
+    CRC,
+    FLAGS,
+    INDEX_DTYPE,
+    MAGIC,
+    MAX_CHUNKS,
+    MAX_HEADER_BYTES,
+    PRELUDE,
+    VERSION,
+    VERSION_FIELD,
+    VERSION_OFFSET,
+    ChunkEntry,
+)
+from llic_imaging.errors import ChecksumError, StreamError, UnsupportedVersionError
+
+__all__ = ["Container", "check", "read"]
+
+
+@dataclass(frozen=True)
+class Container:
+    """A validated .llic stream: header, chunk index, metadata and lazy access to payloads.
+
+    Equality compares the parsed content, not the payload bytes. The container keeps a view of
+    the buffer given to ``read`` instead of a copy, so a memory-mapped file is never loaded
+    whole; do not modify that buffer while the container is in use (a ``bytearray`` cannot be
+    resized while viewed).
+    """
+
+    version: int
+    header: dict[str, Any]
+    chunks: tuple[ChunkEntry, ...]
+    metadata: bytes
+    array_sha256: bytes
+    nbytes: int
+    _data: memoryview = field(repr=False, compare=False)
+    _payload_start: int = field(repr=False, compare=False)
+
+    def payload(self, i: int) -> bytes:
+        """Return the bytes of chunk ``i`` after checking them against the index crc32.
+
+        Checking here rather than in ``read`` lets a caller decode one plane of a large stack
+        without reading, or paying for, the others.
+
+        Raises
+        ------
+        ChecksumError
+            The chunk's bytes do not match its crc32; ``segment`` is ``"chunk i"``.
+        """
+        if not 0 <= i < len(self.chunks):
+            msg = f"chunk index {i} out of range for {len(self.chunks)} chunks"
+            raise IndexError(msg)
+        entry = self.chunks[i]
+        start = self._payload_start + entry.offset
+        data = bytes(self._data[start : start + entry.length])
+        found = zlib.crc32(data)
+        if found != entry.crc32:
+            msg = (
+                f"chunk {i} at offset {start} ({entry.length} bytes): crc32 0x{found:08x} != "
+                f"index 0x{entry.crc32:08x}; stream is corrupt"
+            )
+            raise ChecksumError(
+                msg, segment=f"chunk {i}", expected=f"0x{entry.crc32:08x}", found=f"0x{found:08x}"
+            )
+        return data
+
+    def select(self, plane: int | None = None) -> list[int]:
+        """Return the indices of the chunks of ``plane`` (all chunks if None), in stored order.
+
+        Stored order is the order the encoder wrote, which is the order the decoder must follow.
+        """
+        if plane is None:
+            return list(range(len(self.chunks)))
+        return [i for i, c in enumerate(self.chunks) if c.plane == plane]
+
+
+def check(data: object) -> bool:
+    """Return True if ``data`` starts with the .llic magic; never raises.
+
+    Only the 8 magic bytes are looked at, so this is a cheap sniff for format dispatch, not a
+    validation; use ``read`` for that. Anything that is not a bytes-like object gives False.
+    """
+    try:
+        head = memoryview(data).cast("B")[: len(MAGIC)]  # type: ignore[arg-type]
+    except (TypeError, ValueError, BufferError):
+        return False
+    return head == MAGIC
+
+
+def read(data: bytes | bytearray | memoryview) -> Container:
+    """Parse and validate a .llic stream without touching chunk payloads.
+
+    All section lengths live in the fixed prelude and are checked against ``len(data)`` before
+    any section is read, so a corrupt or hostile length can neither force a large allocation nor
+    read past the end; the prelude's total length catches truncation even when the cut falls
+    exactly between chunks.
+
+    Parameters
+    ----------
+    data : bytes-like
+        The whole stream; trailing bytes are an error.
+
+    Returns
+    -------
+    Container
+
+    Raises
+    ------
+    StreamError
+        Wrong magic, truncation, trailing bytes, unknown flags, a length over the v1 limits or
+        outside the stream, or a header that is not a UTF-8 JSON object.
+    UnsupportedVersionError
+        The stream was written by a newer container version.
+    ChecksumError
+        The prelude, header, index or metadata crc32 does not match.
+    TypeError
+        ``data`` is not a bytes-like object.
+    """
+    view = memoryview(data).cast("B")
+    size = len(view)
+    if bytes(view[: len(MAGIC)]) != MAGIC[:size]:
+        msg = f"not an LLIC stream (magic {bytes(view[: len(MAGIC)])!r}, expected {MAGIC!r})"
+        raise StreamError(msg)
+    if size >= VERSION_OFFSET + VERSION_FIELD.size:
+        _check_version(VERSION_FIELD.unpack_from(view, VERSION_OFFSET)[0])
+    if size < PRELUDE.size + CRC.size:
+        msg = f"stream truncated to {size} bytes; the v1 prelude alone is {PRELUDE.size + CRC.size}"
+        raise StreamError(msg)
+    pos = _check_crc(view, 0, PRELUDE.size, "prelude")
+    _, version, flags, header_len, n_chunks, metadata_len, total_len, sha = PRELUDE.unpack_from(
+        view
+    )
+    if flags != FLAGS:
+        msg = f"prelude flags 0x{flags:02x} set; container v{version} defines none"
+        raise StreamError(msg)
+    if total_len != size:
+        what = "truncated" if size < total_len else "has trailing bytes"
+        msg = f"stream {what}: prelude says {total_len} bytes, found {size}"
+        raise StreamError(msg)
+    if header_len > MAX_HEADER_BYTES:
+        msg = f"header length {header_len} exceeds the v1 limit of {MAX_HEADER_BYTES} bytes"
+        raise StreamError(msg)
+    if n_chunks > MAX_CHUNKS:
+        msg = f"chunk count {n_chunks} exceeds the v1 limit of {MAX_CHUNKS}"
+        raise StreamError(msg)
+    index_len = n_chunks * INDEX_DTYPE.itemsize
+    payload_start = pos + header_len + index_len + metadata_len + 3 * CRC.size
+    if payload_start > size:
+        msg = (
+            f"sections overrun the stream: header {header_len} + index {index_len} + metadata "
+            f"{metadata_len} bytes end at offset {payload_start}, stream is {size} bytes"
+        )
+        raise StreamError(msg)
+
+    header = _parse_header(view, pos, header_len)
+    pos += header_len + CRC.size
+    chunks = _parse_index(view, pos, n_chunks, payload_start)
+    pos += index_len + CRC.size
+    _check_crc(view, pos, metadata_len, "metadata")
+    metadata = bytes(view[pos : pos + metadata_len])
+    return Container(version, header, chunks, metadata, sha, size, view, payload_start)
+
+
+def _check_version(version: int) -> None:
+    """Reject versions this library cannot parse, before their layout is assumed."""
+    if version > VERSION:
+        msg = (
+            f"container version {version} is newer than this library ({VERSION}); "
+            "upgrade llic-imaging"
+        )
+        raise UnsupportedVersionError(msg)
+    if version < 1:
+        msg = f"container version {version} is invalid; versions start at 1"
+        raise StreamError(msg)
+
+
+def _check_crc(view: memoryview, start: int, length: int, segment: str) -> int:
+    """Compare the crc32 stored after ``view[start:start+length]``; return the offset after it."""
+    end = start + length
+    (expected,) = CRC.unpack_from(view, end)
+    found = zlib.crc32(view[start:end])
+    if found != expected:
+        msg = (
+            f"{segment} at offset {start} ({length} bytes): crc32 0x{found:08x} != stored "
+            f"0x{expected:08x}; stream is corrupt"
+        )
+        raise ChecksumError(
+            msg, segment=segment, expected=f"0x{expected:08x}", found=f"0x{found:08x}"
+        )
+    return end + CRC.size
+
+
+def _reject_constant(name: str) -> NoReturn:
+    """Refuse NaN/Infinity, which ``json`` accepts but JSON (and our writer) does not."""
+    msg = f"{name} is not valid JSON"
+    raise ValueError(msg)
+
+
+def _parse_header(view: memoryview, pos: int, length: int) -> dict[str, Any]:
+    """Check and decode the header JSON; any decoding failure is a StreamError naming the offset."""
+    _check_crc(view, pos, length, "header")
+    try:
+        header = json.loads(
+            bytes(view[pos : pos + length]).decode("utf-8"), parse_constant=_reject_constant
+        )
+    except UnicodeDecodeError as exc:
+        msg = f"header at offset {pos} is not UTF-8: {exc.reason} at byte {exc.start}"
+        raise StreamError(msg) from exc
+    except (ValueError, RecursionError) as exc:
+        msg = f"header at offset {pos} is not valid JSON: {exc}"
+        raise StreamError(msg) from exc
+    if not isinstance(header, dict):
+        msg = f"header at offset {pos} must be a JSON object, found {type(header).__name__}"
+        raise StreamError(msg)
+    return header
+
+
+def _parse_index(
+    view: memoryview, pos: int, n_chunks: int, payload_start: int
+) -> tuple[ChunkEntry, ...]:
+    """Check and decode the index; every chunk must lie inside the payload section."""
+    _check_crc(view, pos, n_chunks * INDEX_DTYPE.itemsize, "index")
+    index = np.frombuffer(view, dtype=INDEX_DTYPE, count=n_chunks, offset=pos)
+    payload_len = len(view) - payload_start
+    limit = np.uint64(payload_len)
+    start = np.minimum(index["offset"], limit)
+    bad = np.flatnonzero((index["offset"] > limit) | (index["length"] > limit - start))
+    if bad.size:
+        i = int(bad[0])
+        msg = (
+            f"chunk {i}: offset {int(index['offset'][i])} + length {int(index['length'][i])} "
+            f"lies outside the payload section ({payload_len} bytes at offset {payload_start})"
+        )
+        raise StreamError(msg)
+    return tuple(ChunkEntry(*row) for row in index.tolist())

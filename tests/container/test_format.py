@@ -1,0 +1,465 @@
+"""Tests for the .llic container: round trips, the pinned v1 layout, limits, and corruption fuzzing."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import llic_imaging.container as container_pkg
+from llic_imaging.container import (
+    MAGIC,
+    VERSION,
+    ChunkEntry,
+    ChunkKey,
+    Container,
+    check,
+    read,
+    write,
+)
+from llic_imaging.container.spec import CRC, INDEX_DTYPE, PRELUDE
+from llic_imaging.errors import ChecksumError, LlicError, StreamError, UnsupportedVersionError
+
+SHA = hashlib.sha256(b"array").digest()
+
+# Written once by this library's v1 writer; a stream is forever, so never regenerate it.
+GOLDEN_V1 = bytes.fromhex(
+    "894c4c49430d0a1a0a01000021000000020000000100000000000000c900000000000000000102030405060708"
+    "090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f793afd7e7b226474797065223a2275696e7438222c22"
+    "7368617065223a5b322c322c335d7d1f1523c700000000000000000000000002000000030000000000000000000000"
+    "02000000000000006922de360100000000000000000000000200000003000000020000000000000001000000000000"
+    "00000000ffc6f27a766d68f201e10001ff"
+)
+
+
+def realistic(seed: int = 0) -> tuple[dict, list[tuple[ChunkKey, bytes]], bytes, bytes]:
+    """Header, chunks, metadata and stream of a small two-plane container with random payloads."""
+    rng = np.random.default_rng(seed)
+    header = {
+        "shape": [2, 64, 48],
+        "dtype": "uint16",
+        "bits_stored": 12,
+        "model": "hpac-small-v1",
+        "model_sha256": "ab" * 32,
+        "tile": [32, 48],
+    }
+    chunks = [
+        (
+            ChunkKey(p, y, 0, 32, 48),
+            rng.integers(0, 256, int(rng.integers(1, 120)), np.uint8).tobytes(),
+        )
+        for p in range(2)
+        for y in (0, 32)
+    ]
+    metadata = rng.integers(0, 256, 57, np.uint8).tobytes()
+    return header, chunks, metadata, write(header, chunks, metadata=metadata, array_sha256=SHA)
+
+
+def payload_start(stream: bytes) -> int:
+    """Offset of the payload section, computed from the prelude as docs/container.md says."""
+    header_len, n_chunks, metadata_len = PRELUDE.unpack_from(stream)[3:6]
+    return PRELUDE.size + header_len + n_chunks * INDEX_DTYPE.itemsize + metadata_len + 4 * CRC.size
+
+
+def assemble(fields: dict, header: bytes, index: bytes, metadata: bytes, payload: bytes) -> bytes:
+    """Build a stream by hand with valid crc32s, to forge streams the writer would refuse."""
+    prelude = {
+        "magic": MAGIC,
+        "version": VERSION,
+        "flags": 0,
+        "header_len": len(header),
+        "n_chunks": len(index) // INDEX_DTYPE.itemsize,
+        "metadata_len": len(metadata),
+        "total_len": PRELUDE.size + len(header) + len(index) + len(metadata) + 16 + len(payload),
+        "sha": SHA,
+    }
+    prelude.update(fields)
+    parts = [PRELUDE.pack(*prelude.values()), header, index, metadata]
+    return b"".join(p + CRC.pack(zlib.crc32(p)) for p in parts) + payload
+
+
+def index_of(*rows: tuple[int, ...]) -> bytes:
+    return np.array(list(rows), dtype=INDEX_DTYPE).tobytes()
+
+
+# -- round trips ---------------------------------------------------------------------------------
+
+
+def test_round_trip() -> None:
+    header, chunks, metadata, stream = realistic()
+    c = read(stream)
+    assert isinstance(c, Container)
+    assert c.version == VERSION
+    assert c.header == header
+    assert c.metadata == metadata
+    assert c.array_sha256 == SHA
+    assert c.nbytes == len(stream)
+    assert [e.key for e in c.chunks] == [k for k, _ in chunks]
+    assert [c.payload(i) for i in range(len(chunks))] == [p for _, p in chunks]
+    assert all(isinstance(e, ChunkEntry) and isinstance(e, ChunkKey) for e in c.chunks)
+
+
+def test_empty_metadata_and_no_chunks() -> None:
+    stream = write({}, [], array_sha256=SHA)
+    c = read(stream)
+    assert (c.header, c.chunks, c.metadata, c.select(), c.select(0)) == ({}, (), b"", [], [])
+    assert len(stream) == payload_start(stream)
+
+
+def test_empty_payload_chunk() -> None:
+    c = read(write({"a": 1}, [(ChunkKey(0, 0, 0, 1, 1), b"")], array_sha256=SHA))
+    assert c.payload(0) == b""
+
+
+def test_many_chunks_and_select() -> None:
+    keys = [
+        ChunkKey(p, y, x, 8, 8)
+        for p in range(5)
+        for y in range(0, 160, 8)
+        for x in range(0, 320, 8)
+    ]
+    chunks = [(k, k.plane.to_bytes(1, "little") * (k.x % 7)) for k in keys]
+    c = read(write({"n": len(keys)}, chunks, array_sha256=SHA))
+    assert len(c.chunks) == len(keys) == 4000
+    assert c.select() == list(range(len(keys)))
+    assert c.select(3) == [i for i, k in enumerate(keys) if k.plane == 3]
+    assert c.select(9) == []
+    assert all(c.payload(i) == chunks[i][1] for i in c.select(3))
+
+
+def test_select_keeps_stored_order() -> None:
+    order = [ChunkKey(1, 0, 0, 2, 2), ChunkKey(0, 0, 0, 2, 2), ChunkKey(1, 2, 0, 2, 2)]
+    c = read(write({}, [(k, b"x") for k in order], array_sha256=SHA))
+    assert c.select(1) == [0, 2]
+    assert c.select(0) == [1]
+
+
+@pytest.mark.parametrize("kind", [bytearray, memoryview, lambda b: np.frombuffer(b, np.uint8)])
+def test_read_accepts_bytes_like(kind) -> None:
+    header, chunks, metadata, stream = realistic()
+    c = read(kind(stream))
+    assert c == read(stream)
+    assert c.payload(1) == chunks[1][1]
+
+
+def test_header_is_canonical_json() -> None:
+    a = write({"b": 1, "a": [1, 2], "é": "ü"}, [], array_sha256=SHA)
+    b = write({"é": "ü", "a": (1, 2), "b": 1}, [], array_sha256=SHA)
+    assert a == b
+    assert '{"a":[1,2],"b":1,"é":"ü"}'.encode() in a
+
+
+# -- the pinned v1 layout ------------------------------------------------------------------------
+
+
+def test_golden_v1_stream_reads() -> None:
+    c = read(GOLDEN_V1)
+    assert c.header == {"dtype": "uint8", "shape": [2, 2, 3]}
+    assert c.chunks == (
+        ChunkEntry(0, 0, 0, 2, 3, offset=0, length=2, crc32=zlib.crc32(b"\x00\x01")),
+        ChunkEntry(1, 0, 0, 2, 3, offset=2, length=1, crc32=zlib.crc32(b"\xff")),
+    )
+    assert (c.payload(0), c.payload(1), c.metadata) == (b"\x00\x01", b"\xff", b"m")
+    assert c.array_sha256 == bytes(range(32))
+
+
+def test_writer_reproduces_golden_and_hand_assembly() -> None:
+    chunks = [(ChunkKey(0, 0, 0, 2, 3), b"\x00\x01"), (ChunkKey(1, 0, 0, 2, 3), b"\xff")]
+    header = {"dtype": "uint8", "shape": [2, 2, 3]}
+    stream = write(header, chunks, metadata=b"m", array_sha256=bytes(range(32)))
+    assert stream == GOLDEN_V1
+    by_hand = assemble(
+        {"sha": bytes(range(32))},
+        b'{"dtype":"uint8","shape":[2,2,3]}',
+        index_of(
+            (0, 0, 0, 2, 3, 0, 2, zlib.crc32(b"\x00\x01")),
+            (1, 0, 0, 2, 3, 2, 1, zlib.crc32(b"\xff")),
+        ),
+        b"m",
+        b"\x00\x01\xff",
+    )
+    assert stream == by_hand
+    assert stream[: len(MAGIC)] == MAGIC
+    assert stream[9:11] == VERSION.to_bytes(2, "little")
+
+
+def test_container_imports_only_errors() -> None:
+    for path in Path(container_pkg.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                if name.startswith("llic_imaging"):
+                    assert name == "llic_imaging.errors" or name.startswith(
+                        "llic_imaging.container"
+                    ), (path, name)
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"\x89LLI", b"GIF89a" + bytes(100), b"\x89PNG\r\n\x1a\n" + bytes(80)]
+)
+def test_not_llic(data: bytes) -> None:
+    with pytest.raises(StreamError):
+        read(data)
+
+
+def test_wrong_magic_message() -> None:
+    with pytest.raises(StreamError, match="not an LLIC stream"):
+        read(b"PK\x03\x04" + bytes(100))
+
+
+def test_version_too_new() -> None:
+    stream = assemble({"version": 7}, b"{}", b"", b"", b"")
+    with pytest.raises(
+        UnsupportedVersionError,
+        match=r"container version 7 is newer than this library \(1\); upgrade llic-imaging",
+    ):
+        read(stream)
+    # A newer layout may be shorter than v1's prelude; the version still decides the error.
+    with pytest.raises(UnsupportedVersionError):
+        read(stream[:12])
+
+
+def test_version_zero() -> None:
+    with pytest.raises(StreamError, match="version 0 is invalid"):
+        read(assemble({"version": 0}, b"{}", b"", b"", b""))
+
+
+def test_flags_set() -> None:
+    with pytest.raises(StreamError, match="flags 0x04"):
+        read(assemble({"flags": 4}, b"{}", b"", b"", b""))
+
+
+def test_trailing_bytes() -> None:
+    with pytest.raises(StreamError, match="trailing bytes"):
+        read(realistic()[3] + b"\0")
+
+
+def test_truncated_at_chunk_boundary() -> None:
+    header, chunks, metadata, stream = realistic()
+    with pytest.raises(StreamError, match="truncated"):
+        read(stream[: -len(chunks[-1][1])])
+
+
+@pytest.mark.parametrize(
+    ("fields", "header", "match"),
+    [
+        ({"header_len": (1 << 20) + 1}, b"{}", "header length"),
+        ({"n_chunks": (1 << 24) + 1}, b"{}", "chunk count"),
+        ({"metadata_len": 1 << 40}, b"{}", "overrun"),
+        ({"n_chunks": 3}, b"{}", "overrun"),
+        ({}, b"[1, 2]", "must be a JSON object"),
+        ({}, b'{"a": 1', "not valid JSON"),
+        ({}, b'{"a": NaN}', "not valid JSON"),
+        ({}, b"[" * 100_000, "not valid JSON"),
+        ({}, b'{"a": "\xff"}', "not UTF-8"),
+    ],
+)
+def test_forged_prelude_and_header(fields: dict, header: bytes, match: str) -> None:
+    """Streams with valid crc32s but lengths or contents the spec forbids are StreamErrors."""
+    with pytest.raises(StreamError, match=match):
+        read(assemble(fields, header, b"", b"", b""))
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        (0, 0, 0, 1, 1, 9, 2, 0),
+        (0, 0, 0, 1, 1, 0, 11, 0),
+        (0, 0, 0, 1, 1, 2**64 - 1, 2, 0),
+        (0, 0, 0, 1, 1, 5, 2**64 - 2, 0),
+    ],
+)
+def test_forged_chunk_out_of_range(row: tuple[int, ...]) -> None:
+    with pytest.raises(StreamError, match="outside the payload section"):
+        read(assemble({}, b"{}", index_of(row), b"", bytes(10)))
+
+
+@pytest.mark.parametrize(("where", "segment"), [(20, "prelude"), (75, "header"), (-3, "metadata")])
+def test_checksum_error_names_segment(where: int, segment: str) -> None:
+    stream = bytearray(write({"abc": 1}, [], metadata=b"xyz", array_sha256=SHA))
+    stream[where] ^= 0x10
+    with pytest.raises(ChecksumError) as info:
+        read(stream)
+    assert info.value.segment == segment
+    assert info.value.expected != info.value.found
+    assert info.value.expected.startswith("0x")
+
+
+def test_index_checksum() -> None:
+    stream = bytearray(write({}, [(ChunkKey(0, 0, 0, 1, 1), b"a")], array_sha256=SHA))
+    stream[PRELUDE.size + len(b"{}") + CRC.size + 4] ^= 1  # y of the first entry
+    with pytest.raises(ChecksumError) as info:
+        read(stream)
+    assert info.value.segment == "index"
+
+
+def test_payload_checksum() -> None:
+    header, chunks, metadata, stream = realistic()
+    bad = bytearray(stream)
+    bad[-1] ^= 0x80
+    c = read(bad)
+    assert c.payload(0) == chunks[0][1]
+    with pytest.raises(ChecksumError, match="chunk 3") as info:
+        c.payload(3)
+    assert info.value.segment == "chunk 3"
+    assert info.value.expected == f"0x{zlib.crc32(chunks[3][1]):08x}"
+
+
+def test_payload_index_out_of_range() -> None:
+    c = read(realistic()[3])
+    with pytest.raises(IndexError):
+        c.payload(4)
+    with pytest.raises(IndexError):
+        c.payload(-1)
+
+
+def test_read_rejects_non_buffer() -> None:
+    with pytest.raises(TypeError):
+        read("\x89LLIC")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        None,
+        "\x89LLIC\r\n\x1a\n",
+        42,
+        [1, 2],
+        object(),
+        b"",
+        b"garbage!!",
+        MAGIC[:-1],
+        np.zeros((3, 3), order="F")[:, ::2],
+    ],
+)
+def test_check_false(data: object) -> None:
+    assert check(data) is False
+
+
+@pytest.mark.parametrize(
+    "data", [MAGIC, realistic()[3], bytearray(MAGIC + b"xx"), memoryview(MAGIC)]
+)
+def test_check_true(data: object) -> None:
+    assert check(data) is True
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc"),
+    [
+        ({"header": [1]}, TypeError),
+        ({"header": {"a": float("nan")}}, ValueError),
+        ({"header": {"a": object()}}, TypeError),
+        ({"header": {"a": "x" * (1 << 20)}}, ValueError),
+        ({"array_sha256": b"short"}, ValueError),
+        ({"chunks": [(ChunkKey(-1, 0, 0, 1, 1), b"")]}, ValueError),
+        ({"chunks": [(ChunkKey(0, 2**32, 0, 1, 1), b"")]}, ValueError),
+        ({"chunks": [(ChunkKey(0, 0.5, 0, 1, 1), b"")]}, TypeError),
+        ({"chunks": [((0, 0, 0, 1, 1), b"")]}, TypeError),
+    ],
+)
+def test_write_rejects_bad_arguments(kwargs: dict, exc: type[Exception]) -> None:
+    args = {"header": {}, "chunks": [], "array_sha256": SHA} | kwargs
+    with pytest.raises(exc):
+        write(args.pop("header"), args.pop("chunks"), **args)
+
+
+# -- fuzzing -------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_fuzz_truncation() -> None:
+    header, chunks, metadata, stream = realistic(1)
+    start = payload_start(stream)
+    cuts = list(range(start)) + list(range(start, len(stream), 7)) + [len(stream) - 1]
+    for cut in cuts:
+        with pytest.raises(StreamError):
+            read(stream[:cut])
+    assert read(stream) == read(bytes(stream))
+
+
+@pytest.mark.timeout(60)
+def test_fuzz_byte_flips() -> None:
+    """Every single-byte change is caught: by ``read`` before the payloads, by ``payload`` inside.
+
+    Each position is flipped once, then 2000 more random (position, mask) pairs.
+    """
+    header, chunks, metadata, stream = realistic(2)
+    reference = read(stream)
+    start = payload_start(stream)
+    spans = [(start + e.offset, start + e.offset + e.length) for e in reference.chunks]
+    rng = np.random.default_rng(1234)
+    positions = np.concatenate([np.arange(len(stream)), rng.integers(0, len(stream), 2000)])
+    for pos, mask in zip(positions, rng.integers(1, 256, positions.size), strict=True):
+        bad = bytearray(stream)
+        bad[pos] ^= int(mask)
+        if pos < start:
+            with pytest.raises(LlicError):
+                read(bad)
+            continue
+        c = read(bad)
+        assert c == reference
+        for i, (lo, hi) in enumerate(spans):
+            if lo <= pos < hi:
+                with pytest.raises(ChecksumError):
+                    c.payload(i)
+            else:
+                assert c.payload(i) == chunks[i][1]
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+u32 = st.integers(0, 2**32 - 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    header=st.dictionaries(st.text(), json_values, max_size=6),
+    chunks=st.lists(
+        st.tuples(st.builds(ChunkKey, u32, u32, u32, u32, u32), st.binary(max_size=64)), max_size=8
+    ),
+    metadata=st.binary(max_size=64),
+    sha=st.binary(min_size=32, max_size=32),
+)
+def test_hypothesis_round_trip(header: dict, chunks: list, metadata: bytes, sha: bytes) -> None:
+    c = read(write(header, chunks, metadata=metadata, array_sha256=sha))
+    assert c.header == header
+    assert [e.key for e in c.chunks] == [k for k, _ in chunks]
+    assert [c.payload(i) for i in range(len(chunks))] == [p for _, p in chunks]
+    assert (c.metadata, c.array_sha256) == (metadata, sha)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tail=st.binary(max_size=200), prefix=st.sampled_from([b"", MAGIC, MAGIC + b"\x01\x00"]))
+def test_hypothesis_garbage_raises_only_stream_errors(tail: bytes, prefix: bytes) -> None:
+    with pytest.raises(StreamError):
+        read(prefix + tail)
+
+
+def test_json_header_limit_is_on_encoded_bytes() -> None:
+    """Non-ASCII text is stored as UTF-8, so the 1 MiB limit counts encoded bytes."""
+    text = "é" * ((1 << 19) - 4)  # {"t":"..."} is then exactly 1 MiB
+    stream = write({"t": text}, [], array_sha256=SHA)
+    assert read(stream).header == {"t": text}
+    with pytest.raises(ValueError, match="limit"):
+        write({"t": text + "é"}, [], array_sha256=SHA)
