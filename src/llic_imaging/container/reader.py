@@ -131,6 +131,7 @@ def read(data: bytes | bytearray | memoryview) -> Container:
     """
     view = memoryview(data).cast("B")
     size = len(view)
+    # A stream shorter than the magic but matching it so far is reported as truncated below.
     if bytes(view[: len(MAGIC)]) != MAGIC[:size]:
         msg = f"not an LLIC stream (magic {bytes(view[: len(MAGIC)])!r}, expected {MAGIC!r})"
         raise StreamError(msg)
