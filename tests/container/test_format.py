@@ -112,6 +112,16 @@ def test_empty_metadata_and_no_chunks() -> None:
     assert len(stream) == payload_start(stream)
 
 
+def test_write_accepts_bytes_like() -> None:
+    chunks = [
+        (ChunkKey(0, 0, 0, 1, 1), np.arange(3, dtype="<u2")),
+        (ChunkKey(0, 0, 1, 1, 1), bytearray(b"ab")),
+    ]
+    stream = write({}, chunks, metadata=memoryview(b"meta"), array_sha256=bytearray(SHA))
+    c = read(stream)
+    assert (c.payload(0), c.payload(1), c.metadata) == (b"\0\0\1\0\2\0", b"ab", b"meta")
+
+
 def test_empty_payload_chunk() -> None:
     c = read(write({"a": 1}, [(ChunkKey(0, 0, 0, 1, 1), b"")], array_sha256=SHA))
     assert c.payload(0) == b""
@@ -365,6 +375,9 @@ def test_check_true(data: object) -> None:
         ({"header": {"a": object()}}, TypeError),
         ({"header": {"a": "x" * (1 << 20)}}, ValueError),
         ({"array_sha256": b"short"}, ValueError),
+        ({"array_sha256": 32}, TypeError),
+        ({"metadata": 5}, TypeError),
+        ({"chunks": [(ChunkKey(0, 0, 0, 1, 1), 3)]}, TypeError),
         ({"chunks": [(ChunkKey(-1, 0, 0, 1, 1), b"")]}, ValueError),
         ({"chunks": [(ChunkKey(0, 2**32, 0, 1, 1), b"")]}, ValueError),
         ({"chunks": [(ChunkKey(0, 0.5, 0, 1, 1), b"")]}, TypeError),

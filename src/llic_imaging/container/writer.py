@@ -62,8 +62,8 @@ def write(
     Raises
     ------
     TypeError
-        ``header`` is not a dict or holds a value JSON cannot represent, or a key is not a
-        ``ChunkKey`` of integers.
+        ``header`` is not a dict or holds a value JSON cannot represent, a key is not a
+        ``ChunkKey`` of integers, or a payload, ``metadata`` or ``array_sha256`` is not bytes-like.
     ValueError
         A size is over the v1 limits, a key field is outside u32, a header float is NaN or
         infinite, or ``array_sha256`` is not 32 bytes.
@@ -80,11 +80,12 @@ def write(
     if len(chunks) > MAX_CHUNKS:
         msg = f"{len(chunks)} chunks; the v1 limit is {MAX_CHUNKS}; use larger tiles"
         raise ValueError(msg)
-    sha = bytes(array_sha256)
+    # memoryview, not bytes(): bytes(32) would silently turn an int into 32 zero bytes.
+    sha = memoryview(array_sha256).tobytes()
     if len(sha) != 32:
         msg = f"array_sha256 must be 32 bytes, got {len(sha)}"
         raise ValueError(msg)
-    metadata = bytes(metadata)
+    metadata = memoryview(metadata).cast("B")
 
     index = np.zeros(len(chunks), dtype=INDEX_DTYPE)
     payloads = []
@@ -97,7 +98,7 @@ def write(
         if not all(0 <= v <= _U32_MAX for v in fields):
             msg = f"chunk {i}: key fields must lie in 0..2**32-1, got {key}"
             raise ValueError(msg)
-        data = bytes(payload)
+        data = memoryview(payload).cast("B")
         index[i] = (*fields, offset, len(data), zlib.crc32(data))
         payloads.append(data)
         offset += len(data)
