@@ -1,0 +1,151 @@
+"""Format adapters: read a file as stored integers plus opaque metadata, and rebuild it exactly.
+
+Each adapter module (``npy``, ``png``, ``tiff``, ``dicom``, ``nifti``, ``geotiff``) imports its
+library lazily, so ``import llic_imaging.formats`` loads numpy only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import zlib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from llic_imaging.errors import FormatError
+from llic_imaging.formats._deps import import_optional
+from llic_imaging.formats.envelope import Loaded, unpack
+
+__all__ = ["FORMATS", "Loaded", "detect", "import_optional", "load", "planes", "save"]
+
+FORMATS = ("npy", "png", "tiff", "dicom", "nifti", "geotiff", "itk")
+
+_EXTENSIONS = {
+    ".npy": "npy",
+    ".png": "png",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".dcm": "dicom",
+    ".dicom": "dicom",
+    ".nii": "nifti",
+    ".nii.gz": "nifti",
+    ".mha": "itk",
+    ".mhd": "itk",
+    ".nrrd": "itk",
+    ".nhdr": "itk",
+}
+_SNIFF_BYTES = 1024
+
+
+def _adapter(fmt: str) -> ModuleType:
+    if fmt not in FORMATS:
+        msg = f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}"
+        raise FormatError(msg)
+    return importlib.import_module(f"llic_imaging.formats.{fmt}")
+
+
+def _gunzip_head(head: bytes) -> bytes:
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, _SNIFF_BYTES)
+    except zlib.error:
+        return b""
+
+
+def _is_geotiff(path: Path) -> bool:
+    """A TIFF is a GeoTIFF when its first page carries GeoTIFF keys, tie points or RPCs."""
+    from llic_imaging.formats.tiff import GEO_TAGS, first_page_tags
+
+    return not GEO_TAGS.isdisjoint(first_page_tags(path))
+
+
+def detect(path: str | os.PathLike[str]) -> str:
+    """Name the format of ``path``: magic bytes first, then the file extension.
+
+    Raises
+    ------
+    FormatError
+        If the file is empty, unreadable, or matches no supported format.
+    """
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+    except OSError as exc:
+        msg = f"{p}: cannot read: {exc.strerror or exc}"
+        raise FormatError(msg) from exc
+    if not head:
+        msg = f"{p}: file is empty"
+        raise FormatError(msg)
+    from llic_imaging.formats import dicom, nifti, npy, png, tiff
+
+    if npy.sniff(head):
+        return "npy"
+    if png.sniff(head):
+        return "png"
+    if dicom.sniff(head):  # before TIFF: some DICOM preambles hold a TIFF header (dual files)
+        return "dicom"
+    if tiff.sniff(head):
+        return "geotiff" if _is_geotiff(p) else "tiff"
+    if nifti.sniff(head) or (head[:2] == b"\x1f\x8b" and nifti.sniff(_gunzip_head(head))):
+        return "nifti"
+    if head.startswith((b"NRRD", b"ObjectType", b"NDims")):
+        return "itk"
+    name = p.name.lower()
+    for ext in sorted(_EXTENSIONS, key=len, reverse=True):
+        if name.endswith(ext):
+            return _EXTENSIONS[ext]
+    msg = (
+        f"{p}: unknown file format (first bytes {head[:8]!r}); expected one of {', '.join(FORMATS)}"
+    )
+    raise FormatError(msg)
+
+
+def load(path: str | os.PathLike[str], *, format: str | None = None) -> Loaded:  # noqa: A002
+    """Read ``path`` as stored integers plus the metadata that rebuilds the file.
+
+    Raises
+    ------
+    FormatError
+        If the file cannot be represented exactly (float data, compressed DICOM, ...).
+    MissingDependencyError
+        If the format's library is not installed.
+    """
+    fmt = format or detect(path)
+    adapter = _adapter(fmt)
+    if not hasattr(adapter, "load"):
+        msg = f"{os.fspath(path)}: load/save of {fmt} files is not implemented yet (planes() works)"
+        raise FormatError(msg)
+    return adapter.load(path)
+
+
+def save(
+    path: str | os.PathLike[str],
+    array: np.ndarray,
+    metadata: bytes,
+    *,
+    format: str | None = None,  # noqa: A002
+    **options: Any,
+) -> None:
+    """Rebuild the original file from ``array`` and ``metadata`` (from :func:`load`), atomically.
+
+    ``options`` are adapter-specific overrides (for example ``compression="zstd"`` for TIFF);
+    they change the bytes, so byte-identity holds only without them.
+    """
+    fmt, info, blobs = unpack(metadata)
+    if format is not None and format != fmt:
+        msg = f"metadata was made by the {fmt!r} adapter, not {format!r}"
+        raise FormatError(msg)
+    _adapter(fmt).save(path, array, info, blobs, **options)
+
+
+def planes(path: str | os.PathLike[str]) -> list[tuple[str, np.ndarray]]:
+    """Named 2D stored-integer planes of ``path``, for benchmarks and training.
+
+    Names: ``p<page>[/s<sample>]`` (npy, TIFF), ``c<channel>`` (PNG, alpha skipped),
+    ``f<frame>[/s<sample>]`` (DICOM, compressed sources decoded), ``z<slice>`` (NIfTI, first
+    volume), ``b<band>`` (GeoTIFF, 0-based, alpha skipped). Indices are 0-based.
+    """
+    return _adapter(detect(path)).planes(path)

@@ -1,0 +1,309 @@
+"""Plain TIFF adapter (tifffile): uncompressed strips restore byte-identically from the file
+skeleton; compressed or tiled sources are rewritten with the same tags and compression.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from llic_imaging.errors import FormatError
+from llic_imaging.formats._deps import import_optional
+from llic_imaging.formats.envelope import Loaded, atomic_path, pack, read_bytes, write_atomic
+from llic_imaging.planes import SUPPORTED_DTYPES
+
+__all__ = ["GEO_TAGS", "first_page_tags", "load", "planes", "save", "sniff"]
+
+GEO_TAGS = frozenset({33550, 33922, 34264, 34735, 50844})  # GeoTIFF keys, tie points, RPCs
+_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+# Tags that tifffile derives from its write() arguments; everything else is copied verbatim.
+_STRUCTURAL = frozenset(
+    {254, 256, 257, 258, 259, 262, 273, 277, 278, 279, 282, 283, 284, 296, 305, 317, 320}
+    | {322, 323, 324, 325, 338, 339, 347, 530}
+)
+_POINTERS = frozenset({330, 34665, 34853, 40965})  # SubIFDs / EXIF / GPS: offsets, not values
+
+
+def sniff(head: bytes) -> bool:
+    """True if ``head`` starts with a classic or BigTIFF header."""
+    return head[:4] in _MAGICS
+
+
+def _open(path: str) -> Any:
+    tifffile = import_optional("tifffile", None)
+    try:
+        return tifffile.TiffFile(path)
+    except OSError as exc:
+        msg = f"{path}: cannot read: {exc.strerror or exc}"
+        raise FormatError(msg) from exc
+    except Exception as exc:  # tifffile raises TiffFileError / ValueError on bad structure
+        msg = f"{path}: not a readable TIFF: {exc}"
+        raise FormatError(msg) from exc
+
+
+def _page_planes(page: Any, path: str) -> np.ndarray:
+    """Decode one page as (S, H, W) stored values."""
+    try:
+        arr = page.asarray()
+    except Exception as exc:
+        msg = f"{path}: page {page.index} cannot be decoded: {exc}"
+        raise FormatError(msg) from exc
+    if arr.ndim == 2:
+        return arr[None]
+    if arr.ndim == 3 and page.planarconfig == 1:
+        return np.moveaxis(arr, -1, 0)
+    if arr.ndim == 3:
+        return arr
+    msg = f"{path}: page {page.index} has shape {arr.shape}; only 2D gray or multi-sample pages are supported"
+    raise FormatError(msg)
+
+
+def _tag_value(tag: Any) -> list[Any]:
+    """JSON form of a tag value: ``[kind, payload]`` that :func:`_extratag` turns back."""
+    value = tag.value
+    if isinstance(value, bytes):
+        return ["b", value.hex()]
+    if isinstance(value, str):
+        return ["s", value]
+    if isinstance(value, tuple | list):
+        return ["n", [float(v) if isinstance(v, float) else int(v) for v in value]]
+    return ["n", [float(value) if isinstance(value, float) else int(value)]]
+
+
+def _extratag(code: int, dtype: int, count: int, value: list[Any]) -> tuple[Any, ...]:
+    kind, payload = value
+    if kind == "b":
+        return (code, dtype, count, bytes.fromhex(payload), True)
+    if kind == "s":
+        return (code, dtype, 0, payload, True)
+    return (code, dtype, count, payload, True)
+
+
+def _page_info(page: Any) -> dict[str, Any]:
+    """What tifffile needs to write an equivalent page (pixels+metadata path)."""
+    tags = page.tags
+    info: dict[str, Any] = {
+        "photometric": int(page.photometric),
+        "planarconfig": int(page.planarconfig),
+        "compression": int(page.compression),
+        "predictor": int(page.predictor),
+        "subfiletype": int(tags[254].value) if 254 in tags else None,
+        "software": tags[305].value if 305 in tags else False,
+        "extrasamples": [int(v) for v in page.extrasamples] or None,
+        "tile": [int(page.tilelength), int(page.tilewidth)] if page.is_tiled else None,
+        "rowsperstrip": None if page.is_tiled else int(page.rowsperstrip),
+        "resolution": None,
+        "tags": [],
+    }
+    if 282 in tags and 283 in tags:
+        info["resolution"] = [list(tags[282].value), list(tags[283].value)]
+        info["resolutionunit"] = int(tags[296].value) if 296 in tags else 2
+    for tag in tags.values():
+        if tag.code not in _STRUCTURAL | _POINTERS:
+            info["tags"].append([tag.code, int(tag.dtype), int(tag.count), _tag_value(tag)])
+    if 320 in tags:
+        info["colormap"] = np.asarray(tags[320].value).tolist()
+    return info
+
+
+def _segments(tif: Any, size: int) -> list[list[int]] | None:
+    """Pixel segments ``[offset, length]`` in array order, or None if a skeleton cannot work."""
+    segs = []
+    for page in tif.pages:
+        expected = int(np.prod(page.shape)) * page.dtype.itemsize
+        if (
+            page.compression != 1
+            or page.is_tiled
+            or page.bitspersample != page.dtype.itemsize * 8
+            or sum(page.databytecounts) != expected
+        ):
+            return None
+        segs.extend(
+            [int(o), int(n)] for o, n in zip(page.dataoffsets, page.databytecounts, strict=True)
+        )
+    end = 0
+    for off, n in sorted(segs):
+        if off < end or off + n > size:
+            return None
+        end = off + n
+    return segs
+
+
+def load(path: str | os.PathLike[str]) -> Loaded:
+    """Read every page as planes: (H, W) for one gray page, else (pages * samples, H, W)."""
+    p = os.fspath(path)
+    with _open(p) as tif:
+        pages = list(tif.pages)
+        if not pages:
+            msg = f"{p}: TIFF has no pages"
+            raise FormatError(msg)
+        first = pages[0]
+        for page in pages:
+            if page.shape != first.shape or page.dtype != first.dtype:
+                msg = (
+                    f"{p}: page {page.index} has shape {page.shape} {page.dtype}, page 0 has "
+                    f"{first.shape} {first.dtype}; pyramids and mixed pages are not supported"
+                )
+                raise FormatError(msg)
+        if first.dtype is None or first.dtype.name not in SUPPORTED_DTYPES:
+            msg = f"{p}: TIFF sample type {first.dtype} is not one of {', '.join(SUPPORTED_DTYPES)}"
+            raise FormatError(msg)
+        stack = np.concatenate([_page_planes(page, p) for page in pages])
+        layout = {
+            "pages": len(pages),
+            "samples": stack.shape[0] // len(pages),
+            "planarconfig": int(first.planarconfig),
+            "dtype": first.dtype.newbyteorder(tif.byteorder).str,
+        }
+        data = read_bytes(p)
+        segs = _segments(tif, len(data))
+        if segs is not None:
+            skeleton = b"".join(_gaps(data, segs))
+            info = {"layout": layout, "segments": segs}
+            meta = pack("tiff", info, {"skeleton": skeleton})
+            exact = "bytes"
+        else:
+            info = {
+                "layout": layout,
+                "bigtiff": bool(tif.is_bigtiff),
+                "byteorder": tif.byteorder,
+                "pages": [_page_info(page) for page in pages],
+            }
+            meta = pack("tiff", info)
+            exact = "pixels+metadata"
+    array = stack[0] if stack.shape[0] == 1 else stack
+    return Loaded(np.ascontiguousarray(array), meta, "tiff", exact)
+
+
+def _gaps(data: bytes, segs: list[list[int]]) -> list[bytes]:
+    """The file bytes between pixel segments (the skeleton), in file order."""
+    out, pos = [], 0
+    for off, n in sorted(segs):
+        out.append(data[pos:off])
+        pos = off + n
+    out.append(data[pos:])
+    return out
+
+
+def _page_bytes(stack: np.ndarray, layout: dict[str, Any]) -> list[bytes]:
+    """Pixel bytes of each page in storage order (contiguous samples are interleaved)."""
+    dtype = np.dtype(layout["dtype"])
+    pages = stack.reshape(layout["pages"], layout["samples"], *stack.shape[-2:])
+    out = []
+    for planes_ in pages:
+        if layout["samples"] > 1 and layout["planarconfig"] == 1:
+            out.append(np.moveaxis(planes_, 0, -1).astype(dtype).tobytes())
+        else:
+            out.append(planes_.astype(dtype).tobytes())
+    return out
+
+
+def save(
+    path: str | os.PathLike[str],
+    array: np.ndarray,
+    info: dict[str, Any],
+    blobs: dict[str, bytes],
+    **options: Any,
+) -> None:
+    """Rebuild the TIFF: splice pixels into the skeleton, or rewrite pages with tifffile.
+
+    ``options`` (for example ``compression="zstd"``) override the per-page write arguments and
+    force a rewrite, so the bytes then differ from the original by design.
+    """
+    layout = info["layout"]
+    stack = np.asarray(array).reshape(-1, *np.shape(array)[-2:])
+    if stack.shape[0] != layout["pages"] * layout["samples"]:
+        msg = f"array has {stack.shape[0]} planes; the TIFF layout needs {layout['pages'] * layout['samples']}"
+        raise FormatError(msg)
+    if "segments" in info and not options:
+        pixels = b"".join(_page_bytes(stack, layout))
+        write_atomic(path, _splice(blobs["skeleton"], pixels, info["segments"]))
+        return
+    if "segments" in info:
+        msg = "options need a rewritable TIFF; this one was loaded as a byte-exact skeleton"
+        raise FormatError(msg)
+    _rewrite(path, stack, info, options)
+
+
+def _splice(skeleton: bytes, pixels: bytes, segs: list[list[int]]) -> list[bytes]:
+    """Put each segment's slice of ``pixels`` back at its file offset."""
+    starts, pos = [], 0
+    for _, n in segs:
+        starts.append(pos)
+        pos += n
+    if pos != len(pixels):
+        msg = f"pixel bytes ({len(pixels)}) do not fill the TIFF segments ({pos})"
+        raise FormatError(msg)
+    out, file_pos, skel_pos = [], 0, 0
+    for (off, n), start in sorted(zip(segs, starts, strict=True)):
+        gap = off - file_pos
+        out += [skeleton[skel_pos : skel_pos + gap], pixels[start : start + n]]
+        skel_pos += gap
+        file_pos = off + n
+    out.append(skeleton[skel_pos:])
+    return out
+
+
+def _rewrite(
+    path: str | os.PathLike[str], stack: np.ndarray, info: dict[str, Any], options: dict[str, Any]
+) -> None:
+    tifffile = import_optional("tifffile", None)
+    layout = info["layout"]
+    dtype = np.dtype(layout["dtype"]).newbyteorder("=")
+    pages = stack.reshape(layout["pages"], layout["samples"], *stack.shape[-2:]).astype(dtype)
+    with (
+        atomic_path(path) as tmp,
+        tifffile.TiffWriter(tmp, bigtiff=info["bigtiff"], byteorder=info["byteorder"]) as tw,
+    ):
+        for planes_, page in zip(pages, info["pages"], strict=True):
+            contig = layout["samples"] > 1 and page["planarconfig"] == 1
+            data = (
+                np.moveaxis(planes_, 0, -1)
+                if contig
+                else (planes_ if layout["samples"] > 1 else planes_[0])
+            )
+            kwargs: dict[str, Any] = {
+                "photometric": page["photometric"],
+                "planarconfig": page["planarconfig"] if layout["samples"] > 1 else None,
+                "compression": page["compression"],
+                "predictor": page["predictor"] if page["predictor"] > 1 else None,
+                "subfiletype": page["subfiletype"],
+                "software": page["software"],
+                "extrasamples": page["extrasamples"],
+                "tile": page["tile"],
+                "rowsperstrip": page["rowsperstrip"],
+                "colormap": np.asarray(page["colormap"], np.uint16) if "colormap" in page else None,
+                "metadata": None,
+                "extratags": [_extratag(*t) for t in page["tags"]],
+            }
+            if page["resolution"] is not None:
+                kwargs["resolution"] = tuple(tuple(r) for r in page["resolution"])
+                kwargs["resolutionunit"] = page["resolutionunit"]
+            kwargs.update(options)
+            tw.write(data, **kwargs)
+
+
+def planes(path: str | os.PathLike[str]) -> list[tuple[str, np.ndarray]]:
+    """Planes ``p<page>`` (one sample) or ``p<page>/s<sample>``."""
+    p = os.fspath(path)
+    out = []
+    with _open(p) as tif:
+        for page in tif.pages:
+            page_planes = _page_planes(page, p)
+            if page_planes.dtype.name not in SUPPORTED_DTYPES:
+                msg = f"{p}: TIFF sample type {page_planes.dtype} is not one of {', '.join(SUPPORTED_DTYPES)}"
+                raise FormatError(msg)
+            if page_planes.shape[0] == 1:
+                out.append((f"p{page.index}", page_planes[0]))
+            else:
+                out.extend((f"p{page.index}/s{i}", pl) for i, pl in enumerate(page_planes))
+    return out
+
+
+def first_page_tags(path: str | os.PathLike[str]) -> set[int]:
+    """Tag codes of the first page, for telling GeoTIFF from plain TIFF without GDAL."""
+    p = os.fspath(path)
+    with _open(p) as tif:
+        return set(tif.pages.first.tags.keys()) if len(tif.pages) else set()

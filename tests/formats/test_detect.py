@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import gzip
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from llic_imaging import formats
+from llic_imaging.errors import FormatError, MissingDependencyError
+from llic_imaging.formats import import_optional
+
+
+def test_detect_by_magic_ignores_extension(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((2, 2), np.uint8))
+    (tmp_path / "a.npy").rename(tmp_path / "array.bin")
+    assert formats.detect(tmp_path / "array.bin") == "npy"
+    tifffile.imwrite(tmp_path / "x.dat", np.zeros((4, 4), np.uint8))
+    assert formats.detect(tmp_path / "x.dat") == "tiff"
+
+
+def test_detect_dual_dicom_tiff_preamble(tmp_path):
+    # A TIFF header in the 128-byte preamble must not hide the DICM marker.
+    p = tmp_path / "dual"
+    p.write_bytes(b"II*\x00" + b"\x00" * 124 + b"DICM" + b"\x00" * 64)
+    assert formats.detect(p) == "dicom"
+
+
+def test_detect_nifti_gz_and_itk_text(tmp_path):
+    hdr = bytearray(352)
+    hdr[0:4] = (348).to_bytes(4, "little")
+    hdr[344:348] = b"n+1\x00"
+    (tmp_path / "v.gz").write_bytes(gzip.compress(bytes(hdr)))
+    assert formats.detect(tmp_path / "v.gz") == "nifti"
+    (tmp_path / "a.raw").write_bytes(b"NRRD0004\ntype: short\n")
+    assert formats.detect(tmp_path / "a.raw") == "itk"
+
+
+def test_detect_falls_back_to_extension(tmp_path):
+    (tmp_path / "raw.dcm").write_bytes(b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100")
+    assert formats.detect(tmp_path / "raw.dcm") == "dicom"
+
+
+def test_detect_errors(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(FormatError, match="empty"):
+        formats.detect(tmp_path / "empty.png")
+    (tmp_path / "x.bin").write_bytes(b"hello world")
+    with pytest.raises(FormatError, match="unknown file format"):
+        formats.detect(tmp_path / "x.bin")
+    with pytest.raises(FormatError, match="cannot read"):
+        formats.detect(tmp_path / "missing.png")
+    with pytest.raises(FormatError, match="cannot read"):
+        formats.load(tmp_path)
+
+
+def test_unknown_format_name_and_mismatched_metadata(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((2, 2), np.uint8))
+    with pytest.raises(FormatError, match="unknown format"):
+        formats.load(tmp_path / "a.npy", format="jpeg")
+    loaded = formats.load(tmp_path / "a.npy")
+    with pytest.raises(FormatError, match="not 'tiff'"):
+        formats.save(tmp_path / "b.tif", loaded.array, loaded.metadata, format="tiff")
+
+
+def test_import_optional_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pydicom", None)
+    with pytest.raises(MissingDependencyError, match=r'pip install "llic-imaging\[dicom\]"'):
+        import_optional("pydicom", "dicom")
+
+
+def test_importing_formats_is_light():
+    import subprocess
+
+    code = (
+        "import sys, llic_imaging.formats as f; "
+        "heavy = {'torch', 'pydicom', 'nibabel', 'rasterio', 'SimpleITK', 'tifffile', 'imagecodecs'}; "
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
