@@ -1,0 +1,188 @@
+"""Shared click options, exit codes, per-file error reporting, progress and JSON output for the CLIs.
+
+Which command uses which option: ``level_opt``, ``model_opt``, ``tile_opt`` (compress);
+``numthreads_opt``, ``device_opt`` (compress, restore, verify, bench, demo); ``output_opt``,
+``overwrite_opt`` (compress, restore); ``json_opt`` (compress, restore, verify, info);
+``verbose_opt``, ``quiet_opt`` (every command).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from llic_imaging.errors import LlicError, LlicWarning
+
+__all__ = [
+    "EXIT_BUG",
+    "EXIT_DATA",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "device_opt",
+    "echo_json",
+    "json_opt",
+    "level_opt",
+    "model_opt",
+    "numthreads_opt",
+    "output_opt",
+    "overwrite_opt",
+    "per_file",
+    "progress",
+    "quiet_opt",
+    "tile_opt",
+    "verbose_opt",
+    "verbosity",
+]
+
+EXIT_OK = 0
+EXIT_DATA = 1  # an LlicError or OSError for some input: one `path: message` line each
+EXIT_USAGE = 2  # click's own code for bad arguments
+EXIT_BUG = 3  # anything else: a bug in llic_imaging (traceback with -v)
+
+_VERBOSITY = "llic.verbosity"
+_T = TypeVar("_T")
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class _EchoHandler(logging.Handler):
+    """Log through ``click.echo`` so records follow the *current* stderr (CliRunner swaps it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """Map -v/-q counts to a logging level on the package logger, once per command line."""
+    delta = value if param.name == "verbose" else -value
+    level = ctx.meta.get(_VERBOSITY, 0) + delta
+    ctx.meta[_VERBOSITY] = level
+    logger = logging.getLogger("llic_imaging")
+    logger.setLevel(logging.WARNING - 10 * max(-2, min(level, 2)))
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        handler = _EchoHandler()
+        handler.setFormatter(logging.Formatter("llic: %(message)s"))
+        logger.addHandler(handler)
+    return value
+
+
+def verbosity(ctx: click.Context | None = None) -> int:
+    """Return the net -v/-q count of this command line (negative means quiet)."""
+    ctx = ctx or click.get_current_context(silent=True)
+    return ctx.meta.get(_VERBOSITY, 0) if ctx is not None else 0
+
+
+verbose_opt = click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    expose_value=False,
+    callback=_set_verbosity,
+    help="More output: -v logs each file, -vv debug; tracebacks for unexpected errors.",
+)
+quiet_opt = click.option(
+    "-q",
+    "--quiet",
+    count=True,
+    expose_value=False,
+    callback=_set_verbosity,
+    help="Less output: no progress bar, tables or warnings; errors still go to stderr.",
+)
+numthreads_opt = click.option(
+    "--threads",
+    "--numthreads",
+    "numthreads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads for the model (default: the library's choice). Output is identical for any value.",
+)
+device_opt = click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default=None,
+    help="Where the model runs (default cpu). Streams decode bit-exactly on either device.",
+)
+tile_opt = click.option(
+    "--tile",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tile edge in pixels; each tile is an independently decodable chunk (default: library's).",
+)
+level_opt = click.option(
+    "--level",
+    type=int,
+    default=None,
+    help="Effort level (default: the library's). Every level is lossless.",
+)
+model_opt = click.option(
+    "--model",
+    default=None,
+    help="Model id to encode with (default: the shipped model). Stored in the stream header.",
+)
+json_opt = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print machine-readable JSON on stdout instead of text.",
+)
+overwrite_opt = click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace existing outputs (otherwise an existing output is a usage error).",
+)
+output_opt = click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output file, or a directory when there are several inputs or IN is a directory.",
+)
+
+
+def echo_json(obj: Any) -> None:
+    """Print ``obj`` as indented JSON on stdout; the shapes are documented in docs/cli.md."""
+    click.echo(json.dumps(obj, indent=2))
+
+
+def progress(items: Iterable[_T], *, total: int, desc: str) -> Iterator[_T]:
+    """Wrap ``items`` in a tqdm bar on stderr, shown only for an interactive, non-quiet run."""
+    from tqdm import tqdm
+
+    show = total > 1 and verbosity() >= 0 and sys.stderr.isatty()
+    yield from tqdm(items, total=total, desc=desc, unit="file", file=sys.stderr, disable=not show)
+
+
+@contextmanager
+def per_file(path: Path | str, failures: list[str]) -> Iterator[None]:
+    """Report what happens to one file as ``path: ...`` lines on stderr, and go on with the rest.
+
+    A data error becomes one ``path: message`` line and is recorded in ``failures``: batch
+    commands keep working through the remaining files and exit 1 at the end, so one bad input
+    does not hide the results of the others. ``OSError`` counts as a data error here because an
+    unreadable or unwritable file is about the file, not about the program. Library warnings
+    (e.g. ``MetadataWarning``) become ``path: warning: message`` lines, hidden by ``-q``.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LlicWarning)
+        try:
+            yield
+        except (LlicError, OSError) as exc:
+            where = str(path)
+            if isinstance(exc, OSError) and exc.strerror:
+                where, message = str(exc.filename or path), exc.strerror
+            else:
+                message = str(exc)
+            # Format adapters already name the file; do not print "x.npy: x.npy: ...".
+            line = message if message.startswith(f"{where}: ") else f"{where}: {message}"
+            click.echo(line, err=True)
+            failures.append(str(path))
+    if verbosity() >= 0:
+        for w in caught:
+            click.echo(f"{path}: warning: {w.message}", err=True)

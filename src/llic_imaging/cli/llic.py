@@ -1,0 +1,406 @@
+"""The ``llic`` console script: compress, restore, verify, info, bench and demo.
+
+Exit codes: 0 ok, 1 data error (one ``path: message`` line per file), 2 usage, 3 unexpected bug.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+import llic_imaging
+from llic_imaging import formats
+from llic_imaging.cli import _files
+from llic_imaging.cli._options import (
+    EXIT_BUG,
+    EXIT_DATA,
+    EXIT_OK,
+    device_opt,
+    echo_json,
+    json_opt,
+    level_opt,
+    model_opt,
+    numthreads_opt,
+    output_opt,
+    overwrite_opt,
+    per_file,
+    progress,
+    quiet_opt,
+    tile_opt,
+    verbose_opt,
+    verbosity,
+)
+from llic_imaging.errors import LlicError
+
+__all__ = ["cli", "main"]
+
+_SUFFIX = ".llic"
+
+
+class _LlicGroup(click.Group):
+    """A group that turns escaped exceptions into the documented exit codes (1 data, 3 bug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except LlicError as exc:
+            click.echo(f"llic: {exc}", err=True)
+            raise click.exceptions.Exit(EXIT_DATA) from exc
+        except Exception as exc:
+            if verbosity(ctx) > 0:
+                click.echo(traceback.format_exc(), err=True, nl=False)
+            hint = "" if verbosity(ctx) > 0 else " (run with -v for the traceback)"
+            click.echo(
+                f"llic: unexpected error, please report it: {type(exc).__name__}: {exc}{hint}",
+                err=True,
+            )
+            raise click.exceptions.Exit(EXIT_BUG) from exc
+
+
+def _is_image(path: Path) -> bool:
+    """True if a format adapter recognises ``path``: folders also hold READMEs, scripts, ..."""
+    try:
+        formats.detect(path)
+    except LlicError:
+        return False
+    return True
+
+
+def _expand(inputs: Sequence[Path], keep: Callable[[Path], bool]) -> list[tuple[Path, Path]]:
+    """List ``(file, path relative to its input)``; directories contribute their ``keep`` files."""
+    found: list[tuple[Path, Path]] = []
+    for item in inputs:
+        if item.is_dir():
+            files = sorted(p for p in item.rglob("*") if p.is_file() and keep(p))
+            found += [(p, p.relative_to(item)) for p in files if not p.name.startswith(".")]
+        else:
+            found.append((item, Path(item.name)))
+    return found
+
+
+def _plan(
+    inputs: Sequence[Path],
+    output: Path | None,
+    *,
+    keep: Callable[[Path], bool],
+    rename: Callable[[Path], Path],
+    overwrite: bool,
+) -> list[tuple[Path, Path]]:
+    """Pair every input file with its output path, refusing clashes before any work starts.
+
+    One input file with ``-o`` names the output file itself; several inputs or a directory make
+    ``-o`` a directory (created, mirroring sub-folders); without ``-o`` outputs go next to inputs.
+    """
+    files = _expand(inputs, keep)
+    if not files:
+        msg = "no input files found"
+        raise click.UsageError(msg)
+    single = len(inputs) == 1 and not inputs[0].is_dir()
+    if output is not None and single and not output.is_dir() and not str(output).endswith(os.sep):
+        pairs = [(files[0][0], output)]
+    elif output is not None:
+        pairs = [(src, output / rename(rel)) for src, rel in files]
+    else:
+        pairs = [(src, src.parent / rename(Path(src.name))) for src, _ in files]
+    outputs = [dst for _, dst in pairs]
+    if len(set(outputs)) != len(outputs):
+        msg = "two inputs would write the same output; use separate runs"
+        raise click.UsageError(msg)
+    existing = [dst for dst in outputs if dst.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        msg = f"{existing[0]} exists{more}; pass --overwrite to replace it"
+        raise click.UsageError(msg)
+    for dst in outputs:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+    return pairs
+
+
+def _strip_suffix(rel: Path) -> Path:
+    """``a/b.png.llic`` -> ``a/b.png``: restore gives back the original file name."""
+    if rel.name.endswith(_SUFFIX) and len(rel.name) > len(_SUFFIX):
+        return rel.with_name(rel.name[: -len(_SUFFIX)])
+    msg = f"{rel}: name does not end in {_SUFFIX}; give -o OUT"
+    raise click.UsageError(msg)
+
+
+def _finish(failures: list[str]) -> None:
+    """Exit 1 after a batch in which some files failed (each already reported on stderr)."""
+    if failures:
+        click.get_current_context().exit(EXIT_DATA)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    """Render rows as plain aligned text: first column left, the rest right-aligned."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+@click.group(
+    "llic",
+    cls=_LlicGroup,
+    epilog="\b\nExample:\n  llic demo samples/          # compress, restore and verify the bundled samples",
+)
+@click.version_option(llic_imaging.__version__, prog_name="llic")
+def cli() -> None:
+    """Lossless learned compression (HPAC) of 8-16 bit medical and satellite images.
+
+    Every command that takes files accepts several, or a directory. Exit codes: 0 ok, 1 data
+    error (one "path: message" line per bad file), 2 usage error, 3 unexpected bug.
+    """
+
+
+@cli.command(
+    epilog="\b\nExamples:\n  llic compress ct.dcm -o ct.dcm.llic\n  llic compress scans/ -o archive/ --threads 2"
+)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@output_opt
+@level_opt
+@model_opt
+@tile_opt
+@numthreads_opt
+@device_opt
+@overwrite_opt
+@json_opt
+@verbose_opt
+@quiet_opt
+def compress(
+    inputs: tuple[Path, ...],
+    output: Path | None,
+    overwrite: bool,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Compress images (.npy, .png, .tif, ...) to .llic streams, keeping their metadata.
+
+    Without -o each output is written next to its input as NAME.llic.
+    """
+    pairs = _plan(
+        inputs,
+        output,
+        keep=_is_image,
+        rename=lambda r: r.with_name(r.name + _SUFFIX),
+        overwrite=overwrite,
+    )
+    failures: list[str] = []
+    results = []
+    for src, dst in progress(pairs, total=len(pairs), desc="compress"):
+        with per_file(src, failures):
+            results.append(_files.compress_file(src, dst, **options))
+    if as_json:
+        echo_json([r.to_dict() for r in results])
+    elif verbosity() >= 0:
+        for r in results:
+            click.echo(
+                f"{r.input} -> {r.output}: {r.input_bytes} -> {r.output_bytes} bytes "
+                f"({r.ratio:.2f}x, {r.bits_per_sample:.3f} bits/sample)"
+            )
+    _finish(failures)
+
+
+@cli.command(
+    epilog="\b\nExamples:\n  llic restore ct.dcm.llic -o ct.dcm\n  llic restore archive/ -o restored/"
+)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@output_opt
+@numthreads_opt
+@device_opt
+@overwrite_opt
+@json_opt
+@verbose_opt
+@quiet_opt
+def restore(
+    inputs: tuple[Path, ...],
+    output: Path | None,
+    overwrite: bool,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Restore .llic streams to the files they were made from.
+
+    Without -o, NAME.llic is restored to NAME next to it. Directories contribute their *.llic files.
+    """
+    pairs = _plan(
+        inputs,
+        output,
+        keep=lambda p: p.name.endswith(_SUFFIX),
+        rename=_strip_suffix,
+        overwrite=overwrite,
+    )
+    failures: list[str] = []
+    results = []
+    for src, dst in progress(pairs, total=len(pairs), desc="restore"):
+        with per_file(src, failures):
+            results.append(_files.restore_file(src, dst, **options))
+    if as_json:
+        echo_json([r.to_dict() for r in results])
+    elif verbosity() >= 0:
+        for r in results:
+            click.echo(f"{r.input} -> {r.output}: {'x'.join(map(str, r.shape))} {r.dtype}")
+    _finish(failures)
+
+
+@cli.command(
+    epilog="\b\nExamples:\n  llic verify ct.dcm.llic            # stream checksums only\n  llic verify ct.dcm.llic ct.dcm     # restores and compares with the original"
+)
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "original", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@numthreads_opt
+@device_opt
+@json_opt
+@verbose_opt
+@quiet_opt
+def verify(archive: Path, original: Path | None, as_json: bool, **options: Any) -> None:
+    """Check that ARCHIVE decodes exactly, and optionally that it restores ORIGINAL.
+
+    Exits 1 and prints what differed on any mismatch.
+    """
+    failures: list[str] = []
+    report = None
+    with per_file(archive, failures):
+        report = _files.verify_file(archive, original, **options)
+    if report is None:
+        _finish(failures)
+        return
+    if as_json:
+        echo_json(report.to_dict())
+    for line in report.differences:
+        click.echo(f"{archive}: {line}", err=True)
+    if not as_json and report.ok and verbosity() >= 0:
+        against = f" against {original}" if original else ""
+        click.echo(f"{archive}: OK ({', '.join(report.checks)}){against}")
+    if not report.ok:
+        click.get_current_context().exit(EXIT_DATA)
+
+
+@cli.command(epilog="\b\nExamples:\n  llic info ct.dcm.llic\n  llic info ct.dcm.llic --json")
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@json_opt
+@verbose_opt
+@quiet_opt
+def info(archive: Path, as_json: bool) -> None:
+    """Show the header of a .llic stream (shape, dtype, model, chunks, ...) without decoding it."""
+    failures: list[str] = []
+    with per_file(archive, failures):
+        header = llic_imaging.info(archive.read_bytes()).to_dict()
+        if as_json:
+            echo_json(header)
+        else:
+            width = max(map(len, header))
+            for key, value in header.items():
+                click.echo(f"{key:<{width}}  {value}")
+    _finish(failures)
+
+
+@cli.command(
+    epilog="\b\nExample:\n  llic demo samples/ --workdir /tmp/llic-demo   # keeps the .llic and restored files"
+)
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the .llic and restored files here (default: a temporary folder, removed after).",
+)
+@level_opt
+@model_opt
+@tile_opt
+@numthreads_opt
+@device_opt
+@json_opt
+@verbose_opt
+@quiet_opt
+def demo(directory: Path, workdir: Path | None, as_json: bool, **options: Any) -> None:
+    """Compress, restore and verify every image in DIRECTORY and print a ratio table.
+
+    Nothing in DIRECTORY is modified. A file counts as lossless only if the restored file matches
+    the original (byte for byte where its format allows, else pixels and metadata).
+    """
+    files = [src for src, _ in _expand([directory], keep=_is_image)]
+    if not files:
+        msg = f"{directory}: no image files found"
+        raise click.UsageError(msg)
+    failures: list[str] = []
+    rows: list[_files.Demoed] = []
+    with tempfile.TemporaryDirectory(prefix="llic-demo-") as tmp:
+        work = workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for src in progress(files, total=len(files), desc="demo"):
+            with per_file(src, failures):
+                rows.append(_files.demo_file(src, work, **options))
+    failures += [r.verified.original or "" for r in rows if not r.verified.ok]
+    if as_json:
+        echo_json([r.to_dict() for r in rows])
+    else:
+        for r in rows:
+            for line in r.verified.differences:
+                click.echo(f"{r.compressed.input}: {line}", err=True)
+        click.echo(_demo_table(rows, directory))
+    _finish(failures)
+
+
+def _demo_table(rows: list[_files.Demoed], directory: Path) -> str:
+    """The ratio table of ``llic demo``: one line per file and a total line."""
+    body = []
+    for r in rows:
+        c = r.compressed
+        body.append(
+            [
+                str(Path(c.input).relative_to(directory)),
+                c.format,
+                "x".join(map(str, c.shape)),
+                c.dtype,
+                str(c.input_bytes),
+                str(c.output_bytes),
+                f"{c.ratio:.2f}",
+                f"{c.bits_per_sample:.3f}",
+                f"{c.seconds:.2f}",
+                f"{r.restored.seconds:.2f}",
+                "yes" if r.verified.ok else "NO",
+            ]
+        )
+    total_in = sum(r.compressed.input_bytes for r in rows)
+    total_out = sum(r.compressed.output_bytes for r in rows)
+    body.append(
+        ["total", "", "", "", str(total_in), str(total_out), f"{total_in / max(total_out, 1):.2f}"]
+        + ["", f"{sum(r.compressed.seconds for r in rows):.2f}"]
+        + [f"{sum(r.restored.seconds for r in rows):.2f}"]
+        + ["yes" if all(r.verified.ok for r in rows) else "NO"]
+    )
+    header = ["file", "format", "shape", "dtype", "bytes", "llic bytes", "ratio", "bits/sample"]
+    return _table(body, [*header, "encode s", "restore s", "lossless"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``llic`` with ``argv`` (default ``sys.argv[1:]``) and return the exit code.
+
+    click's standalone mode would call ``sys.exit``; returning the code instead lets tests and
+    other Python callers run the CLI in-process.
+    """
+    try:
+        result = cli.main(args=argv, prog_name="llic", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        return EXIT_DATA
+    return result if isinstance(result, int) else EXIT_OK

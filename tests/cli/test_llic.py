@@ -1,0 +1,316 @@
+"""``llic`` CLI: commands in-process through CliRunner (exit codes, JSON), plus one real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+from llic_imaging.cli import _files
+from llic_imaging.cli.llic import cli, main
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "samples"
+COMMANDS = ("compress", "restore", "verify", "info", "bench", "demo")
+
+
+def run(*args: str | Path) -> Result:
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def stderr_lines(result: Result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def planes_u16() -> np.ndarray:
+    return np.random.default_rng(1).integers(0, 4096, size=(24, 40), dtype=np.uint16)
+
+
+@pytest.fixture
+def npy_file(tmp_path: Path, planes_u16: np.ndarray) -> Path:
+    path = tmp_path / "image.npy"
+    np.save(path, planes_u16)
+    return path
+
+
+@pytest.fixture
+def llic_file(npy_file: Path) -> Path:
+    result = run("compress", npy_file, "-q")
+    assert result.exit_code == 0, result.output
+    return npy_file.with_name("image.npy.llic")
+
+
+def test_help_lists_every_command_with_an_example() -> None:
+    result = run("--help")
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert name in result.stdout
+        sub = run(name, "--help")
+        assert sub.exit_code == 0, name
+        assert "Example" in sub.stdout, name
+
+
+def test_version() -> None:
+    import llic_imaging
+
+    result = run("--version")
+    assert result.exit_code == 0
+    assert llic_imaging.__version__ in result.stdout
+
+
+def test_main_returns_exit_codes_without_raising(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert main(["compress"]) == 2  # missing argument
+    assert main(["no-such-command"]) == 2
+    assert "Usage" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert run("compress", tmp_path / "missing.npy").exit_code == 2
+    assert run("info").exit_code == 2
+    assert run("compress", "--threads", "0", tmp_path).exit_code == 2
+    assert run("compress", "--device", "tpu", tmp_path).exit_code == 2
+
+
+def test_compress_then_restore_is_byte_identical(npy_file: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "out.llic"
+    assert run("compress", npy_file, "-o", archive).exit_code == 0
+    restored = tmp_path / "restored.npy"
+    result = run("restore", archive, "-o", restored)
+    assert result.exit_code == 0, result.output
+    assert restored.read_bytes() == npy_file.read_bytes()
+
+
+def test_compress_json(npy_file: Path, planes_u16: np.ndarray) -> None:
+    result = run("compress", npy_file, "--json")
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)
+    assert record["input"] == str(npy_file)
+    assert record["output"] == str(npy_file) + ".llic"
+    assert record["format"] == "npy"
+    assert record["shape"] == list(planes_u16.shape)
+    assert record["dtype"] == "uint16"
+    assert record["input_bytes"] == npy_file.stat().st_size
+    assert record["output_bytes"] == Path(record["output"]).stat().st_size
+    assert record["bits_per_sample"] == pytest.approx(8 * record["output_bytes"] / planes_u16.size)
+
+
+def test_restore_without_output_strips_suffix(llic_file: Path, npy_file: Path) -> None:
+    original = npy_file.read_bytes()
+    npy_file.unlink()
+    result = run("restore", llic_file, "--json")
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)
+    assert record["output"] == str(npy_file)
+    assert npy_file.read_bytes() == original
+
+
+def test_existing_output_needs_overwrite(npy_file: Path, llic_file: Path) -> None:
+    before = llic_file.read_bytes()
+    refused = run("compress", npy_file)
+    assert refused.exit_code == 2
+    assert "--overwrite" in refused.stderr
+    assert run("compress", npy_file, "--overwrite", "-q").exit_code == 0
+    assert llic_file.read_bytes() == before  # same input, same options: same stream
+
+
+def test_directory_mirrors_tree_and_round_trips(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    np.save(src / "a.npy", rng.integers(-300, 300, size=(2, 9, 13), dtype=np.int16))
+    np.save(src / "sub" / "b.npy", rng.integers(0, 255, size=(17, 5), dtype=np.uint8))
+    assert run("compress", src, "-o", tmp_path / "arc", "-q").exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "arc").rglob("*.llic")) == [
+        "a.npy.llic",
+        "b.npy.llic",
+    ]
+    result = run("restore", tmp_path / "arc", "-o", tmp_path / "back", "--json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == 2
+    for rel in ("a.npy", "sub/b.npy"):
+        assert (tmp_path / "back" / rel).read_bytes() == (src / rel).read_bytes()
+
+
+def test_batch_reports_bad_file_in_one_line_and_goes_on(tmp_path: Path, npy_file: Path) -> None:
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(b"\x93NUMPY garbage")
+    result = run("compress", bad, npy_file, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    (line,) = stderr_lines(result)
+    assert line.startswith(f"{bad}: ")
+    assert (tmp_path / "out" / "image.npy.llic").is_file()
+    assert not (tmp_path / "out" / "bad.npy.llic").exists()
+
+
+def test_info_json(llic_file: Path, planes_u16: np.ndarray) -> None:
+    result = run("info", llic_file, "--json")
+    assert result.exit_code == 0, result.output
+    header = json.loads(result.stdout)
+    assert header["shape"] == list(planes_u16.shape)
+    assert header["dtype"] == "uint16"
+    assert header["compressed_bytes"] == llic_file.stat().st_size
+    for key in ("bits_per_sample", "chunk_count", "model"):
+        assert key in header
+    text = run("info", llic_file)
+    assert text.exit_code == 0
+    assert "chunk_count" in text.stdout
+
+
+def test_info_on_a_non_llic_file_is_one_line_exit_1(npy_file: Path) -> None:
+    result = run("info", npy_file)
+    assert result.exit_code == 1
+    (line,) = stderr_lines(result)
+    assert line.startswith(f"{npy_file}: ")
+
+
+def test_corrupt_stream_is_refused_in_one_line(llic_file: Path, tmp_path: Path) -> None:
+    data = bytearray(llic_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    llic_file.write_bytes(bytes(data))
+    for command in (["restore", llic_file, "-o", tmp_path / "x.npy"], ["verify", llic_file]):
+        result = run(*command)
+        assert result.exit_code == 1, command
+        (line,) = stderr_lines(result)
+        assert line.startswith(f"{llic_file}: ")
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_verify_ok(llic_file: Path, npy_file: Path) -> None:
+    assert run("verify", llic_file).exit_code == 0
+    result = run("verify", llic_file, npy_file, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report == {
+        "archive": str(llic_file),
+        "original": str(npy_file),
+        "checks": {"stream": True, "bytes": True},
+        "differences": [],
+        "ok": True,
+    }
+
+
+def test_verify_mismatch_exits_1_and_says_what_differs(
+    llic_file: Path, tmp_path: Path, planes_u16: np.ndarray
+) -> None:
+    other = planes_u16.copy()
+    other[3, 5] += 1
+    np.save(tmp_path / "image.npy", other)  # same name, one pixel changed
+    result = run("verify", llic_file, tmp_path / "image.npy", "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert report["checks"]["bytes"] is False
+    assert "bytes" in result.stderr
+
+
+def test_compare_files_names_the_first_differing_pixel(tmp_path: Path) -> None:
+    from llic_imaging import formats
+
+    a = np.zeros((4, 6), np.uint16)
+    b = a.copy()
+    b[2, 3] = 7
+    tifffile = pytest.importorskip("tifffile")
+    tifffile.imwrite(tmp_path / "a.tif", a, compression="zlib")  # rewritten, not byte-exact
+    tifffile.imwrite(tmp_path / "b.tif", b, compression="zlib")
+    original = formats.load(tmp_path / "a.tif")
+    assert original.exact != "bytes"
+    checks, differences = _files.compare_files(
+        tmp_path / "b.tif", tmp_path / "a.tif", metadata=original.metadata
+    )
+    assert checks == {
+        "format": True,
+        "shape": True,
+        "dtype": True,
+        "metadata": True,
+        "pixels": False,
+    }
+    assert differences == ["pixels: 1 of 24 samples differ; first at (2, 3): 7 != 0"]
+
+
+def test_compare_files_names_the_first_differing_byte(tmp_path: Path) -> None:
+    a = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    np.save(tmp_path / "a.npy", a)
+    a[1, 1] = 99
+    np.save(tmp_path / "b.npy", a)
+    offset = (tmp_path / "a.npy").stat().st_size - 12 + 5
+    checks, differences = _files.compare_files(tmp_path / "b.npy", tmp_path / "a.npy", metadata=b"")
+    assert checks == {"bytes": False}
+    assert differences == [f"bytes: 140 vs 140 bytes, first difference at offset {offset}"]
+
+
+def test_unexpected_error_exits_3_with_traceback_only_when_verbose(
+    npy_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*args: object, **kwargs: object) -> None:
+        msg = "kaboom"
+        raise RuntimeError(msg)
+
+    monkeypatch.setattr(_files, "compress_file", boom)
+    quiet = run("compress", npy_file)
+    assert quiet.exit_code == 3
+    assert "kaboom" in quiet.stderr
+    assert "Traceback" not in quiet.stderr
+    loud = run("compress", npy_file, "-v")
+    assert loud.exit_code == 3
+    assert "Traceback" in loud.stderr
+
+
+def test_no_progress_bar_without_a_tty(tmp_path: Path) -> None:
+    for i in range(3):
+        np.save(tmp_path / f"{i}.npy", np.full((8, 8), i, np.uint8))
+    result = run("compress", tmp_path, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "file/s" not in result.stderr
+    assert "%|" not in result.stderr
+
+
+def test_demo_on_bundled_samples(tmp_path: Path) -> None:
+    result = run("demo", SAMPLES, "--workdir", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "total" in result.stdout
+    assert "NO" not in result.stdout
+    assert list(tmp_path.glob("*.llic"))
+
+
+def test_demo_json(tmp_path: Path, npy_file: Path) -> None:
+    result = run("demo", npy_file.parent, "--json", "--workdir", tmp_path / "work")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["verified"]["ok"] is True
+    assert row["compressed"]["format"] == "npy"
+    assert row["restored"]["output"].endswith("image.npy")
+
+
+def test_bench_writes_json_and_markdown(tmp_path: Path, npy_file: Path) -> None:
+    out_json, out_md = tmp_path / "bench.json", tmp_path / "bench.md"
+    result = run("bench", npy_file.parent, "--json", out_json, "--markdown", out_md)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out_json.read_text())
+    assert out_md.read_text().strip()
+
+
+def test_llic_script_runs_in_a_real_process(npy_file: Path) -> None:
+    script = Path(sysconfig.get_path("scripts")) / "llic"
+    if not script.exists():
+        pytest.skip(f"{script} is not installed (pip install -e .)")
+    proc = subprocess.run(
+        [str(script), "compress", str(npy_file), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["output"].endswith(".llic")
+    bad = subprocess.run(
+        [str(script), "info", str(npy_file)], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.count("\n") == 1
