@@ -22,9 +22,9 @@ def manifest() -> list[dict[str, str]]:
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
-def data_params(*prefixes: str) -> list:
-    """One pytest param per manifest file under ``prefixes`` (id = file name)."""
-    rows = [r for r in manifest() if r["file"].startswith(prefixes)]
+def data_params(*prefixes: str, suffix: str = "") -> list:
+    """One pytest param per manifest file under ``prefixes`` ending in ``suffix`` (id = file name)."""
+    rows = [r for r in manifest() if r["file"].startswith(prefixes) and r["file"].endswith(suffix)]
     if not rows:
         return [pytest.param(None, marks=pytest.mark.skip(reason=f"no shared data under {DATA}"))]
     return [pytest.param(r, id=Path(r["file"]).name, marks=pytest.mark.data) for r in rows]

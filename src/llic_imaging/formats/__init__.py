@@ -17,9 +17,19 @@ import numpy as np
 
 from llic_imaging.errors import FormatError
 from llic_imaging.formats._deps import import_optional
+from llic_imaging.formats.dicom import EncapsulatedPixelDataError
 from llic_imaging.formats.envelope import Loaded, unpack
 
-__all__ = ["FORMATS", "Loaded", "detect", "import_optional", "load", "planes", "save"]
+__all__ = [
+    "FORMATS",
+    "EncapsulatedPixelDataError",
+    "Loaded",
+    "detect",
+    "import_optional",
+    "load",
+    "planes",
+    "save",
+]
 
 FORMATS = ("npy", "png", "tiff", "dicom", "nifti", "geotiff", "itk")
 

@@ -14,7 +14,7 @@ from llic_imaging.errors import FormatError
 from llic_imaging.formats._deps import import_optional
 from llic_imaging.formats.envelope import Loaded, pack, read_bytes, write_atomic
 
-__all__ = ["load", "planes", "save", "sniff"]
+__all__ = ["EncapsulatedPixelDataError", "load", "planes", "save", "sniff"]
 
 _PIXEL_DATA = 0x7FE00010
 _UNDEFINED = 0xFFFFFFFF
@@ -32,6 +32,18 @@ _DECODERS = {
     "1.2.840.10008.1.2.4.202": "jpeg2k_decode",
     "1.2.840.10008.1.2.4.203": "jpeg2k_decode",
 }
+
+
+class EncapsulatedPixelDataError(FormatError):
+    """The Pixel Data is already compressed (JPEG, JPEG-LS, JPEG 2000, RLE, ...).
+
+    Such files cannot be split into stored words without losing the original codestream, so
+    callers (``llic-dicom``) catch this and archive the file verbatim instead of recoding it.
+    """
+
+    def __init__(self, message: str, *, transfer_syntax: str = ""):
+        super().__init__(message)
+        self.transfer_syntax = transfer_syntax
 
 
 def sniff(head: bytes) -> bool:
@@ -116,7 +128,7 @@ def _split(path: str) -> tuple[bytes, bytes, bytes, dict[str, Any]]:
             f"{path}: Pixel Data is encapsulated ({layout['transfer_syntax']}); compressed DICOM is "
             "archived verbatim, not recoded (use formats.planes to read its pixels)"
         )
-        raise FormatError(msg)
+        raise EncapsulatedPixelDataError(msg, transfer_syntax=layout["transfer_syntax"])
     start, need = raw.value_tell, _nbytes(layout)
     if start + raw.length > len(data):
         msg = f"{path}: file is truncated: Pixel Data needs {raw.length} bytes at offset {start}, file has {len(data) - start}"
