@@ -67,38 +67,45 @@ RNG = np.random.default_rng(4)
 
 SYNTHETIC = {
     "u16-bits12-junk-high-bits": (
-        dict(words=RNG.integers(0, 65535, (20, 30), dtype=np.uint16), bits_stored=12),
+        {"words": RNG.integers(0, 65535, (20, 30), dtype=np.uint16), "bits_stored": 12},
         (20, 30),
     ),
     "i16-signed-bits13": (
-        dict(
-            words=RNG.integers(-4096, 4095, (20, 30)).astype(np.int16), signed=True, bits_stored=13
-        ),
+        {
+            "words": RNG.integers(-4096, 4095, (20, 30)).astype(np.int16),
+            "signed": True,
+            "bits_stored": 13,
+        },
         (20, 30),
     ),
     "i16-signed-implicit": (
-        dict(
-            words=RNG.integers(-32768, 32767, (20, 30)).astype(np.int16),
-            signed=True,
-            syntax=ImplicitVRLittleEndian,
-        ),
+        {
+            "words": RNG.integers(-32768, 32767, (20, 30)).astype(np.int16),
+            "signed": True,
+            "syntax": ImplicitVRLittleEndian,
+        },
         (20, 30),
     ),
     "u16-big-endian": (
-        dict(words=RNG.integers(0, 65535, (20, 30), dtype=np.uint16), syntax=ExplicitVRBigEndian),
+        {"words": RNG.integers(0, 65535, (20, 30), dtype=np.uint16), "syntax": ExplicitVRBigEndian},
         (20, 30),
     ),
-    "u8-odd-length-padded": (dict(words=RNG.integers(0, 255, (7, 9), dtype=np.uint8)), (7, 9)),
+    "u8-odd-length-padded": ({"words": RNG.integers(0, 255, (7, 9), dtype=np.uint8)}, (7, 9)),
     "u8-multiframe": (
-        dict(words=RNG.integers(0, 255, (4, 10, 12), dtype=np.uint8), frames=4),
+        {"words": RNG.integers(0, 255, (4, 10, 12), dtype=np.uint8), "frames": 4},
         (4, 10, 12),
     ),
     "rgb-planar0-2frames": (
-        dict(words=RNG.integers(0, 255, (2, 10, 12, 3), dtype=np.uint8), spp=3, planar=0, frames=2),
+        {
+            "words": RNG.integers(0, 255, (2, 10, 12, 3), dtype=np.uint8),
+            "spp": 3,
+            "planar": 0,
+            "frames": 2,
+        },
         (6, 10, 12),
     ),
     "rgb-planar1": (
-        dict(words=RNG.integers(0, 255, (3, 10, 12), dtype=np.uint8), spp=3, planar=1),
+        {"words": RNG.integers(0, 255, (3, 10, 12), dtype=np.uint8), "spp": 3, "planar": 1},
         (3, 10, 12),
     ),
 }
