@@ -1,21 +1,26 @@
-"""NIfTI adapter (nibabel): stored voxels without scl_slope/scl_inter; integer-valued floats
-become int16/uint16, other floats are refused.
+"""NIfTI adapter: header and extensions kept verbatim and voxels in on-disk order, so the .nii
+(or the decompressed .nii.gz) restores byte for byte; integer-valued floats are coded as ints.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import struct
+import zlib
 from typing import Any
 
 import numpy as np
 
 from llic_imaging.errors import FormatError
 from llic_imaging.formats._deps import import_optional
+from llic_imaging.formats.envelope import Loaded, pack, read_bytes, unpack, write_atomic
 
-__all__ = ["integer_dtype", "planes", "sniff"]
+__all__ = ["integer_dtype", "load", "planes", "save", "sniff"]
 
 _MAGIC1 = (b"n+1\x00", b"ni1\x00")
 _MAGIC2 = (b"n+2\x00", b"ni2\x00")
+_CHUNK = 1 << 18  # input bytes per step when checking a zlib setting
 
 
 def sniff(head: bytes) -> bool:
@@ -29,53 +34,180 @@ def sniff(head: bytes) -> bool:
 
 
 def integer_dtype(values: np.ndarray, path: str) -> np.dtype:
-    """The smallest codable dtype that holds ``values`` exactly (int16 preferred over uint16).
+    """The codable dtype that holds ``values`` exactly (int16 preferred over uint16).
 
     Float volumes that only hold integers (scanner software often writes float32) are coded
-    exactly this way; anything with a fraction, NaN or an out-of-range value is refused.
+    exactly this way; a fraction, NaN, -0.0 or an out-of-range value is refused.
     """
-    if values.dtype.name in ("uint8", "int8", "uint16", "int16"):
+    if values.dtype.newbyteorder("=").name in ("uint8", "int8", "uint16", "int16"):
         return values.dtype.newbyteorder("=")
-    if values.dtype.kind == "f" and not (
-        np.all(np.isfinite(values)) and np.array_equal(values, np.rint(values))
-    ):
-        msg = f"{path}: {values.dtype} voxels hold non-integer values; they cannot be coded losslessly as integers"
-        raise FormatError(msg)
     if values.dtype.kind not in "fiu":
         msg = f"{path}: voxel type {values.dtype} is not supported"
         raise FormatError(msg)
-    lo, hi = (values.min(), values.max()) if values.size else (0, 0)
+    if values.dtype.kind == "f" and not (
+        np.all(np.isfinite(values))
+        and np.array_equal(values, np.rint(values))
+        and not np.any(np.signbit(values) & (values == 0))
+    ):
+        msg = (
+            f"{path}: {values.dtype} voxels hold non-integer values (or -0.0); "
+            "they cannot be coded losslessly as integers"
+        )
+        raise FormatError(msg)
+    lo, hi = values.min(), values.max()
     for name in ("int16", "uint16"):
-        info = np.iinfo(name)
-        if info.min <= lo and hi <= info.max:
+        limits = np.iinfo(name)
+        if limits.min <= lo and hi <= limits.max:
             return np.dtype(name)
     msg = f"{path}: voxel values {lo}..{hi} do not fit 16 bits"
     raise FormatError(msg)
 
 
-def _image(path: str) -> Any:
-    nib = import_optional("nibabel", "nifti")
+def _gzip_split(data: bytes, path: str) -> tuple[bytes, bytes, bytes, bytes]:
+    """Return ``(member header, deflate stream, payload, bytes after the first member)``."""
+    flags, pos = data[3], 10
     try:
-        return nib.load(path)
-    except OSError as exc:
-        msg = f"{path}: cannot read: {exc.strerror or exc}"
+        if flags & 4:  # FEXTRA
+            pos += 2 + struct.unpack_from("<H", data, pos)[0]
+        for bit in (8, 16):  # FNAME, FCOMMENT: zero-terminated
+            if flags & bit:
+                pos = data.index(b"\x00", pos) + 1
+        pos += 2 if flags & 2 else 0  # FHCRC
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        payload = inflater.decompress(data[pos:])
+    except (ValueError, struct.error, zlib.error) as exc:
+        msg = f"{path}: gzip stream is corrupt: {exc}"
         raise FormatError(msg) from exc
-    except Exception as exc:  # nibabel raises ImageFileError, ValueError, EOFError
-        msg = f"{path}: not a readable NIfTI file: {exc}"
+    if not inflater.eof or len(inflater.unused_data) < 8:
+        msg = f"{path}: gzip stream is truncated"
+        raise FormatError(msg)
+    stream_end = len(data) - len(inflater.unused_data)
+    crc, size = struct.unpack_from("<II", inflater.unused_data)
+    if crc != zlib.crc32(payload) or size != len(payload) & 0xFFFFFFFF:
+        msg = f"{path}: gzip CRC or size does not match the data"
+        raise FormatError(msg)
+    return data[:pos], data[pos:stream_end], payload, inflater.unused_data[8:]
+
+
+def _deflate(payload: bytes, level: int, mem_level: int) -> bytes:
+    c = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, mem_level)
+    return c.compress(payload) + c.flush()
+
+
+def _reproduces(payload: bytes, stream: bytes, level: int, mem_level: int) -> bool:
+    """Compress ``payload`` chunk by chunk, giving up at the first byte that differs."""
+    c = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, mem_level)
+    pos = 0
+    for start in range(0, len(payload), _CHUNK):
+        out = c.compress(payload[start : start + _CHUNK])
+        if stream[pos : pos + len(out)] != out:
+            return False
+        pos += len(out)
+    return stream[pos:] == c.flush()
+
+
+def _find_setting(payload: bytes, stream: bytes, xfl: int) -> list[int] | None:
+    """The zlib ``[level, memLevel]`` that reproduces ``stream`` exactly, if any.
+
+    Most tools (nibabel, Python's gzip, dcm2niix with zlib) use zlib with memLevel 8, so trying
+    each level usually finds the writer; a wrong setting is usually ruled out in the first chunk.
+    """
+    hint = {2: [9], 4: [1]}.get(xfl, [6])
+    for level in [*hint, *(lv for lv in range(1, 10) if lv not in hint)]:
+        for mem_level in (8, 9):
+            if _reproduces(payload, stream, level, mem_level):
+                return [level, mem_level]
+    return None
+
+
+def _header_image(raw: bytes, path: str) -> Any:
+    nib = import_optional("nibabel", "nifti")
+    if not sniff(raw):
+        msg = f"{path}: not a single-file NIfTI (.hdr/.img pairs are not supported)"
+        raise FormatError(msg)
+    if raw[344:348] == b"ni1\x00" or raw[4:8] == b"ni2\x00":
+        msg = f"{path}: NIfTI header says the voxels are in a separate .img file; not supported"
+        raise FormatError(msg)
+    cls = nib.Nifti2Image if raw[4:8] == b"n+2\x00" else nib.Nifti1Image
+    try:
+        return (
+            cls.from_stream(io.BytesIO(raw)) if hasattr(cls, "from_stream") else cls.from_bytes(raw)
+        )
+    except Exception as exc:  # nibabel raises HeaderDataError, ImageFileError, ValueError
+        msg = f"{path}: NIfTI header is invalid: {exc}"
         raise FormatError(msg) from exc
+
+
+def load(path: str | os.PathLike[str]) -> Loaded:
+    """Read all voxels as (H, W) or (N, H, W) with H = y, W = x (on-disk order, no scaling).
+
+    4D and higher volumes are flattened slice by slice; the shape is recorded for restore.
+    """
+    p = os.fspath(path)
+    data = read_bytes(p)
+    info: dict[str, Any] = {"gzip": None}
+    blobs: dict[str, bytes] = {}
+    raw = data
+    if data[:2] == b"\x1f\x8b":
+        gz_head, stream, raw, gz_tail = _gzip_split(data, p)
+        info["gzip"] = _find_setting(raw, stream, data[8]) or "unknown"
+        blobs.update(gz_head=gz_head, gz_tail=gz_tail)
+    proxy = _header_image(raw, p).dataobj
+    dtype, shape, offset = (
+        np.dtype(proxy.dtype),
+        tuple(int(s) for s in proxy.shape),
+        int(proxy.offset),
+    )
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if len(shape) < 2 or 0 in shape:
+        msg = f"{p}: NIfTI shape {shape} is not an image"
+        raise FormatError(msg)
+    if len(raw) < offset + nbytes:
+        msg = f"{p}: voxel data is truncated ({max(0, len(raw) - offset)} of {nbytes} bytes)"
+        raise FormatError(msg)
+    values = np.frombuffer(raw, dtype, int(np.prod(shape)), offset).reshape(shape[::-1])
+    values = values.reshape(-1, shape[1], shape[0]) if len(shape) > 2 else values
+    target = integer_dtype(values, p)
+    info.update(dtype=dtype.str, shape=list(shape), coded_as_integer=target.kind != dtype.kind)
+    blobs.update(head=raw[:offset], tail=raw[offset + nbytes :])
+    exact = "pixels+metadata" if info["gzip"] == "unknown" else "bytes"
+    array = np.ascontiguousarray(values, dtype=target)
+    return Loaded(array, pack("nifti", info, blobs), "nifti", exact)
+
+
+def save(
+    path: str | os.PathLike[str],
+    array: np.ndarray,
+    info: dict[str, Any],
+    blobs: dict[str, bytes],
+    *,
+    compresslevel: int | None = None,
+) -> None:
+    """Write header + voxels (+ gzip wrapper with the original member header) atomically.
+
+    ``compresslevel`` overrides the zlib level of a .nii.gz (the bytes then differ).
+    """
+    arr = np.asarray(array)
+    if arr.size != int(np.prod(info["shape"])):
+        msg = f"array has {arr.size} values; the NIfTI header expects shape {tuple(info['shape'])}"
+        raise FormatError(msg)
+    raw = blobs["head"] + arr.astype(info["dtype"]).tobytes() + blobs["tail"]
+    if info["gzip"] is None:
+        write_atomic(path, [raw])
+        return
+    level, mem_level = info["gzip"] if isinstance(info["gzip"], list) else (6, 8)
+    if compresslevel is not None:
+        level, mem_level = compresslevel, 8
+    trailer = struct.pack("<II", zlib.crc32(raw), len(raw) & 0xFFFFFFFF)
+    write_atomic(
+        path, [blobs["gz_head"], _deflate(raw, level, mem_level), trailer, blobs["gz_tail"]]
+    )
 
 
 def planes(path: str | os.PathLike[str]) -> list[tuple[str, np.ndarray]]:
-    """Every slice ``z<k>`` along the third axis of the first volume, as (Y, X) stored values."""
-    p = os.fspath(path)
-    img = _image(p)
-    proxy = img.dataobj
-    index = (slice(None),) * min(3, len(proxy.shape)) + (0,) * max(0, len(proxy.shape) - 3)
-    try:
-        vol = np.asanyarray(proxy.get_unscaled())[index]
-    except Exception as exc:
-        msg = f"{p}: voxel data cannot be read: {exc}"
-        raise FormatError(msg) from exc
-    vol = vol.reshape(*vol.shape[:2], -1)
-    vol = vol.astype(integer_dtype(vol, p))
-    return [(f"z{k}", np.ascontiguousarray(vol[:, :, k].T)) for k in range(vol.shape[2])]
+    """Every slice ``z<k>`` along the third axis of the first volume, as (y, x) stored values."""
+    loaded = load(path)
+    arr = loaded.array.reshape(-1, *loaded.array.shape[-2:])
+    shape = unpack(loaded.metadata)[1]["shape"]
+    depth = shape[2] if len(shape) > 2 else 1
+    return [(f"z{k}", arr[k]) for k in range(depth)]
