@@ -1,18 +1,346 @@
 """Public functions: join planes, codec engine and container (the only module that knows all three).
 
-Contract (names are fixed; other tools build on them):
-
 - ``encode(data, /, level=None, *, model=None, tile=None, numthreads=None, device=None,
-  metadata=None) -> bytes`` -- ``data`` is a uint8/int8/uint16/int16 array, (H, W) or (N, H, W);
-  ``metadata`` is optional ``bytes`` stored verbatim in the container's metadata block (format
-  adapters put their JSON/bytes there).
-- ``decode(data, /, index=None, *, numthreads=None, device=None) -> np.ndarray`` -- ``index``
-  selects one plane (slice/band) of a stack and decodes only that plane's chunks.
-- ``info(data, /) -> StreamInfo`` -- header only, no model load; ``.to_dict()`` is JSON-able
-  (shape, dtype, bits_per_sample, planes, chunk_count, tile, model, model_sha256,
-  compressed_bytes, ...).
-- ``metadata(data, /) -> bytes`` -- the metadata block (empty bytes if none).
-- ``check(data, /) -> bool`` -- magic bytes only; never raises.
-- ``rate_map(array, /, **options) -> np.ndarray`` -- float32 bits per sample, same shape.
-- ``version() -> str``.
+  metadata=None, progress=None) -> bytes``
+- ``decode(data, /, index=None, *, numthreads=None, device=None, progress=None) -> np.ndarray``
+- ``info(data, /) -> StreamInfo`` (header only, no model load), ``metadata(data, /) -> bytes``
+- ``check(data, /) -> bool`` (magic only), ``rate_map(array, /, **options) -> np.ndarray``,
+  ``version() -> str``
 """
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from llic_imaging import container
+from llic_imaging.errors import ChecksumError, ModelError, StreamError, UnsupportedVersionError
+from llic_imaging.planes import PlaneSpec, from_stack, to_stack
+
+__all__ = ["StreamInfo", "check", "decode", "encode", "info", "metadata", "rate_map", "version"]
+
+CODEC = "hpac"
+FORMAT = 1  # codec payload format (chunk header, step order, focus coding, CDF grid v1, LUT v1)
+DEFAULT_TILE = 256
+DEFAULT_PATCH = 32
+_MAX_PLANE_HASHES = 4096
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What a stream's header says (no pixels decoded, no model loaded)."""
+
+    shape: tuple[int, ...]
+    dtype: str
+    bits_per_sample: int
+    planes: int
+    chunk_count: int
+    tile: int
+    patch: int
+    model: str
+    model_sha256: str
+    compressed_bytes: int
+    container_version: int
+    codec_format: int
+    metadata_bytes: int
+    level: int
+
+    @property
+    def raw_bytes(self) -> int:
+        return int(np.prod(self.shape)) * self.bits_per_sample // 8
+
+    @property
+    def ratio(self) -> float:
+        return self.raw_bytes / self.compressed_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        d["raw_bytes"] = self.raw_bytes
+        d["ratio"] = round(self.ratio, 4)
+        return d
+
+
+def _array_sha256(a: np.ndarray) -> bytes:
+    """SHA-256 of the array's values as little-endian C-order bytes (byte-order independent)."""
+    return hashlib.sha256(
+        np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes()
+    ).digest()
+
+
+def _load_model(name: str | None, device: str | None):
+    from llic_imaging.model import zoo
+    from llic_imaging.model.runtime import resolve_device
+
+    dev = resolve_device(device)
+    net, minfo = zoo.load(name, str(dev))
+    return net, minfo, dev
+
+
+def encode(
+    data: np.ndarray,
+    /,
+    level: int | None = None,
+    *,
+    model: str | None = None,
+    tile: int | None = None,
+    numthreads: int | None = None,
+    device: str | None = None,
+    metadata: bytes | None = None,
+    progress: Progress | None = None,
+) -> bytes:
+    """Compress an integer image losslessly.
+
+    Parameters
+    ----------
+    data
+        uint8/int8/uint16/int16 array, a (H, W) plane or an (N, H, W) stack (slices, bands).
+    level
+        Reserved for effort levels; only ``None``/1 exist today.
+    model
+        Shipped model name (default ``hpac-small-v1``); its name and SHA-256 go in the header.
+    tile
+        Side of the independently decodable tiles in pixels (default 256, minimum 8).
+    numthreads, device
+        CPU threads and ``"cpu"``/``"cuda"``; the stream does not depend on either.
+    metadata
+        Bytes stored verbatim (format adapters keep what they need to rebuild files there).
+    progress
+        Called with the number of tiles finished, for progress bars.
+
+    Raises
+    ------
+    FormatError
+        If the array cannot be represented (dtype, dimensionality, empty).
+    ModelError
+        If the model is not installed or its weights are damaged.
+    """
+    from llic_imaging.codec.engine import encode_tiles, tile_grid
+    from llic_imaging.model.runtime import deterministic
+
+    stack, spec = to_stack(data)
+    tile = DEFAULT_TILE if tile is None else int(tile)
+    if tile < 8:
+        msg = f"tile must be at least 8 pixels, got {tile}"
+        raise ValueError(msg)
+    if level not in (None, 1):
+        msg = f"level must be None or 1, got {level!r}"
+        raise ValueError(msg)
+    if metadata is not None and not isinstance(metadata, bytes | bytearray | memoryview):
+        msg = f"metadata must be bytes, got {type(metadata).__name__}"
+        raise TypeError(msg)
+    net, minfo, dev = _load_model(model, device)
+    refs = tile_grid(stack.shape, tile)
+    with deterministic(numthreads):
+        payloads = encode_tiles(
+            net, stack, refs, patch=DEFAULT_PATCH, device=dev, progress=progress
+        )
+    original = np.asarray(data).astype(spec.dtype, copy=False)
+    header: dict[str, Any] = {
+        "codec": CODEC,
+        "format": FORMAT,
+        "spec": spec.to_dict(),
+        "tile": tile,
+        "patch": DEFAULT_PATCH,
+        "level": 1,
+        "model": minfo.name,
+        "model_sha256": minfo.sha256,
+    }
+    planes = original.reshape((-1, *original.shape[-2:]))
+    if planes.shape[0] <= _MAX_PLANE_HASHES:
+        header["plane_sha256"] = [_array_sha256(p).hex() for p in planes]
+    chunks = [
+        (container.ChunkKey(r.plane, r.y, r.x, r.h, r.w), p)
+        for r, p in zip(refs, payloads, strict=True)
+    ]
+    return container.write(
+        header, chunks, metadata=bytes(metadata or b""), array_sha256=_array_sha256(original)
+    )
+
+
+def _parse(data: bytes) -> tuple[container.Container, PlaneSpec, dict[str, Any]]:
+    """Read and validate the container and the codec header fields."""
+    c = container.read(data)
+    h = c.header
+    if h.get("codec") != CODEC:
+        msg = f"stream codec is {h.get('codec')!r}, expected {CODEC!r}"
+        raise StreamError(msg)
+    fmt = h.get("format")
+    if not isinstance(fmt, int) or fmt > FORMAT:
+        msg = f"codec format {fmt!r} is newer than this library ({FORMAT}); upgrade llic-imaging"
+        raise UnsupportedVersionError(msg)
+    try:
+        spec = PlaneSpec.from_dict(h["spec"])
+        tile, patch = int(h["tile"]), int(h["patch"])
+        str(h["model"]), str(h["model_sha256"])
+    except (KeyError, TypeError, ValueError) as exc:
+        msg = f"stream header is missing or has malformed codec fields: {exc}"
+        raise StreamError(msg) from exc
+    if not (8 <= tile <= 1 << 16) or patch != DEFAULT_PATCH:
+        msg = f"stream header has unsupported tile {tile} / patch {patch}"
+        raise StreamError(msg)
+    return c, spec, h
+
+
+def _refs_of(c: container.Container, spec: PlaneSpec, tile: int):
+    """The container's chunk table must be exactly this shape's tile grid (no hostile sizes)."""
+    from llic_imaging.codec.engine import TileRef, tile_grid
+
+    n = spec.planes
+    expected = tile_grid((n, *spec.shape[-2:]), tile)
+    found = [TileRef(e.plane, e.y, e.x, e.h, e.w) for e in c.chunks]
+    if found != expected:
+        msg = f"chunk index does not match the {spec.shape} image cut into {tile}-pixel tiles"
+        raise StreamError(msg)
+    return expected
+
+
+def decode(
+    data: bytes,
+    /,
+    index: int | None = None,
+    *,
+    numthreads: int | None = None,
+    device: str | None = None,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Decompress a stream; ``index`` selects one plane of a stack and decodes only its tiles.
+
+    Raises
+    ------
+    StreamError, ChecksumError, UnsupportedVersionError
+        If the stream is damaged, truncated or too new.
+    ModelError
+        If the stream was made with weights that are not installed here.
+    """
+    from llic_imaging.codec.engine import decode_tiles
+    from llic_imaging.model import zoo
+    from llic_imaging.model.runtime import deterministic
+
+    c, spec, h = _parse(data)
+    refs = _refs_of(c, spec, int(h["tile"]))
+    minfo = zoo.model_info(h["model"])
+    if minfo.sha256 != h["model_sha256"]:
+        msg = (
+            f"stream was made with model {h['model']} sha256 {h['model_sha256'][:16]}..., "
+            f"installed weights are {minfo.sha256[:16]}...; decode with the llic-imaging version that wrote it"
+        )
+        raise ModelError(msg)
+    n, hgt, wid = spec.planes, *spec.shape[-2:]
+    if index is None:
+        chosen = list(range(len(refs)))
+    else:
+        if not -n <= int(index) < n:
+            msg = f"index {index} out of range for {n} planes"
+            raise IndexError(msg)
+        chosen = c.select(int(index) % n)
+    payloads = [c.payload(i) for i in chosen]
+    sel = [refs[i] for i in chosen]
+    plane0 = sel[0].plane if index is not None else 0
+    sel = [type(r)(r.plane - plane0, r.y, r.x, r.h, r.w) for r in sel]
+    out = np.zeros((1 if index is not None else n, hgt, wid), np.int64)
+    net, _, dev = _load_model(h["model"], device)
+    with deterministic(numthreads):
+        decode_tiles(net, sel, payloads, out, patch=int(h["patch"]), device=dev, progress=progress)
+    info_dtype = np.dtype(spec.dtype)
+    lim = np.iinfo(info_dtype)
+    if out.min() < lim.min or out.max() > lim.max:
+        msg = "decoded values fall outside the stored dtype: the stream is corrupt"
+        raise StreamError(msg)
+    if index is None:
+        arr = from_stack(out, spec)
+        _verify(_array_sha256(arr), c.array_sha256, "array")
+        return arr
+    plane = out[0].astype(spec.dtype)
+    hashes = h.get("plane_sha256")
+    if isinstance(hashes, list) and len(hashes) == n:
+        _verify(_array_sha256(plane), bytes.fromhex(str(hashes[int(index) % n])), f"plane {index}")
+    return plane
+
+
+def _verify(found: bytes, expected: bytes, what: str) -> None:
+    if found != expected:
+        msg = f"{what} sha256 {found.hex()[:16]}... != stored {expected.hex()[:16]}...; the stream is corrupt"
+        raise ChecksumError(msg, segment=what, expected=expected.hex(), found=found.hex())
+
+
+def info(data: bytes, /) -> StreamInfo:
+    """Header summary of a stream (validates structure and checksums of header and index)."""
+    c, spec, h = _parse(data)
+    return StreamInfo(
+        shape=spec.shape,
+        dtype=spec.dtype,
+        bits_per_sample=spec.bits_per_sample,
+        planes=spec.planes,
+        chunk_count=len(c.chunks),
+        tile=int(h["tile"]),
+        patch=int(h["patch"]),
+        model=str(h["model"]),
+        model_sha256=str(h["model_sha256"]),
+        compressed_bytes=len(data),
+        container_version=c.version,
+        codec_format=int(h["format"]),
+        metadata_bytes=len(c.metadata),
+        level=int(h.get("level", 1)),
+    )
+
+
+def metadata(data: bytes, /) -> bytes:
+    """The metadata block stored by :func:`encode` (empty if none)."""
+    return container.read(data).metadata
+
+
+def check(data: object, /) -> bool:
+    """Whether ``data`` starts like an LLIC stream (magic bytes only; never raises)."""
+    return container.check(data)
+
+
+def rate_map(
+    array: np.ndarray,
+    /,
+    *,
+    model: str | None = None,
+    tile: int | None = None,
+    numthreads: int | None = None,
+    device: str | None = None,
+) -> np.ndarray:
+    """Bits per sample the codec spends on each pixel (float32, same shape as ``array``).
+
+    Computed from the same integer tables the coder uses; its sum matches the payload size
+    up to range-coder termination and chunk headers.
+    """
+    from llic_imaging.codec.engine import rate_tiles, tile_grid
+    from llic_imaging.model.runtime import deterministic
+
+    stack, spec = to_stack(array)
+    net, _, dev = _load_model(model, device)
+    refs = tile_grid(stack.shape, DEFAULT_TILE if tile is None else int(tile))
+    with deterministic(numthreads):
+        rates = rate_tiles(net, stack, refs, patch=DEFAULT_PATCH, device=dev)
+    return rates.reshape(spec.shape)
+
+
+def version() -> str:
+    """Versions of llic_imaging, its formats, torch, constriction and the installed models."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    from llic_imaging import __version__
+    from llic_imaging.model import zoo
+
+    def v(name: str) -> str:
+        try:
+            return dist_version(name)
+        except PackageNotFoundError:
+            return "absent"
+
+    return (
+        f"llic_imaging {__version__} (container {container.VERSION}, codec format {FORMAT}); "
+        f"torch {v('torch')}; constriction {v('constriction')}; models: {', '.join(zoo.available()) or 'none'}"
+    )

@@ -1,0 +1,252 @@
+"""Codec engine: planes -> tiles -> batched network passes -> range-coded chunk payloads, and back.
+
+The encoder runs the teacher-forced dense pass (all pixels at once); the decoder runs the
+step-wise Cache-then-Select path. Both produce the same integers (``tests/model``), so every
+frequency table the decoder builds is the encoder's. Tiles of equal size are batched across
+planes; each tile is an independently decodable chunk with its own small header.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from llic_imaging.codec import focus
+from llic_imaging.codec.entropy import StepDecoder, StepEncoder
+from llic_imaging.codec.schedule import Geometry
+from llic_imaging.errors import StreamError
+from llic_imaging.model.hpac import TileParams
+
+__all__ = ["ChunkParams", "TileRef", "decode_tiles", "encode_tiles", "rate_tiles", "tile_grid"]
+
+_CHUNK_HEADER = struct.Struct("<BiIBI")  # kind, vmin, vmax, shift, mid
+_KIND_CONSTANT, _KIND_CODED = 0, 1
+MAX_SHIFT = 12
+_BATCH_PIXELS = 1 << 20  # pixels per encode/decode batch of tiles: bounds peak memory
+_DENSE_PIXELS = 1 << 14  # pixels per dense network call: cache-sized on CPU
+
+
+@dataclass(frozen=True)
+class TileRef:
+    """Where a tile sits: plane index and pixel window."""
+
+    plane: int
+    y: int
+    x: int
+    h: int
+    w: int
+
+
+@dataclass(frozen=True)
+class ChunkParams:
+    """Per-chunk side information written before the range-coded words."""
+
+    kind: int
+    vmin: int
+    vmax: int  # range R of the shifted values u = v - vmin
+    shift: int
+    mid: int
+
+    def pack(self) -> bytes:
+        return _CHUNK_HEADER.pack(self.kind, self.vmin, self.vmax, self.shift, self.mid)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> tuple[ChunkParams, bytes]:
+        if len(payload) < _CHUNK_HEADER.size:
+            msg = f"chunk payload has {len(payload)} bytes, shorter than its {_CHUNK_HEADER.size}-byte header"
+            raise StreamError(msg)
+        p = cls(*_CHUNK_HEADER.unpack_from(payload))
+        if (
+            p.kind not in (_KIND_CONSTANT, _KIND_CODED)
+            or p.vmax > 0xFFFF
+            or p.shift > MAX_SHIFT
+            or p.mid > p.vmax
+        ):
+            msg = f"chunk header is invalid: {p}"
+            raise StreamError(msg)
+        return p, payload[_CHUNK_HEADER.size :]
+
+
+def tile_grid(shape: tuple[int, int, int], tile: int) -> list[TileRef]:
+    """Tiles of an (N, H, W) stack in storage order: plane, then row, then column."""
+    n, h, w = shape
+    return [
+        TileRef(k, y, x, min(tile, h - y), min(tile, w - x))
+        for k in range(n)
+        for y in range(0, h, tile)
+        for x in range(0, w, tile)
+    ]
+
+
+def _med_residual_shift(u: np.ndarray) -> int:
+    """Input scale 2**-sh so that typical neighbour differences land near 16 (one unit)."""
+    if u.shape[0] < 2 or u.shape[1] < 2:
+        return 0
+    w, n, nw = u[1:, :-1], u[:-1, 1:], u[:-1, :-1]
+    mx, mn = np.maximum(w, n), np.minimum(w, n)
+    med = np.where(nw >= mx, mn, np.where(nw <= mn, mx, w + n - nw))
+    mar = int(np.abs(u[1:, 1:] - med).sum()) // med.size
+    return int(min(MAX_SHIFT, max(0, mar.bit_length() - 5)))
+
+
+def _params(tile: np.ndarray) -> ChunkParams:
+    vmin, vmax = int(tile.min()), int(tile.max())
+    if vmin == vmax:
+        return ChunkParams(_KIND_CONSTANT, vmin, 0, 0, 0)
+    u = tile.astype(np.int64) - vmin
+    mid = int(np.median(u))
+    return ChunkParams(_KIND_CODED, vmin, vmax - vmin, _med_residual_shift(u), mid)
+
+
+def _batches(refs: list[TileRef], patch: int) -> Iterator[tuple[Geometry, list[int]]]:
+    """Group coded tiles by size, then cut groups so a batch stays under _BATCH_PIXELS."""
+    by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, r in enumerate(refs):
+        by_size[(r.h, r.w)].append(i)
+    for (h, w), idx in by_size.items():
+        geo = Geometry(h, w, patch)
+        per = max(1, _BATCH_PIXELS // (geo.n_patches * patch * patch))
+        for k in range(0, len(idx), per):
+            yield geo, idx[k : k + per]
+
+
+def _tile_params(geo: Geometry, params: list[ChunkParams], device: torch.device) -> TileParams:
+    rep = geo.n_patches
+
+    def col(name: str) -> torch.Tensor:
+        v = torch.tensor([getattr(p, name) for p in params], dtype=torch.float32)
+        return v.repeat_interleave(rep).to(device)
+
+    return TileParams(shift=col("shift"), mid=col("mid"), vmax=col("vmax"))
+
+
+def _dense(net, geo: Geometry, tiles: list[np.ndarray], params: list[ChunkParams], device):
+    """Teacher-forced prediction for a batch of equal-size tiles -> (mu16, scale, u) per tile.
+
+    Patches are independent, so the pass runs over cache-sized groups of patches: whole-image
+    tensors are several times slower on CPU (allocation and memory traffic dominate).
+    """
+    u = np.stack(
+        [geo.to_patches(t.astype(np.int64) - p.vmin) for t, p in zip(tiles, params, strict=True)]
+    )
+    u = torch.from_numpy(u.reshape(-1, geo.patch, geo.patch).astype(np.float32)).to(device)
+    inside = torch.from_numpy(np.tile(geo.inside, (len(tiles), 1, 1)).astype(np.float32)).to(device)
+    tp = _tile_params(geo, params, device)
+    mu = torch.empty_like(u)
+    sc = torch.empty_like(u)
+    step = max(1, _DENSE_PIXELS // (geo.patch * geo.patch))
+    for k in range(0, u.shape[0], step):
+        sl = slice(k, k + step)
+        pred = net.dense(u[sl], inside[sl], TileParams(tp.shift[sl], tp.mid[sl], tp.vmax[sl]))
+        mu[sl], sc[sl] = pred.mu16, pred.scale
+    shape = (len(tiles), -1)
+    as_np = lambda t: t.reshape(shape).cpu().numpy().astype(np.int64)  # noqa: E731
+    return as_np(mu), as_np(sc), as_np(u)
+
+
+def encode_tiles(
+    net,
+    stack: np.ndarray,
+    refs: list[TileRef],
+    *,
+    patch: int,
+    device: torch.device,
+    progress: Callable[[int], None] | None = None,
+) -> list[bytes]:
+    """Chunk payloads (header + range-coded words) of every tile in ``refs``, in order."""
+    tiles = [stack[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] for r in refs]
+    params = [_params(t) for t in tiles]
+    payloads: list[bytes] = [p.pack() for p in params]
+    coded = [i for i, p in enumerate(params) if p.kind == _KIND_CODED]
+    for geo, sub in _batches([refs[i] for i in coded], patch):
+        idx = [coded[i] for i in sub]
+        mu, sc, u = _dense(net, geo, [tiles[i] for i in idx], [params[i] for i in idx], device)
+        for b, i in enumerate(idx):
+            enc = StepEncoder(params[i].vmax)
+            for pos in geo.step_positions:
+                enc.encode(mu[b, pos], sc[b, pos], u[b, pos])
+            payloads[i] += enc.finish()
+            if progress:
+                progress(1)
+    if progress:
+        progress(len(refs) - len(coded))
+    return payloads
+
+
+def decode_tiles(
+    net,
+    refs: list[TileRef],
+    payloads: list[bytes],
+    out: np.ndarray,
+    *,
+    patch: int,
+    device: torch.device,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Decode chunk payloads into ``out`` (an (N, H, W) int64 array) at their tiles."""
+    parsed = [ChunkParams.unpack(p) for p in payloads]
+    coded = []
+    for i, (p, _) in enumerate(parsed):
+        r = refs[i]
+        if p.kind == _KIND_CONSTANT:
+            out[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] = p.vmin
+        else:
+            coded.append(i)
+    if progress:
+        progress(len(refs) - len(coded))
+    q = net.qparams()
+    for geo, sub in _batches([refs[i] for i in coded], patch):
+        idx = [coded[i] for i in sub]
+        params = [parsed[i][0] for i in idx]
+        decoders = [StepDecoder(parsed[i][1], params[k].vmax) for k, i in enumerate(idx)]
+        tp = _tile_params(geo, params, device)
+        caches = net.new_caches(geo.n_patches * len(idx), patch, device)
+        caches.set_inside(torch.from_numpy(np.tile(geo.inside, (len(idx), 1, 1))).to(device))
+        per_tile = geo.n_patches * patch * patch
+        values = np.zeros((len(idx), per_tile), np.int64)
+        for pos in geo.step_positions:
+            n = pos.size
+            allpos = torch.from_numpy(
+                (np.arange(len(idx))[:, None] * per_tile + pos[None, :]).reshape(-1)
+            ).to(device)
+            k = allpos // (patch * patch)
+            pred = net.step(caches, allpos, TileParams(tp.shift[k], tp.mid[k], tp.vmax[k]), q)
+            mu = pred.mu16.cpu().numpy().astype(np.int64).reshape(len(idx), n)
+            sc = pred.scale.cpu().numpy().astype(np.int64).reshape(len(idx), n)
+            step_vals = np.stack([d.decode(mu[b], sc[b]) for b, d in enumerate(decoders)])
+            values[:, pos] = step_vals
+            caches.write_pixels(
+                allpos, torch.from_numpy(step_vals.reshape(-1).astype(np.float32)).to(device)
+            )
+        for b, i in enumerate(idx):
+            r = refs[i]
+            tile = geo.from_patches(values[b].reshape(geo.n_patches, patch, patch))
+            out[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] = tile + params[b].vmin
+            if progress:
+                progress(1)
+
+
+def rate_tiles(
+    net, stack: np.ndarray, refs: Iterable[TileRef], *, patch: int, device: torch.device
+) -> np.ndarray:
+    """Bits per sample of every pixel under the integer tables (float32, shape of ``stack``)."""
+    refs = list(refs)
+    rates = np.zeros(stack.shape, np.float32)
+    tiles = [stack[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] for r in refs]
+    params = [_params(t) for t in tiles]
+    coded = [i for i, p in enumerate(params) if p.kind == _KIND_CODED]
+    for geo, sub in _batches([refs[i] for i in coded], patch):
+        idx = [coded[i] for i in sub]
+        mu, sc, u = _dense(net, geo, [tiles[i] for i in idx], [params[i] for i in idx], device)
+        for b, i in enumerate(idx):
+            bits = focus.code_lengths(mu[b], sc[b], u[b], params[i].vmax)
+            r = refs[i]
+            rates[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] = geo.from_patches(
+                bits.reshape(geo.n_patches, patch, patch)
+            )
+    return rates

@@ -1,0 +1,91 @@
+"""Integer logistic CDF grid: the frozen table every probability the coder sees is read from.
+
+Pure numpy. The grid is part of the bitstream format (version ``CDF_VERSION``): it is generated
+once by :func:`generate` (float64, offline) and shipped as ``cdf-v1.npz``; coding only ever
+*reads* it, so no exp/log runs at coding time and encoder and decoder agree bit for bit.
+
+Parameterisation (see docs/focus-coding.md): a pixel's distribution is a discretised logistic
+with mean ``mu16 / 16`` pixels and scale ``s_j = 2 ** (j / 8 - 4)`` pixels, ``j`` in
+``[0, N_SCALES)``. The focus window of scale level ``j`` has ``width(j)`` bins of ``2 ** q(j)``
+pixel values each, centred on ``c = round(mu)``; ``G[j, f + 8, k]`` is ``TOTAL`` times the
+logistic CDF at bin edge ``k`` for a mean offset ``f / 16`` from ``c``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+import numpy as np
+
+__all__ = [
+    "CDF_VERSION",
+    "MAX_BINS",
+    "N_FRAC",
+    "N_SCALES",
+    "TOTAL",
+    "bin_shift",
+    "cdf_grid",
+    "generate",
+    "n_bins",
+    "scale_px",
+]
+
+CDF_VERSION = 1
+N_SCALES = 160  # 1/16 px .. 2**15.9 px in 1/8-octave steps
+N_FRAC = 16  # mean resolution: 1/16 pixel
+TOTAL = 1 << 16  # CDF precision
+MAX_BINS = 64  # focus window size cap (bins, excluding the escape symbol)
+TAIL = 9.0  # window half-span in scales: logistic tail mass 2*sigmoid(-9) = 2.5e-4
+
+
+def scale_px(j: np.ndarray | int) -> np.ndarray:
+    """Scale in pixels of level ``j``."""
+    return np.exp2(np.asarray(j, dtype=np.float64) / 8.0 - 4.0)
+
+
+def _window(j: int) -> tuple[int, int]:
+    span = 2.0 * TAIL * float(scale_px(j)) + 2.0
+    if span <= MAX_BINS:
+        return max(4, 1 << int(np.ceil(np.log2(span)))), 0
+    return MAX_BINS, int(np.ceil(np.log2(span / MAX_BINS)))
+
+
+def generate() -> dict[str, np.ndarray]:
+    """Build the grid from float64 math (offline; the shipped file is the reference)."""
+    widths = np.zeros(N_SCALES, np.int32)
+    shifts = np.zeros(N_SCALES, np.int32)
+    grid = np.zeros((N_SCALES, N_FRAC, MAX_BINS + 1), np.int32)
+    frac = (np.arange(N_FRAC) - N_FRAC // 2) / N_FRAC
+    for j in range(N_SCALES):
+        w, q = _window(j)
+        widths[j], shifts[j] = w, q
+        k = np.arange(w + 1)
+        edges = (k - w // 2) * float(1 << q) - 0.5
+        z = (edges[None, :] - frac[:, None]) / scale_px(j)
+        cdf = 0.5 * (1.0 + np.tanh(0.5 * z))  # logistic sigmoid without overflow
+        grid[j, :, : w + 1] = np.rint(cdf * TOTAL).astype(np.int32)
+        grid[j, :, w + 1 :] = TOTAL
+    return {"grid": grid, "widths": widths, "shifts": shifts}
+
+
+@cache
+def _tables() -> dict[str, np.ndarray]:
+    ref = resources.files("llic_imaging.codec").joinpath(f"cdf-v{CDF_VERSION}.npz")
+    with resources.as_file(ref) as path, np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def cdf_grid() -> np.ndarray:
+    """(N_SCALES, N_FRAC, MAX_BINS + 1) int32 CDF values at bin edges."""
+    return _tables()["grid"]
+
+
+def n_bins(j: np.ndarray) -> np.ndarray:
+    """Focus window width (bins) for scale levels ``j``."""
+    return _tables()["widths"][j]
+
+
+def bin_shift(j: np.ndarray) -> np.ndarray:
+    """log2 of the bin width (pixel values per bin) for scale levels ``j``."""
+    return _tables()["shifts"][j]

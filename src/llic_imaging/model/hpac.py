@@ -1,0 +1,293 @@
+"""HPAC network: masked, gated convolutional AR model with integer-exact inference.
+
+After Li et al., "Rethinking Autoregressive Models for Lossless Image Compression via
+Hierarchical Parallelism and Progressive Adaptation" (HPAC, arXiv 2511.10991) and its
+predecessor CALLIC's gated block. Our reconstruction (the paper body was not available):
+
+    pixels --mask-A 7x7 taps (difference to a MED anchor, two scales, availability)--> embed 1x1
+    N x [ x += W_O( swish(dw_maskB(W_A x)) * W_V x );  x += W_2 gelu(W_1 x) ]
+    head 1x1 -> (mean offset, log2 scale) of one discretised logistic per pixel
+
+Two paths give *identical* integers: :meth:`HpacNet.dense` (teacher forcing: training and the
+encoder, one pass over all pixels) and :meth:`HpacNet.step` (Cache-then-Select Inference: the
+decoder computes only the positions of the current step and reads earlier positions' features
+from caches). ``tests/model`` asserts the equality and the causality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llic_imaging.codec.schedule import mask_taps
+from llic_imaging.model import quant
+
+__all__ = ["Caches", "HpacConfig", "HpacNet", "Prediction", "TileParams"]
+
+N_SCALES = 160  # must match codec.intcdf.N_SCALES
+SCALE_BIAS = 32  # j = 32 is a 1-pixel scale
+HEAD_MU_SHIFT = 2  # mean offset keeps 8 fractional bits before the 2**sh rescale
+HEAD_S_SHIFT = 7  # log-scale output in 1/8 octave
+
+
+@dataclass(frozen=True)
+class HpacConfig:
+    """Architecture hyper-parameters (stored next to the weights and hashed with them)."""
+
+    channels: int = 32
+    blocks: int = 3
+    mlp_ratio: int = 2
+    embed_kernel: int = 7
+    dw_kernel: int = 5
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> HpacConfig:
+        return cls(**{k: int(v) for k, v in d.items()})
+
+
+@dataclass
+class TileParams:
+    """Per-patch side information (broadcast from per-tile values): all integer tensors (NP,)."""
+
+    shift: torch.Tensor  # sh: input differences are divided by 2**sh, outputs rescaled back
+    mid: torch.Tensor  # anchor of a patch's first pixel (no causal neighbour)
+    vmax: torch.Tensor  # R: values are in [0, R]
+
+
+@dataclass
+class Prediction:
+    """Integer distribution parameters: mean in 1/16 px, scale level index (see codec.intcdf)."""
+
+    mu16: torch.Tensor
+    scale: torch.Tensor
+
+
+class QLinear(nn.Module):
+    """1x1 layer with integer weights; returns the integer accumulator."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin) * (0.5 / np.sqrt(cin)))
+        self.bias = nn.Parameter(torch.zeros(cout))
+
+    def qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return quant.quant_weight(self.weight), quant.quant_bias(self.bias)
+
+
+class Block(nn.Module):
+    """Content-aware gated block (masked depthwise conv gate) followed by an MLP."""
+
+    def __init__(self, c: int, mlp_ratio: int, n_taps: int):
+        super().__init__()
+        self.wa = QLinear(c, c)
+        self.wv = QLinear(c, c)
+        self.dw = nn.Parameter(torch.randn(n_taps, c) * (0.5 / np.sqrt(n_taps)))
+        self.dw_bias = nn.Parameter(torch.zeros(c))
+        self.wo = QLinear(c, c)
+        self.w1 = QLinear(c, c * mlp_ratio)
+        self.w2 = QLinear(c * mlp_ratio, c)
+
+
+def _mm(x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Channels-last 1x1: (..., cin) @ (cout, cin)^T + bias."""
+    w, b = wb
+    return torch.matmul(x, w.t()) + b
+
+
+def _c1(x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """NCHW 1x1 conv."""
+    w, b = wb
+    return F.conv2d(x, w[:, :, None, None], b)
+
+
+class HpacNet(nn.Module):
+    """The probability model. See module docstring for the layout."""
+
+    def __init__(self, config: HpacConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or HpacConfig()
+        self.taps_a = mask_taps(cfg.embed_kernel, include_current=False)
+        self.taps_b = mask_taps(cfg.dw_kernel, include_current=True)
+        ta = len(self.taps_a)
+        self.embed = QLinear(3 * ta, cfg.channels)
+        self.blocks = nn.ModuleList(
+            Block(cfg.channels, cfg.mlp_ratio, len(self.taps_b)) for _ in range(cfg.blocks)
+        )
+        self.head = QLinear(cfg.channels, 2)
+        # indices of W, N, NW among mask-A taps (for the MED anchor)
+        tl = [tuple(t) for t in self.taps_a.tolist()]
+        self._iw, self._in, self._inw = tl.index((0, -1)), tl.index((-1, 0)), tl.index((-1, -1))
+
+    # ------------------------------------------------------------------ shared integer pieces
+    def _inputs(
+        self, nb: torch.Tensor, avail: torch.Tensor, shift: torch.Tensor, mid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embedding inputs from causal neighbours.
+
+        ``nb``/``avail``: (..., T) neighbour values (0 where unavailable) and 0/1 availability;
+        ``shift``/``mid``: broadcastable to ``nb[..., 0]``. Returns (inputs (..., 3T), anchor).
+        """
+        w, n, nw = nb[..., self._iw], nb[..., self._in], nb[..., self._inw]
+        aw, an = avail[..., self._iw] > 0, avail[..., self._in] > 0
+        mx, mn = torch.maximum(w, n), torch.minimum(w, n)
+        med = torch.where(nw >= mx, mn, torch.where(nw <= mn, mx, w + n - nw))
+        anchor = torch.where(aw & an, med, torch.where(aw, w, torch.where(an, n, mid)))
+        d = (nb - anchor[..., None]) * avail
+        s0 = torch.exp2(-shift.to(d.dtype))[..., None]
+        fine = torch.clamp(torch.round(d * s0), -quant.ACT_MAX, quant.ACT_MAX)
+        coarse = torch.clamp(torch.round(d * (s0 * 2.0**-4)), -quant.ACT_MAX, quant.ACT_MAX)
+        flag = avail * float(1 << quant.A_FRAC)
+        return torch.cat([fine, coarse, flag], dim=-1), anchor
+
+    def _head(
+        self, acc: torch.Tensor, anchor: torch.Tensor, p: TileParams, dense: bool
+    ) -> Prediction:
+        """Map head accumulators to integer (mu16, scale level)."""
+        o_mu, o_s = acc[:, 0], acc[:, 1]
+        bshape = (-1, 1, 1) if dense else (-1,)
+        shift = p.shift.to(acc.dtype).reshape(bshape)
+        vmax = p.vmax.to(acc.dtype).reshape(bshape)
+        o_mu = quant.round_ste(o_mu * 2.0**-HEAD_MU_SHIFT)
+        o_s = quant.round_ste(o_s * 2.0**-HEAD_S_SHIFT)
+        mu16 = anchor * 16.0 + o_mu * torch.exp2(shift)
+        mu16 = torch.minimum(torch.clamp(mu16, min=0.0), vmax * 16.0)
+        scale = torch.clamp(o_s + 8.0 * shift + SCALE_BIAS, 0, N_SCALES - 1)
+        return Prediction(mu16, scale)
+
+    def _block_tail(
+        self, blk: Block, x: torch.Tensor, v: torch.Tensor, dwacc: torch.Tensor, q: dict, cl: bool
+    ) -> torch.Tensor:
+        """Everything of a block after the masked depthwise accumulation (position-wise)."""
+        lin = _mm if cl else _c1
+        d = quant.requant(dwacc, quant.W_FRAC, quant.LUT_MAX)
+        g = quant.lut(d, "swish")
+        h = quant.requant(g * v, quant.A_FRAC, quant.ACT_MAX)
+        x = torch.clamp(
+            x + quant.requant(lin(h, q["wo"]), quant.W_FRAC, quant.RES_MAX),
+            -quant.RES_MAX,
+            quant.RES_MAX,
+        )
+        u = quant.lut(quant.requant(lin(x, q["w1"]), quant.W_FRAC, quant.LUT_MAX), "gelu")
+        return torch.clamp(
+            x + quant.requant(lin(u, q["w2"]), quant.W_FRAC, quant.RES_MAX),
+            -quant.RES_MAX,
+            quant.RES_MAX,
+        )
+
+    def qparams(self) -> dict[str, Any]:
+        """Integer weights of every layer (compute once per forward/decode)."""
+        blocks = []
+        for b in self.blocks:
+            blocks.append(
+                {
+                    "wa": b.wa.qparams(),
+                    "wv": b.wv.qparams(),
+                    "dw": quant.quant_weight(b.dw),
+                    "dw_bias": quant.quant_bias(b.dw_bias),
+                    "wo": b.wo.qparams(),
+                    "w1": b.w1.qparams(),
+                    "w2": b.w2.qparams(),
+                }
+            )
+        return {"embed": self.embed.qparams(), "head": self.head.qparams(), "blocks": blocks}
+
+    # ------------------------------------------------------------------ dense (teacher forcing)
+    def dense(self, u: torch.Tensor, inside: torch.Tensor, p: TileParams) -> Prediction:
+        """Predict every position of (NP, P, P) patches from true pixels (training, encoder)."""
+        q = self.qparams()
+        npatch, ps, _ = u.shape
+        k = self.config.embed_kernel
+        sel = torch.as_tensor((self.taps_a[:, 0] + k // 2) * k + (self.taps_a[:, 1] + k // 2))
+        nb = F.unfold(u[:, None], k, padding=k // 2)[:, sel]  # (NP, T, P*P)
+        av = F.unfold(inside[:, None], k, padding=k // 2)[:, sel]
+        nb = nb.transpose(1, 2)  # (NP, P*P, T)
+        av = av.transpose(1, 2)
+        inp, anchor = self._inputs(nb, av, p.shift[:, None], p.mid[:, None].to(u.dtype))
+        x = quant.requant(_mm(inp, q["embed"]), quant.W_FRAC, quant.RES_MAX)  # (NP, P*P, C)
+        x = x.transpose(1, 2).reshape(npatch, -1, ps, ps)
+        keep = inside[:, None]
+        kd = self.config.dw_kernel
+        idx = torch.as_tensor((self.taps_b[:, 0] + kd // 2) * kd + (self.taps_b[:, 1] + kd // 2))
+        for blk, qb in zip(self.blocks, q["blocks"], strict=True):
+            a = quant.requant(_c1(x, qb["wa"]), quant.W_FRAC, quant.ACT_MAX) * keep
+            v = quant.requant(_c1(x, qb["wv"]), quant.W_FRAC, quant.ACT_MAX)
+            c = a.shape[1]
+            kern = a.new_zeros(kd * kd, c)
+            kern = kern.index_copy(0, idx, qb["dw"])
+            kern = kern.t().reshape(c, 1, kd, kd)
+            dwacc = F.conv2d(a, kern, qb["dw_bias"], padding=kd // 2, groups=c)
+            x = self._block_tail(blk, x, v, dwacc, qb, cl=False)
+        acc = _c1(x, q["head"])
+        return self._head(acc, anchor.reshape(npatch, ps, ps), p, dense=True)
+
+    # ------------------------------------------------------------------ step-wise (CSI)
+    def new_caches(self, n_patches: int, patch: int, device: torch.device | str = "cpu") -> Caches:
+        return Caches(self, n_patches, patch, device)
+
+    def step(self, caches: Caches, pos: torch.Tensor, p: TileParams, q: dict) -> Prediction:
+        """Predict positions ``pos`` (flat patch indices of one step) from the caches.
+
+        ``p`` holds the per-position side information (already gathered to ``pos``).
+        """
+        rows = caches.rows(pos)
+        n = rows.shape[0]
+        ia = (rows[:, None] + caches.off_a[None, :]).reshape(-1)
+        ib = (rows[:, None] + caches.off_b[None, :]).reshape(-1)
+        nb = caches.pixels.index_select(0, ia).reshape(n, -1)
+        av = caches.inside.index_select(0, ia).reshape(n, -1)
+        inp, anchor = self._inputs(nb, av, p.shift, p.mid.to(nb.dtype))
+        x = quant.requant(_mm(inp, q["embed"]), quant.W_FRAC, quant.RES_MAX)
+        for i, (blk, qb) in enumerate(zip(self.blocks, q["blocks"], strict=True)):
+            a = quant.requant(_mm(x, qb["wa"]), quant.W_FRAC, quant.ACT_MAX)
+            v = quant.requant(_mm(x, qb["wv"]), quant.W_FRAC, quant.ACT_MAX)
+            cache = caches.feats[i]
+            cache.index_copy_(0, rows, a)
+            taps = cache.index_select(0, ib).reshape(n, -1, a.shape[1])  # (N, T, C)
+            dwacc = torch.einsum("ntc,tc->nc", taps, qb["dw"]) + qb["dw_bias"]
+            x = self._block_tail(blk, x, v, dwacc, qb, cl=True)
+        acc = _mm(x, q["head"])
+        return self._head(acc, anchor, p, dense=False)
+
+
+class Caches:
+    """Decoder state for Cache-then-Select Inference: padded per-patch canvases, flat rows.
+
+    ``pixels`` holds decoded values, ``feats[i]`` the gate inputs ``W_A x`` of block ``i``;
+    both are zero outside the tile and at positions not decoded yet (masks never read those).
+    """
+
+    def __init__(self, net: HpacNet, n_patches: int, patch: int, device: torch.device | str):
+        cfg = net.config
+        self.pad = pad = max(cfg.embed_kernel, cfg.dw_kernel) // 2
+        self.patch = patch
+        self.side = side = patch + 2 * pad
+        n = n_patches * side * side
+        self.pixels = torch.zeros(n, device=device)
+        self.inside = torch.zeros(n, device=device)
+        self.feats = [torch.zeros(n, cfg.channels, device=device) for _ in range(cfg.blocks)]
+        self.off_a = torch.as_tensor(net.taps_a[:, 0] * side + net.taps_a[:, 1], device=device)
+        self.off_b = torch.as_tensor(net.taps_b[:, 0] * side + net.taps_b[:, 1], device=device)
+
+    def rows(self, pos: torch.Tensor) -> torch.Tensor:
+        """Flat patch positions (patch * P * P + r * P + c) -> rows of the padded canvases."""
+        p2 = self.patch * self.patch
+        k, rc = pos // p2, pos % p2
+        r, c = rc // self.patch, rc % self.patch
+        return k * self.side * self.side + (r + self.pad) * self.side + (c + self.pad)
+
+    def set_inside(self, inside: torch.Tensor) -> None:
+        """Mark tile positions from an (NP, P, P) bool tensor."""
+        npatch = inside.shape[0]
+        pos = torch.arange(npatch * self.patch * self.patch, device=self.inside.device)
+        self.inside[self.rows(pos)] = inside.reshape(-1).to(self.inside.dtype)
+
+    def write_pixels(self, pos: torch.Tensor, values: torch.Tensor) -> None:
+        self.pixels[self.rows(pos)] = values.to(self.pixels.dtype)

@@ -1,0 +1,60 @@
+"""Torch runtime settings under which the integer network is exact (a context manager).
+
+NNPACK (chosen by torch for some CPU convs when oneDNN is off) and TF32 on GPUs compute with
+transforms or reduced mantissas and break integer exactness; they are switched off here and the
+previous settings are restored on exit. Thread count is free: exact sums do not depend on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+__all__ = ["deterministic", "resolve_device"]
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``None``/"cpu" -> CPU; "cuda" requires an available GPU (ValueError otherwise)."""
+    if device in (None, "cpu"):
+        return torch.device("cpu")
+    if str(device).startswith("cuda"):
+        if not torch.cuda.is_available():
+            msg = "device 'cuda' requested but no CUDA device is available"
+            raise ValueError(msg)
+        return torch.device(device)
+    msg = f"unknown device {device!r}; expected 'cpu' or 'cuda'"
+    raise ValueError(msg)
+
+
+@contextmanager
+def deterministic(numthreads: int | None = None) -> Iterator[None]:
+    """Run the block with exactness-preserving torch settings and ``numthreads`` CPU threads."""
+    saved = (
+        torch.get_num_threads(),
+        torch._C._get_nnpack_enabled(),
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        torch.is_grad_enabled(),
+    )
+    try:
+        if numthreads:
+            torch.set_num_threads(int(numthreads))
+        torch.backends.nnpack.set_flags(False)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.set_grad_enabled(False)
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.backends.nnpack.set_flags(saved[1])
+        torch.backends.cuda.matmul.allow_tf32 = saved[2]
+        torch.backends.cudnn.allow_tf32 = saved[3]
+        torch.backends.cudnn.deterministic = saved[4]
+        torch.backends.cudnn.benchmark = saved[5]
+        torch.set_grad_enabled(saved[6])
