@@ -311,6 +311,76 @@ def info(archive: Path, as_json: bool) -> None:
 
 
 @cli.command(
+    epilog="\b\nExamples:\n  llic bench ../shared/data --json bench.json --markdown docs/benchmarks.md\n  llic bench samples/ -c llic -c jpegls --split all"
+)
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the full report (settings, aggregates, every plane) as JSON to this file.",
+)
+@click.option(
+    "--markdown",
+    "markdown_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="(Re)write the generated section of this markdown file, e.g. docs/benchmarks.md.",
+)
+@click.option(
+    "-c",
+    "--codec",
+    "codecs",
+    multiple=True,
+    help="Codec to run (llic, jxl_e7, jpegls, jpeg2k, png, zstd19); repeat for several (default: all).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["validation", "train", "all"]),
+    default="validation",
+    show_default=True,
+    help="Planes of the shared corpus to use; other folders are taken whole.",
+)
+@click.option(
+    "--memory", is_flag=True, help="Also measure llic's peak memory on an 8192x8192 uint16 image."
+)
+@numthreads_opt
+@verbose_opt
+@quiet_opt
+def bench(
+    source: Path,
+    json_path: Path | None,
+    markdown_path: Path | None,
+    codecs: tuple[str, ...],
+    **options: Any,
+) -> None:
+    """Benchmark llic against JPEG XL, JPEG-LS, JPEG 2000, PNG and zstd on SOURCE, bit-exactly.
+
+    Every plane goes through every codec in one run; sizes, speeds and failures are reported.
+    Exits 1 if any codec failed or was inexact on any plane.
+    """
+    from llic_imaging import bench as benchmarks  # here, so file commands never load the harness
+
+    try:
+        report = benchmarks.run(
+            source,
+            codecs=codecs or benchmarks.DEFAULT_CODECS,
+            json_path=json_path,
+            markdown_path=markdown_path,
+            progress=verbosity() >= 0,
+            **options,
+        )
+    except ValueError as exc:  # no planes, or an unknown split/codec: the arguments are wrong
+        raise click.UsageError(str(exc)) from exc
+    if verbosity() >= 0:
+        click.echo(report.to_markdown())
+    for r in report.failures():
+        click.echo(f"{r.file} {r.plane}: {r.codec}: {r.error or 'decoded plane differs'}", err=True)
+    _finish([r.file for r in report.failures()])
+
+
+@cli.command(
     epilog="\b\nExample:\n  llic demo samples/ --workdir /tmp/llic-demo   # keeps the .llic and restored files"
 )
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
