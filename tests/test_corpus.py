@@ -13,16 +13,8 @@ from llic_imaging import corpus
 
 
 @pytest.fixture(scope="module")
-def path_data() -> Path:
-    try:
-        return corpus.default_root()
-    except FileNotFoundError:
-        pytest.skip("../shared/data is absent")
-
-
-@pytest.fixture(scope="module")
-def corpus_files(path_data: Path) -> list[corpus.CorpusFile]:
-    return corpus.files(path_data)
+def corpus_files(shared_data: Path) -> list[corpus.CorpusFile]:
+    return corpus.files(shared_data)
 
 
 def _fake_planes(n: int, dtype: str = "uint8") -> list[tuple[str, np.ndarray]]:
@@ -115,8 +107,10 @@ def test_split_lists_are_disjoint_and_sorted() -> None:
 
 
 @pytest.mark.data
-def test_split_covers_the_manifest(path_data: Path, corpus_files: list[corpus.CorpusFile]) -> None:
-    with (path_data / "MANIFEST.tsv").open(newline="", encoding="utf-8") as fh:
+def test_split_covers_the_manifest(
+    shared_data: Path, corpus_files: list[corpus.CorpusFile]
+) -> None:
+    with (shared_data / "MANIFEST.tsv").open(newline="", encoding="utf-8") as fh:
         manifest = {row["file"] for row in csv.DictReader(fh, delimiter="\t")}
     listed = set(corpus.split_paths("train")) | set(corpus.split_paths("validation"))
     assert listed == manifest
@@ -155,8 +149,8 @@ def test_series_stay_in_one_split(corpus_files: list[corpus.CorpusFile]) -> None
 
 
 @pytest.mark.data
-def test_groups_match_baselines(path_data: Path, corpus_files: list[corpus.CorpusFile]) -> None:
-    table = path_data / "baselines.tsv"
+def test_groups_match_baselines(shared_data: Path, corpus_files: list[corpus.CorpusFile]) -> None:
+    table = shared_data / "baselines.tsv"
     if not table.is_file():
         pytest.skip("baselines.tsv is absent")
     with table.open(newline="", encoding="utf-8") as fh:

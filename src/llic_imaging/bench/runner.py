@@ -1,0 +1,237 @@
+"""``run``: every plane through every codec in one pass, checked bit for bit and timed.
+
+Front-ends (``llic bench``) call :func:`run` only; its signature is the stable contract.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llic_imaging import corpus
+from llic_imaging.bench.codecs import DEFAULT_CODECS, Codec, bits_needed, resolve
+from llic_imaging.bench.memory import measure_memory
+from llic_imaging.bench.report import BenchReport, PlaneResult
+
+__all__ = ["run"]
+
+# Operations faster than this are repeated until they add up to it, as for baselines.tsv, so
+# sub-millisecond codecs on small planes get a usable time.
+_MIN_TIMED_S = 0.05
+_MAX_REPEATS = 100
+
+Source = str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | Iterable[corpus.Plane]
+
+
+def run(
+    source: Source,
+    *,
+    codecs: Iterable[str] = DEFAULT_CODECS,
+    split: str = "validation",
+    numthreads: int | None = None,
+    json_path: str | os.PathLike[str] | None = None,
+    markdown_path: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    memory: bool = False,
+) -> BenchReport:
+    """Benchmark codecs side by side on the planes of a corpus, one plane at a time.
+
+    Every plane is encoded and decoded by every codec in the same run, the decoded plane is
+    compared with the input, and size and times are recorded; so the comparison never mixes
+    machines, corpus versions or plane selections.
+
+    Parameters
+    ----------
+    source
+        A data folder (e.g. ``../shared/data``), one file, an iterable of files, or an iterable
+        of :class:`llic_imaging.corpus.Plane` (used as given). Files named explicitly are always
+        benchmarked; folders are filtered by ``split``.
+    codecs
+        Names from :data:`llic_imaging.bench.CODECS`. Classical codecs run single-threaded
+        with the ``BASELINES.md`` settings; ``"llic"`` uses only ``llic_imaging.encode/decode``.
+    split
+        ``"validation"`` (the committed split), ``"train"`` or ``"all"``. It filters folders that
+        hold files of the committed lists (the shared corpus); any other folder is taken whole.
+    numthreads
+        Passed to ``llic_imaging.encode/decode``; ``None`` is the library default.
+    json_path, markdown_path
+        Where to write :meth:`BenchReport.to_dict` as JSON and the generated markdown section
+        (between the ``bench`` markers of an existing file, e.g. ``docs/benchmarks.md``).
+    progress
+        Show a tqdm progress bar over planes on stderr.
+    memory
+        Also run :func:`llic_imaging.bench.measure_memory` (8192x8192 uint16, a fresh process;
+        needs ``"llic"``) and put its peak RSS in the report.
+
+    Returns
+    -------
+    BenchReport
+        Per-plane results and the aggregates. Failed or inexact round trips are recorded, not
+        raised: check :meth:`BenchReport.failures`.
+
+    Raises
+    ------
+    ValueError
+        If a codec or split name is unknown, or there is no file to benchmark.
+    RuntimeError
+        If a codec cannot run here (e.g. the llic engine is missing).
+    FileNotFoundError
+        If a folder or file does not exist.
+    """
+    names = tuple(codecs)
+    if memory and "llic" not in names:
+        msg = "memory=True measures llic; include 'llic' in codecs"
+        raise ValueError(msg)
+    started = time.perf_counter()
+    created = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    resolved = resolve(names, numthreads)
+    label, selection, batches = _batches(source, split)
+    results: list[PlaneResult] = []
+    from tqdm import tqdm
+
+    # The total grows file by file, so the corpus is never read up front just to count planes.
+    # disable=None: tqdm stays silent when stderr is not a terminal (CI logs, pipes).
+    with tqdm(
+        desc="bench", unit="plane", total=0, file=sys.stderr, disable=None if progress else True
+    ) as bar:
+        for batch in batches:
+            bar.total += len(batch)
+            bar.refresh()
+            for plane in batch:
+                bar.set_postfix_str(f"{plane.file.relpath} {plane.name}"[-60:], refresh=False)
+                results.extend(_bench_plane(plane, resolved))
+                bar.update()
+    report = BenchReport(
+        results=results,
+        codecs=names,
+        source=label,
+        split=selection,
+        numthreads=numthreads,
+        runtime_s=0.0,
+        settings={c.name: c.settings for c in resolved},
+        environment=_environment(),
+        memory=measure_memory(numthreads=numthreads) if memory else None,
+        created=created,
+    )
+    report.runtime_s = time.perf_counter() - started
+    if json_path is not None:
+        report.write_json(json_path)
+    if markdown_path is not None:
+        report.write_markdown(markdown_path)
+    return report
+
+
+def _batches(source: Source, split: str) -> tuple[str, str, Iterator[list[corpus.Plane]]]:
+    """Return the source label, the selection applied, and the planes file by file, read when reached.
+
+    ``split`` filters folders that hold files of the committed split lists (the shared corpus);
+    other folders (``samples/``) and files or planes named explicitly are taken whole.
+    """
+    if split != "all" and split not in corpus.SPLITS:
+        msg = f"split must be 'all' or one of {corpus.SPLITS}, got {split!r}"
+        raise ValueError(msg)
+    items = [source] if isinstance(source, str | os.PathLike) else list(source)
+    if items and all(isinstance(p, corpus.Plane) for p in items):
+        return "given planes", "as given", iter([items])  # type: ignore[list-item]
+    files: list[corpus.CorpusFile] = []
+    filtered = False
+    for item in items:
+        path = Path(item)  # type: ignore[arg-type]
+        found = corpus.files(path)
+        if path.is_dir() and split != "all" and any(f.split is not None for f in found):
+            found = [f for f in found if f.split == split]
+            filtered = True
+        files.extend(found)
+    label = ", ".join(_shorten(Path(p)) for p in items)  # type: ignore[arg-type]
+    if not files:
+        msg = f"no image files to benchmark in {label or 'an empty source'} (split {split!r})"
+        raise ValueError(msg)
+    return label, split if filtered else "all", (corpus.read_planes(f) for f in files)
+
+
+def _shorten(path: Path) -> str:
+    # Reports are committed: show the path the way the docs name it, not this machine's layout.
+    try:
+        return os.path.relpath(path.resolve(), Path.cwd())
+    except ValueError:
+        return str(path)
+
+
+def _bench_plane(plane: corpus.Plane, codecs: list[Codec]) -> list[PlaneResult]:
+    a = plane.array
+    common = {
+        "file": plane.file.relpath,
+        "group": plane.group,
+        "plane": plane.name,
+        "height": int(a.shape[0]),
+        "width": int(a.shape[1]),
+        "dtype": a.dtype.name,
+        "bits": bits_needed(a),
+        "constant": plane.constant,
+    }
+    out = []
+    for codec in codecs:
+        try:
+            prepared = codec.prepare(a)
+            data, enc_s = _timed(codec.encode, prepared)
+            decoded, dec_s = _timed(codec.decode, data, prepared)
+        except Exception as exc:  # any codec failure is a result, not the end of the run
+            out.append(
+                PlaneResult(
+                    **common,
+                    codec=codec.name,
+                    compressed_bytes=None,
+                    bps=None,
+                    encode_s=None,
+                    decode_s=None,
+                    exact=False,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            )
+            continue
+        exact = decoded.shape == prepared.array.shape and bool(
+            np.array_equal(decoded, prepared.array)
+        )
+        out.append(
+            PlaneResult(
+                **common,
+                codec=codec.name,
+                compressed_bytes=len(data),
+                bps=8 * len(data) / a.size,
+                encode_s=enc_s,
+                decode_s=dec_s,
+                exact=exact,
+            )
+        )
+    return out
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    result = fn(*args)
+    elapsed = time.perf_counter() - t0
+    if elapsed >= _MIN_TIMED_S:
+        return result, elapsed
+    repeats = min(_MAX_REPEATS, int(_MIN_TIMED_S / max(elapsed, 1e-6)))
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn(*args)
+    return result, (time.perf_counter() - t0 + elapsed) / (repeats + 1)
+
+
+def _environment() -> dict[str, str]:
+    return {
+        "platform": platform.platform(terse=True),
+        "machine": platform.machine(),
+        "cpus": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
