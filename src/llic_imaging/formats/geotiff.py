@@ -1,17 +1,26 @@
-"""GeoTIFF adapter (rasterio): bands as stored integers with georeferencing kept alongside."""
+"""GeoTIFF adapter (rasterio): all bands as stored integers plus every georeferencing field;
+uncompressed rasters restore byte for byte, compressed ones with equal pixels and metadata.
+"""
 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
 
 from llic_imaging.errors import FormatError
+from llic_imaging.formats import tiff
 from llic_imaging.formats._deps import import_optional
+from llic_imaging.formats.envelope import Loaded, atomic_path, pack
 from llic_imaging.planes import SUPPORTED_DTYPES
 
-__all__ = ["planes"]
+__all__ = ["load", "planes", "save"]
+
+_DERIVED_NS = frozenset({"IMAGE_STRUCTURE", "DERIVED_SUBDATASETS", "RPC"})  # rebuilt by GDAL
+_PHOTOMETRIC = {0: "MINISWHITE", 1: "MINISBLACK", 2: "RGB"}  # TIFF tag value -> GDAL option
+_ALPHA = {0: "UNSPECIFIED", 1: "PREMULTIPLIED", 2: "YES"}  # ExtraSamples value -> GDAL ALPHA
 
 
 def _open(path: str) -> Any:
@@ -21,6 +30,225 @@ def _open(path: str) -> Any:
     except Exception as exc:  # RasterioIOError covers missing, unreadable and corrupt files
         msg = f"{path}: not a readable GeoTIFF: {exc}"
         raise FormatError(msg) from exc
+
+
+def _tags(src: Any, bidx: int = 0) -> dict[str, dict[str, str]]:
+    """Tags of the dataset (``bidx=0``) or a band, in every namespace GDAL does not derive."""
+    out = {"": src.tags(bidx)}
+    for ns in src.tag_namespaces(bidx) or []:
+        if ns not in _DERIVED_NS:
+            out[ns] = src.tags(bidx, ns=ns)
+    return out
+
+
+def _colormaps(src: Any) -> dict[str, list[list[int]]]:
+    out = {}
+    for b in src.indexes:
+        try:
+            cmap = src.colormap(b)
+        except ValueError:  # band has no colour table
+            continue
+        out[str(b)] = [[int(k), *map(int, v)] for k, v in sorted(cmap.items())]
+    return out
+
+
+def _has_internal_mask(src: Any) -> bool:
+    """True when the dataset carries a per-dataset mask band that is not alpha or nodata."""
+    mask_flags = import_optional("rasterio.enums", "geo").MaskFlags
+    return all(
+        mask_flags.per_dataset in flags
+        and mask_flags.alpha not in flags
+        and mask_flags.nodata not in flags
+        for flags in src.mask_flag_enums
+    )
+
+
+def describe(src: Any, path: str) -> dict[str, Any]:
+    """Everything rasterio reports about ``src`` except pixels: the fields a restore must match."""
+    structure = src.tags(ns="IMAGE_STRUCTURE")
+    gcps, gcp_crs = src.gcps
+    return {
+        "count": src.count,
+        "width": src.width,
+        "height": src.height,
+        "dtype": src.dtypes[0],
+        "crs": src.crs.to_wkt() if src.crs else None,
+        "transform": list(src.transform)[:6],
+        "gcps": [
+            {"row": g.row, "col": g.col, "x": g.x, "y": g.y, "z": g.z, "id": g.id, "info": g.info}
+            for g in gcps
+        ],
+        "gcp_crs": gcp_crs.to_wkt() if gcp_crs else None,
+        "rpcs": src.rpcs.to_gdal() if src.rpcs else None,
+        "tags": _tags(src),
+        "band_tags": [_tags(src, b) for b in src.indexes],
+        "descriptions": list(src.descriptions),
+        "scales": list(src.scales),
+        "offsets": list(src.offsets),
+        "units": list(src.units),
+        "colorinterp": [ci.name for ci in src.colorinterp],
+        "colormaps": _colormaps(src),
+        "nodata": src.nodata,
+        "internal_mask": _has_internal_mask(src),
+        "overviews": src.overviews(1),
+        "compress": structure.get("COMPRESSION"),
+        "predictor": int(structure.get("PREDICTOR", 1)),
+        "interleave": structure.get("INTERLEAVE", "PIXEL").lower(),
+        "layout": structure.get("LAYOUT"),
+        "tiled": src.profile.get("tiled", False),
+        "block": list(src.block_shapes[0]),
+    }
+
+
+def load(path: str | os.PathLike[str]) -> Loaded:
+    """Read all bands as (count, H, W) (a single band as (H, W)) with the dataset description.
+
+    Uncompressed strip rasters also keep the TIFF skeleton, so :func:`save` is byte-identical.
+    """
+    p = os.fspath(path)
+    with _open(p) as src:
+        if any(dt not in SUPPORTED_DTYPES for dt in src.dtypes) or len(set(src.dtypes)) > 1:
+            msg = f"{p}: band types {src.dtypes} cannot be coded; expected one of {', '.join(SUPPORTED_DTYPES)}"
+            raise FormatError(msg)
+        info = describe(src, p)
+        stack = src.read()
+        blobs = {}
+        if info["internal_mask"]:
+            blobs["mask"] = np.packbits(src.dataset_mask() > 0).tobytes()
+    info["photometric"], info["alpha"] = _tiff_structure(p)
+    found = tiff.skeleton(p) if info["compress"] is None and not info["overviews"] else None
+    exact = "pixels+metadata"
+    if found is not None and found[0]["layout"]["pages"] == 1:
+        info["skeleton"] = found[0]
+        blobs["skeleton"] = found[1]
+        exact = "bytes"
+    array = stack[0] if stack.shape[0] == 1 else stack
+    return Loaded(np.ascontiguousarray(array), pack("geotiff", info, blobs), "geotiff", exact)
+
+
+def _tiff_structure(path: str) -> tuple[str | None, str | None]:
+    """Photometric and alpha kind as GDAL creation options (rasterio does not report them)."""
+    tifffile = import_optional("tifffile", None)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        extra = [int(v) for v in page.extrasamples]
+        return _PHOTOMETRIC.get(int(page.photometric)), _ALPHA.get(extra[-1]) if extra else None
+
+
+def _profile(info: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """rasterio creation arguments: the source's structure, then the caller's overrides."""
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "count": info["count"],
+        "width": info["width"],
+        "height": info["height"],
+        "dtype": info["dtype"],
+        "nodata": info["nodata"],
+        "interleave": info["interleave"],
+        "tiled": info["tiled"],
+    }
+    if info["tiled"]:
+        profile["blockysize"], profile["blockxsize"] = info["block"]
+    else:
+        profile["blockysize"] = info["block"][0]
+    if info["compress"]:
+        profile["compress"] = info["compress"].lower()
+    if info["predictor"] > 1:
+        profile["predictor"] = info["predictor"]
+    if info["photometric"] and info["count"] >= (3 if info["photometric"] == "RGB" else 1):
+        profile["photometric"] = info["photometric"]
+    if info["alpha"]:
+        profile["alpha"] = info["alpha"]
+    if info["crs"] and not info["gcps"]:
+        profile["crs"] = info["crs"]
+    if not info["gcps"]:
+        profile["transform"] = import_optional("affine", "geo").Affine(*info["transform"])
+    profile.update(options)
+    return profile
+
+
+def _write(dst: Any, stack: np.ndarray, info: dict[str, Any], blobs: dict[str, bytes]) -> None:
+    """Write pixels and every described field into an open rasterio dataset."""
+    rasterio = import_optional("rasterio", "geo")
+    dst.write(stack)
+    if info["gcps"]:
+        gcps = [rasterio.control.GroundControlPoint(**g) for g in info["gcps"]]
+        dst.gcps = (gcps, rasterio.crs.CRS.from_wkt(info["gcp_crs"]) if info["gcp_crs"] else None)
+    if info["rpcs"]:
+        dst.rpcs = rasterio.rpc.RPC.from_gdal(info["rpcs"])
+    for ns, tags in info["tags"].items():
+        if tags:
+            dst.update_tags(ns=ns or None, **tags)
+    for b, band_tags in enumerate(info["band_tags"], start=1):
+        for ns, tags in band_tags.items():
+            if tags:
+                dst.update_tags(b, ns=ns or None, **tags)
+        if info["descriptions"][b - 1]:
+            dst.set_band_description(b, info["descriptions"][b - 1])
+        if info["units"][b - 1]:
+            dst.set_band_unit(b, info["units"][b - 1])
+    dst.scales = info["scales"]
+    dst.offsets = info["offsets"]
+    dst.colorinterp = [rasterio.enums.ColorInterp[name] for name in info["colorinterp"]]
+    for b, entries in info["colormaps"].items():
+        dst.write_colormap(int(b), {e[0]: tuple(e[1:]) for e in entries})
+    if "mask" in blobs:
+        bits = np.unpackbits(np.frombuffer(blobs["mask"], np.uint8), count=stack[0].size)
+        dst.write_mask(bits.reshape(stack.shape[-2:]).astype(np.uint8) * 255)
+
+
+def save(
+    path: str | os.PathLike[str],
+    array: np.ndarray,
+    info: dict[str, Any],
+    blobs: dict[str, bytes],
+    **options: Any,
+) -> None:
+    """Rebuild the GeoTIFF; ``options`` are GDAL creation options (``compress="zstd"``, ...).
+
+    Without options an uncompressed source is spliced back byte for byte; otherwise rasterio
+    writes a new file with the same profile and fields, and overviews are rebuilt with the
+    source's factors (nearest resampling unless a ``rio_overview`` tag says otherwise).
+    """
+    stack = np.asarray(array).reshape(info["count"], info["height"], info["width"])
+    if "skeleton" in info and not options:
+        tiff.splice(path, stack, info["skeleton"], blobs["skeleton"])
+        return
+    rasterio = import_optional("rasterio", "geo")
+    profile = _profile(info, options)
+    env = {"GDAL_TIFF_INTERNAL_MASK": True} if "mask" in blobs else {}
+    cog = info["layout"] == "COG"
+    with atomic_path(path) as tmp, rasterio.Env(**env), warnings.catch_warnings():
+        # A GCP-referenced raster has no geotransform by design; rasterio warns about that.
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        work = tmp.with_name(tmp.name + ".gtiff.tif") if cog else tmp
+        try:
+            with rasterio.open(work, "w", **profile) as dst:
+                _write(dst, stack.astype(info["dtype"]), info, blobs)
+                if info["overviews"]:
+                    method = info["tags"].get("rio_overview", {}).get("resampling", "nearest")
+                    dst.build_overviews(info["overviews"], rasterio.enums.Resampling[method])
+            if cog:
+                _copy_cog(work, tmp, profile, bool(info["overviews"]))
+        finally:
+            if cog:
+                work.unlink(missing_ok=True)
+
+
+def _copy_cog(
+    src: os.PathLike[str], dst: os.PathLike[str], profile: dict[str, Any], overviews: bool
+) -> None:
+    """Re-lay a GTiff out as a Cloud Optimized GeoTIFF (GDAL's COG driver is copy-only)."""
+    shutil = import_optional("rasterio.shutil", "geo")
+    options = {
+        "blocksize": profile.get("blockxsize", 512),
+        "interleave": profile["interleave"],
+        "overviews": "FORCE_USE_EXISTING" if overviews else "NONE",
+    }
+    for key in ("compress", "predictor"):
+        if key in profile:
+            options[key] = profile[key]
+    shutil.copy(src, dst, driver="COG", **options)
 
 
 def planes(path: str | os.PathLike[str]) -> list[tuple[str, np.ndarray]]:

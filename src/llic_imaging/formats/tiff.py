@@ -14,7 +14,16 @@ from llic_imaging.formats._deps import import_optional
 from llic_imaging.formats.envelope import Loaded, atomic_path, pack, read_bytes, write_atomic
 from llic_imaging.planes import SUPPORTED_DTYPES
 
-__all__ = ["GEO_TAGS", "first_page_tags", "load", "planes", "save", "sniff"]
+__all__ = [
+    "GEO_TAGS",
+    "first_page_tags",
+    "load",
+    "planes",
+    "save",
+    "skeleton",
+    "sniff",
+    "splice",
+]
 
 GEO_TAGS = frozenset({33550, 33922, 34264, 34735, 50844})  # GeoTIFF keys, tie points, RPCs
 _MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -131,6 +140,36 @@ def _segments(tif: Any, size: int) -> list[list[int]] | None:
     return segs
 
 
+def _layout(tif: Any) -> dict[str, Any]:
+    first = tif.pages.first
+    return {
+        "pages": len(tif.pages),
+        "samples": int(first.samplesperpixel),
+        "planarconfig": int(first.planarconfig),
+        "dtype": first.dtype.newbyteorder(tif.byteorder).str,
+    }
+
+
+def skeleton(path: str | os.PathLike[str]) -> tuple[dict[str, Any], bytes] | None:
+    """``(info, skeleton bytes)`` when every page is uncompressed strips of one shape, else None.
+
+    The skeleton is the file minus its pixel segments, so splicing stored values back into it
+    rebuilds the file byte for byte. The GeoTIFF adapter uses this for uncompressed rasters.
+    """
+    p = os.fspath(path)
+    with _open(p) as tif:
+        pages = list(tif.pages)
+        if not pages or any(
+            pg.shape != pages[0].shape or pg.dtype != pages[0].dtype for pg in pages
+        ):
+            return None
+        data = read_bytes(p)
+        segs = _segments(tif, len(data))
+        if segs is None:
+            return None
+        return {"layout": _layout(tif), "segments": segs}, b"".join(_gaps(data, segs))
+
+
 def load(path: str | os.PathLike[str]) -> Loaded:
     """Read every page as planes: (H, W) for one gray page, else (pages * samples, H, W)."""
     p = os.fspath(path)
@@ -151,28 +190,17 @@ def load(path: str | os.PathLike[str]) -> Loaded:
             msg = f"{p}: TIFF sample type {first.dtype} is not one of {', '.join(SUPPORTED_DTYPES)}"
             raise FormatError(msg)
         stack = np.concatenate([_page_planes(page, p) for page in pages])
-        layout = {
-            "pages": len(pages),
-            "samples": stack.shape[0] // len(pages),
-            "planarconfig": int(first.planarconfig),
-            "dtype": first.dtype.newbyteorder(tif.byteorder).str,
+        rewrite = {
+            "layout": _layout(tif),
+            "bigtiff": bool(tif.is_bigtiff),
+            "byteorder": tif.byteorder,
+            "pages": [_page_info(page) for page in pages],
         }
-        data = read_bytes(p)
-        segs = _segments(tif, len(data))
-        if segs is not None:
-            skeleton = b"".join(_gaps(data, segs))
-            info = {"layout": layout, "segments": segs}
-            meta = pack("tiff", info, {"skeleton": skeleton})
-            exact = "bytes"
-        else:
-            info = {
-                "layout": layout,
-                "bigtiff": bool(tif.is_bigtiff),
-                "byteorder": tif.byteorder,
-                "pages": [_page_info(page) for page in pages],
-            }
-            meta = pack("tiff", info)
-            exact = "pixels+metadata"
+    found = skeleton(p)
+    if found is not None:
+        meta, exact = pack("tiff", found[0], {"skeleton": found[1]}), "bytes"
+    else:
+        meta, exact = pack("tiff", rewrite), "pixels+metadata"
     array = stack[0] if stack.shape[0] == 1 else stack
     return Loaded(np.ascontiguousarray(array), meta, "tiff", exact)
 
@@ -218,8 +246,7 @@ def save(
         msg = f"array has {stack.shape[0]} planes; the TIFF layout needs {layout['pages'] * layout['samples']}"
         raise FormatError(msg)
     if "segments" in info and not options:
-        pixels = b"".join(_page_bytes(stack, layout))
-        write_atomic(path, _splice(blobs["skeleton"], pixels, info["segments"]))
+        splice(path, stack, info, blobs["skeleton"])
         return
     if "segments" in info:
         msg = "options need a rewritable TIFF; this one was loaded as a byte-exact skeleton"
@@ -227,7 +254,15 @@ def save(
     _rewrite(path, stack, info, options)
 
 
-def _splice(skeleton: bytes, pixels: bytes, segs: list[list[int]]) -> list[bytes]:
+def splice(
+    path: str | os.PathLike[str], stack: np.ndarray, info: dict[str, Any], skeleton: bytes
+) -> None:
+    """Write ``skeleton`` with the pixel bytes of ``stack`` put back at their segment offsets."""
+    pixels = b"".join(_page_bytes(stack, info["layout"]))
+    write_atomic(path, _spliced(skeleton, pixels, info["segments"]))
+
+
+def _spliced(skeleton: bytes, pixels: bytes, segs: list[list[int]]) -> list[bytes]:
     """Put each segment's slice of ``pixels`` back at its file offset."""
     starts, pos = [], 0
     for _, n in segs:
