@@ -1,6 +1,6 @@
 """Format adapters: read a file as stored integers plus opaque metadata, and rebuild it exactly.
 
-Each adapter module (``npy``, ``png``, ``tiff``, ``dicom``, ``nifti``, ``geotiff``) imports its
+Each adapter module (``npy``, ``png``, ``tiff``, ``dicom``, ``nifti``, ``geotiff``, ``itk``) imports its
 library lazily, so ``import llic_imaging.formats`` loads numpy only.
 """
 
@@ -89,7 +89,7 @@ def detect(path: str | os.PathLike[str]) -> str:
     if not head:
         msg = f"{p}: file is empty"
         raise FormatError(msg)
-    from llic_imaging.formats import dicom, nifti, npy, png, tiff
+    from llic_imaging.formats import dicom, itk, nifti, npy, png, tiff
 
     if npy.sniff(head):
         return "npy"
@@ -101,7 +101,7 @@ def detect(path: str | os.PathLike[str]) -> str:
         return "geotiff" if _is_geotiff(p) else "tiff"
     if nifti.sniff(head) or (head[:2] == b"\x1f\x8b" and nifti.sniff(_gunzip_head(head))):
         return "nifti"
-    if head.startswith((b"NRRD", b"ObjectType", b"NDims")):
+    if itk.sniff(head):
         return "itk"
     name = p.name.lower()
     for ext in sorted(_EXTENSIONS, key=len, reverse=True):
@@ -124,11 +124,7 @@ def load(path: str | os.PathLike[str], *, format: str | None = None) -> Loaded: 
         If the format's library is not installed.
     """
     fmt = format or detect(path)
-    adapter = _adapter(fmt)
-    if not hasattr(adapter, "load"):
-        msg = f"{os.fspath(path)}: load/save of {fmt} files is not implemented yet (planes() works)"
-        raise FormatError(msg)
-    return adapter.load(path)
+    return _adapter(fmt).load(path)
 
 
 def save(
@@ -156,6 +152,7 @@ def planes(path: str | os.PathLike[str]) -> list[tuple[str, np.ndarray]]:
 
     Names: ``p<page>[/s<sample>]`` (npy, TIFF), ``c<channel>`` (PNG, alpha skipped),
     ``f<frame>[/s<sample>]`` (DICOM, compressed sources decoded), ``z<slice>`` (NIfTI, first
-    volume), ``b<band>`` (GeoTIFF, 0-based, alpha skipped). Indices are 0-based.
+    volume), ``b<band>`` (GeoTIFF, alpha skipped), ``z<slice>[/s<channel>]`` (MHA/NRRD).
+    Indices are 0-based.
     """
     return _adapter(detect(path)).planes(path)

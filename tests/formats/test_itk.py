@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from llic_imaging import formats
+from llic_imaging.errors import FormatError
+
+RNG = np.random.default_rng(7)
+
+
+def _image(values: np.ndarray, *, vector: bool = False) -> sitk.Image:
+    image = sitk.GetImageFromArray(values, isVector=vector)
+    if image.GetDimension() == 3:
+        image.SetSpacing((0.5, 0.6, 2.0))
+        image.SetOrigin((1.0, -2.0, 3.5))
+        image.SetDirection((0, 1, 0, 1, 0, 0, 0, 0, 1))
+    image.SetMetaData("Modality", "MET_MOD_CT")
+    return image
+
+
+def _same_image(a, b):
+    ia, ib = sitk.ReadImage(str(a)), sitk.ReadImage(str(b))
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(ib), sitk.GetArrayFromImage(ia))
+    assert ib.GetSpacing() == ia.GetSpacing()
+    assert ib.GetOrigin() == ia.GetOrigin()
+    assert ib.GetDirection() == ia.GetDirection()
+
+
+CASES = {
+    "int16": RNG.integers(-1000, 3000, (4, 5, 6)).astype(np.int16),
+    "uint8": RNG.integers(0, 255, (4, 5, 6)).astype(np.uint8),
+    "uint16-2d": RNG.integers(0, 65535, (5, 6)).astype(np.uint16),
+}
+
+
+@pytest.mark.parametrize("suffix", [".mha", ".nrrd"])
+@pytest.mark.parametrize("case", CASES)
+def test_uncompressed_round_trip_is_byte_identical(tmp_path, case, suffix):
+    values = CASES[case]
+    src = tmp_path / f"a{suffix}"
+    sitk.WriteImage(_image(values), str(src), useCompression=False)
+    assert formats.detect(src) == "itk"
+    loaded = formats.load(src)
+    assert loaded.exact == "bytes"
+    np.testing.assert_array_equal(loaded.array, values)
+    formats.save(tmp_path / f"b{suffix}", loaded.array, loaded.metadata)
+    assert (tmp_path / f"b{suffix}").read_bytes() == src.read_bytes()
+
+
+@pytest.mark.parametrize("suffix", [".mha", ".nrrd"])
+def test_compressed_round_trip_keeps_pixels_and_geometry(tmp_path, suffix):
+    src = tmp_path / f"a{suffix}"
+    sitk.WriteImage(_image(CASES["int16"]), str(src), useCompression=True)
+    loaded = formats.load(src)
+    assert loaded.exact == "pixels+metadata"
+    formats.save(tmp_path / f"b{suffix}", loaded.array, loaded.metadata)
+    _same_image(src, tmp_path / f"b{suffix}")
+
+
+def test_vector_image_planes(tmp_path):
+    values = RNG.integers(0, 255, (2, 5, 6, 3)).astype(np.uint8)
+    src = tmp_path / "rgb.mha"
+    sitk.WriteImage(_image(values, vector=True), str(src))
+    loaded = formats.load(src)
+    assert loaded.array.shape == (6, 5, 6)
+    np.testing.assert_array_equal(loaded.array[4], values[1, :, :, 1])  # plane = z * 3 + channel
+    assert [n for n, _ in formats.planes(src)][:4] == ["z0/s0", "z0/s1", "z0/s2", "z1/s0"]
+    formats.save(tmp_path / "out.mha", loaded.array, loaded.metadata)
+    assert (tmp_path / "out.mha").read_bytes() == src.read_bytes()
+
+
+def test_refuses_float_detached_and_truncated(tmp_path):
+    sitk.WriteImage(
+        _image(np.zeros((2, 3, 4), np.float32)), str(tmp_path / "f.mha"), useCompression=True
+    )
+    with pytest.raises(FormatError, match="float32"):
+        formats.load(tmp_path / "f.mha")
+    sitk.WriteImage(_image(CASES["uint8"]), str(tmp_path / "d.mhd"))
+    with pytest.raises(FormatError, match="detached"):
+        formats.load(tmp_path / "d.mhd")
+    sitk.WriteImage(_image(CASES["int16"]), str(tmp_path / "t.mha"))
+    data = (tmp_path / "t.mha").read_bytes()
+    (tmp_path / "t.mha").write_bytes(data[:-7])
+    with pytest.raises(FormatError, match="truncated"):
+        formats.load(tmp_path / "t.mha")
