@@ -17,7 +17,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreference
 
 def _fields(path):
     with rasterio.open(path) as src:
-        return describe(src, str(path)), src.read(), src.dataset_mask()
+        return describe(src), src.read(), src.dataset_mask()
 
 
 def _assert_same(a, b, *, ignore=()):

@@ -202,14 +202,13 @@ def _decode_encapsulated(ds: Any, layout: dict[str, Any], path: str) -> np.ndarr
 def planes(path: str | os.PathLike[str]) -> list[tuple[str, np.ndarray]]:
     """Stored-value planes ``f<frame>`` (gray) or ``f<frame>/s<sample>`` (colour), compressed or not."""
     p = os.fspath(path)
-    data = read_bytes(p)
-    ds, raw = _read(data, p)
-    layout = _layout(ds, p)
-    if raw.length == _UNDEFINED:
-        stack = _decode_encapsulated(ds, layout, p)
-    else:
-        head, pixels, _, _ = _split(p)
+    try:
+        _, pixels, _, layout = _split(p)
         stack = _words_to_planes(np.frombuffer(pixels, layout["dtype"]), layout)
+    except EncapsulatedPixelDataError:
+        ds, _ = _read(read_bytes(p), p)
+        layout = _layout(ds, p)
+        stack = _decode_encapsulated(ds, layout, p)
     s = layout["samples"]
     if s == 1:
         return [(f"f{i}", stack[i]) for i in range(stack.shape[0])]

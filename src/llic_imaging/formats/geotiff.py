@@ -16,7 +16,7 @@ from llic_imaging.formats._deps import import_optional
 from llic_imaging.formats.envelope import Loaded, atomic_path, pack
 from llic_imaging.planes import SUPPORTED_DTYPES
 
-__all__ = ["load", "planes", "save"]
+__all__ = ["describe", "load", "planes", "save"]
 
 _DERIVED_NS = frozenset({"IMAGE_STRUCTURE", "DERIVED_SUBDATASETS", "RPC"})  # rebuilt by GDAL
 _PHOTOMETRIC = {0: "MINISWHITE", 1: "MINISBLACK", 2: "RGB"}  # TIFF tag value -> GDAL option
@@ -63,7 +63,7 @@ def _has_internal_mask(src: Any) -> bool:
     )
 
 
-def describe(src: Any, path: str) -> dict[str, Any]:
+def describe(src: Any) -> dict[str, Any]:
     """Everything rasterio reports about ``src`` except pixels: the fields a restore must match."""
     structure = src.tags(ns="IMAGE_STRUCTURE")
     gcps, gcp_crs = src.gcps
@@ -110,7 +110,7 @@ def load(path: str | os.PathLike[str]) -> Loaded:
         if any(dt not in SUPPORTED_DTYPES for dt in src.dtypes) or len(set(src.dtypes)) > 1:
             msg = f"{p}: band types {src.dtypes} cannot be coded; expected one of {', '.join(SUPPORTED_DTYPES)}"
             raise FormatError(msg)
-        info = describe(src, p)
+        info = describe(src)
         stack = src.read()
         blobs = {}
         if info["internal_mask"]:

@@ -117,9 +117,9 @@ def save(
     info: dict[str, Any],
     blobs: dict[str, bytes],
     *,
-    level: int | None = None,
+    compresslevel: int | None = None,
 ) -> None:
-    """Rebuild the PNG; ``level`` overrides the zlib level (the original bytes are then lost)."""
+    """Rebuild the PNG; ``compresslevel`` overrides the zlib level (the bytes then differ)."""
     head = bytearray(blobs["head"])
     depth, interlace = head[24], head[28]
     if interlace:
@@ -128,9 +128,9 @@ def save(
         head[29:33] = struct.pack(">I", zlib.crc32(bytes(head[12:29])))
     arr = np.asarray(array)
     pixels = arr[..., None] if arr.ndim == 2 else np.moveaxis(arr, 0, -1)
-    chosen = level if level is not None else (info["level"] if info["level"] is not None else 6)
-    stream = zlib.compress(_raw_rows(pixels, depth), chosen)
-    sizes = info["sizes"] if level is None else [len(stream)]
+    level = compresslevel if compresslevel is not None else (info["level"] or 6)
+    stream = zlib.compress(_raw_rows(pixels, depth), level)
+    sizes = info["sizes"] if compresslevel is None else [len(stream)]
     idat = [_chunk(b"IDAT", body) for body in _split(stream, sizes)]
     write_atomic(path, [bytes(head), *idat, blobs["tail"]])
 
