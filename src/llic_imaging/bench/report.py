@@ -324,7 +324,9 @@ def _fmt(v: float | None, digits: int) -> str:
 
 
 def _speed(v: float) -> str:
-    return f"{v:.2f}" if v < 10 else f"{v:.0f}"
+    if v >= 10:
+        return f"{v:.0f}"
+    return f"{v:.2f}" if v >= 0.1 else f"{v:.2g}"  # a slow codec still shows two digits
 
 
 def _row(cells: list[str]) -> str:
