@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from llic_imaging.errors import LlicError
+
 __all__ = [
     "EXTRA_GROUPS",
     "GROUPS",
@@ -47,7 +49,7 @@ GROUPS: tuple[str, ...] = (
 EXTRA_GROUPS: tuple[str, ...] = ("other 16-bit", "other 8-bit")
 SPLITS: tuple[str, ...] = ("train", "validation")
 
-_MEDICAL_SUFFIXES = (".dcm", ".nii", ".nii.gz")
+_MEDICAL_SUFFIXES = (".dcm", ".dicom", ".nii", ".nii.gz", ".mha", ".mhd", ".nrrd", ".nhdr")
 _SATELLITE_SUFFIXES = (".tif", ".tiff")
 _IMAGE_SUFFIXES = (*_MEDICAL_SUFFIXES, *_SATELLITE_SUFFIXES, ".npy", ".png")
 _SPLITS_DIR = Path(__file__).resolve().parents[2] / "splits"
@@ -175,13 +177,16 @@ def files(root: str | os.PathLike[str] | None = None) -> list[CorpusFile]:
     """List the image files under ``root`` (a folder or one file) with their group and split.
 
     Groups come from ``MANIFEST.tsv`` (modality and stored dtype) when the file has a row there,
-    otherwise from the file-name prefix and the dtype of its first plane, which means reading it.
+    otherwise from the file-name prefix and the dtype of its first plane, which means reading it
+    (a file that cannot be read is filed as 16-bit; reading its planes then raises).
 
     Parameters
     ----------
     root
-        Folder searched recursively for ``.dcm``, ``.nii[.gz]``, ``.tif[f]``, ``.npy`` and ``.png``
-        files, or a single file. ``None`` means :func:`default_root`.
+        Folder searched recursively for files with the suffixes of ``llic_imaging.formats``
+        (``.dcm``, ``.nii[.gz]``, ``.tif[f]``, ``.npy``, ``.png``, ``.mha``, ``.nrrd``, ...; DICOM
+        files without a suffix are not found), or a single file. ``None`` means
+        :func:`default_root`.
 
     Raises
     ------
@@ -205,8 +210,7 @@ def files(root: str | os.PathLike[str] | None = None) -> list[CorpusFile]:
         if row is not None:
             group = group_of(relpath, row[0], _manifest_dtype(row[1]))
         else:
-            modality = path.name.split("_", 1)[0]
-            group = group_of(relpath, modality, str(_read(path)[0][1].dtype))
+            group = group_of(relpath, path.name.split("_", 1)[0], _first_dtype(path))
         out.append(CorpusFile(path, relpath, group, memberships.get(relpath)))
     return out
 
@@ -274,6 +278,15 @@ def _read(path: Path) -> list[tuple[str, np.ndarray]]:
     from llic_imaging import formats
 
     return formats.planes(path)
+
+
+def _first_dtype(path: Path) -> str:
+    # An unreadable file is filed as 16-bit here; reading its planes raises the real error, so
+    # a benchmark reports it per file instead of failing the whole listing.
+    try:
+        return str(_read(path)[0][1].dtype)
+    except LlicError:
+        return "uint16"
 
 
 def _is_image(path: Path) -> bool:

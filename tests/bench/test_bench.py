@@ -12,7 +12,14 @@ import pytest
 
 from llic_imaging import bench, corpus
 from llic_imaging.bench.codecs import prepare_unsigned, resolve
-from llic_imaging.bench.report import BEGIN, END, BenchReport, PlaneResult, replace_section
+from llic_imaging.bench.report import (
+    BEGIN,
+    END,
+    READ,
+    BenchReport,
+    PlaneResult,
+    replace_section,
+)
 
 CLASSICAL = ("jxl_e7", "jpegls", "jpeg2k", "png", "zstd19")
 
@@ -142,6 +149,19 @@ def test_run_on_a_folder_writes_json_and_markdown(tmp_path: Path) -> None:
     text = out_md.read_text()
     assert "| other 8-bit |" in text
     assert text.startswith("# Benchmarks\n")
+
+
+def test_an_unreadable_file_is_a_failure_of_that_file_only(tmp_path: Path) -> None:
+    np.save(tmp_path / "good.npy", np.arange(200, dtype=np.uint16).reshape(10, 20))
+    (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY this is not an array")
+    report = bench.run(tmp_path, codecs=("png",), progress=False)
+    (failure,) = report.failures()
+    assert failure.file == "bad.npy"
+    assert failure.codec == READ
+    assert failure.error
+    assert [r.file for r in report.results if r.exact] == ["good.npy"]
+    assert report.counts()["other 16-bit"] == (1, 1, 0)
+    assert "bad.npy" in report.to_markdown()
 
 
 def test_bad_arguments_are_rejected(tmp_path: Path, planes_tiny: list[corpus.Plane]) -> None:

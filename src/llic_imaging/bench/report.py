@@ -18,11 +18,13 @@ from typing import Any
 
 from llic_imaging.corpus import EXTRA_GROUPS, GROUPS
 
-__all__ = ["BEGIN", "END", "BenchReport", "PlaneResult", "replace_section"]
+__all__ = ["BEGIN", "END", "READ", "BenchReport", "PlaneResult", "replace_section"]
 
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
 #: Planes this shape and source depth get their own throughput row (the issue's speed target).
+#: Codec name of the record for a file the format adapters could not read (no planes).
+READ = "read"
 SLICE_ROW = "512x512 16-bit slices"
 ROWS = ("all planes", SLICE_ROW)
 
@@ -114,8 +116,9 @@ class BenchReport:
         planes: dict[str, set[tuple[str, str]]] = defaultdict(set)
         constant: dict[str, set[tuple[str, str]]] = defaultdict(set)
         for r in self.results:
-            files[r.group].add(r.file)
-            (constant if r.constant else planes)[r.group].add((r.file, r.plane))
+            if r.codec != READ:
+                files[r.group].add(r.file)
+                (constant if r.constant else planes)[r.group].add((r.file, r.plane))
         return {g: (len(files[g]), len(planes[g]), len(constant[g])) for g in self.groups()}
 
     def throughput(self) -> dict[str, dict[str, tuple[float, float] | None]]:
@@ -273,7 +276,7 @@ class BenchReport:
         planes: dict[tuple[str, str], set[str]] = defaultdict(set)
         for r in self.results:
             key = (r.file, r.group)
-            if r.constant:
+            if r.constant or r.codec == READ:
                 continue
             planes[key].add(r.plane)
             bits[key].add(r.bits)
@@ -309,6 +312,8 @@ def replace_section(text: str, section: str) -> str:
 
 
 def _in_row(r: PlaneResult, row: str) -> bool:
+    if r.codec == READ:
+        return False
     if row == SLICE_ROW:
         return (r.height, r.width) == (512, 512) and r.dtype in ("uint16", "int16")
     return True

@@ -10,7 +10,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,8 @@ import numpy as np
 from llic_imaging import corpus
 from llic_imaging.bench.codecs import DEFAULT_CODECS, Codec, bits_needed, resolve
 from llic_imaging.bench.memory import measure_memory
-from llic_imaging.bench.report import BenchReport, PlaneResult
+from llic_imaging.bench.report import READ, BenchReport, PlaneResult
+from llic_imaging.errors import LlicError
 
 __all__ = ["run"]
 
@@ -74,8 +75,9 @@ def run(
     Returns
     -------
     BenchReport
-        Per-plane results and the aggregates. Failed or inexact round trips are recorded, not
-        raised: check :meth:`BenchReport.failures`.
+        Per-plane results and the aggregates. Failed or inexact round trips, and files the
+        format adapters cannot read (codec ``"read"``), are recorded, not raised: check
+        :meth:`BenchReport.failures`.
 
     Raises
     ------
@@ -93,7 +95,7 @@ def run(
     started = time.perf_counter()
     created = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     resolved = resolve(names, numthreads)
-    label, selection, batches = _batches(source, split)
+    label, selection, files, given = _select(source, split)
     results: list[PlaneResult] = []
     from tqdm import tqdm
 
@@ -102,10 +104,15 @@ def run(
     with tqdm(
         desc="bench", unit="plane", total=0, file=sys.stderr, disable=None if progress else True
     ) as bar:
-        for batch in batches:
-            bar.total += len(batch)
+        for file in [None, *files]:
+            try:
+                planes = given if file is None else corpus.read_planes(file)
+            except LlicError as exc:  # one unreadable file is that file's failure, not the run's
+                results.append(_read_failure(file, exc))  # type: ignore[arg-type]
+                continue
+            bar.total += len(planes)
             bar.refresh()
-            for plane in batch:
+            for plane in planes:
                 bar.set_postfix_str(f"{plane.file.relpath} {plane.name}"[-60:], refresh=False)
                 results.extend(_bench_plane(plane, resolved))
                 bar.update()
@@ -129,8 +136,10 @@ def run(
     return report
 
 
-def _batches(source: Source, split: str) -> tuple[str, str, Iterator[list[corpus.Plane]]]:
-    """Return the source label, the selection applied, and the planes file by file, read when reached.
+def _select(
+    source: Source, split: str
+) -> tuple[str, str, list[corpus.CorpusFile], list[corpus.Plane]]:
+    """Return the source label, the selection applied, the files to read and the planes given.
 
     ``split`` filters folders that hold files of the committed split lists (the shared corpus);
     other folders (``samples/``) and files or planes named explicitly are taken whole.
@@ -140,7 +149,7 @@ def _batches(source: Source, split: str) -> tuple[str, str, Iterator[list[corpus
         raise ValueError(msg)
     items = [source] if isinstance(source, str | os.PathLike) else list(source)
     if items and all(isinstance(p, corpus.Plane) for p in items):
-        return "given planes", "as given", iter([items])  # type: ignore[list-item]
+        return "given planes", "as given", [], items  # type: ignore[return-value]
     files: list[corpus.CorpusFile] = []
     filtered = False
     for item in items:
@@ -154,7 +163,27 @@ def _batches(source: Source, split: str) -> tuple[str, str, Iterator[list[corpus
     if not files:
         msg = f"no image files to benchmark in {label or 'an empty source'} (split {split!r})"
         raise ValueError(msg)
-    return label, split if filtered else "all", (corpus.read_planes(f) for f in files)
+    return label, split if filtered else "all", files, []
+
+
+def _read_failure(file: corpus.CorpusFile, exc: LlicError) -> PlaneResult:
+    return PlaneResult(
+        file=file.relpath,
+        group=file.group,
+        plane="",
+        height=0,
+        width=0,
+        dtype="",
+        bits=0,
+        constant=False,
+        codec=READ,
+        compressed_bytes=None,
+        bps=None,
+        encode_s=None,
+        decode_s=None,
+        exact=False,
+        error=f"{type(exc).__name__}: {exc}",
+    )
 
 
 def _shorten(path: Path) -> str:
