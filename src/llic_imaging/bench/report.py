@@ -175,7 +175,10 @@ class BenchReport:
         }
 
     def write_json(self, path: str | os.PathLike[str]) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
+        """Write :meth:`to_dict` as indented JSON (strict: no NaN, missing values are null)."""
+        Path(path).write_text(
+            json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n", encoding="utf-8"
+        )
 
     def to_markdown(self) -> str:
         """The generated section (markers included) for ``docs/benchmarks.md``."""
@@ -211,7 +214,7 @@ class BenchReport:
         files = sum(c[0] for c in counts.values())
         planes = sum(c[1] for c in counts.values())
         constant = sum(c[2] for c in counts.values())
-        checked = len(self.results)
+        checked = sum(r.codec != READ for r in self.results)
         failed = self.failures()
         lines = [
             f"Run {self.created}: split `{self.split}` of `{self.source}`: {files} files, "
@@ -230,6 +233,8 @@ class BenchReport:
         lines += [
             f"- {r.codec} on {r.file} {r.plane}: {r.error or 'not bit-exact'}" for r in failed[:20]
         ]
+        if len(failed) > 20:
+            lines.append(f"- ... and {len(failed) - 20} more (see the JSON report)")
         return lines
 
     def _bps_table(self) -> list[str]:

@@ -10,7 +10,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ def run(
         Where to write :meth:`BenchReport.to_dict` as JSON and the generated markdown section
         (between the ``bench`` markers of an existing file, e.g. ``docs/benchmarks.md``).
     progress
-        Show a tqdm progress bar over planes on stderr.
+        Show a tqdm progress bar over planes on stderr (only when stderr is a terminal).
     memory
         Also run :func:`llic_imaging.bench.measure_memory` (8192x8192 uint16, a fresh process;
         needs ``"llic"``) and put its peak RSS in the report.
@@ -104,12 +104,7 @@ def run(
     with tqdm(
         desc="bench", unit="plane", total=0, file=sys.stderr, disable=None if progress else True
     ) as bar:
-        for file in [None, *files]:
-            try:
-                planes = given if file is None else corpus.read_planes(file)
-            except LlicError as exc:  # one unreadable file is that file's failure, not the run's
-                results.append(_read_failure(file, exc))  # type: ignore[arg-type]
-                continue
+        for planes in _read(files, given, results):
             bar.total += len(planes)
             bar.refresh()
             for plane in planes:
@@ -164,6 +159,24 @@ def _select(
         msg = f"no image files to benchmark in {label or 'an empty source'} (split {split!r})"
         raise ValueError(msg)
     return label, split if filtered else "all", files, []
+
+
+def _read(
+    files: list[corpus.CorpusFile], given: list[corpus.Plane], results: list[PlaneResult]
+) -> Iterator[list[corpus.Plane]]:
+    """Yield the given planes, then each file's planes; an unreadable file goes into ``results``.
+
+    One unreadable file is that file's failure, not the run's (batch behaviour of the CLIs).
+    """
+    if given:
+        yield given
+    for file in files:
+        try:
+            planes = corpus.read_planes(file)
+        except LlicError as exc:
+            results.append(_read_failure(file, exc))
+            continue
+        yield planes
 
 
 def _read_failure(file: corpus.CorpusFile, exc: LlicError) -> PlaneResult:
@@ -226,8 +239,11 @@ def _bench_plane(plane: corpus.Plane, codecs: list[Codec]) -> list[PlaneResult]:
                 )
             )
             continue
-        exact = decoded.shape == prepared.array.shape and bool(
-            np.array_equal(decoded, prepared.array)
+        # Bit-exact means same dtype and shape as well as same values.
+        exact = (
+            decoded.dtype == prepared.array.dtype
+            and decoded.shape == prepared.array.shape
+            and bool(np.array_equal(decoded, prepared.array))
         )
         out.append(
             PlaneResult(
