@@ -1,15 +1,23 @@
-"""Session-wide pytest setup: a report header with the versions that decide bit-exactness, and
-the one fixture through which tests reach the real images in ../shared/data.
+"""Session-wide pytest setup: a report header with the versions that decide bit-exactness, the CI
+hypothesis profile, and the one fixture through which tests reach the real images in ../shared/data.
 """
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+# CI shares 2 cores with nothing to spare: a slow example is not a bug (no deadline), and a
+# failure must reproduce from the log (derandomize). Locally hypothesis keeps exploring.
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

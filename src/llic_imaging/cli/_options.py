@@ -37,6 +37,7 @@ __all__ = [
     "per_file",
     "progress",
     "quiet_opt",
+    "tile_bar",
     "tile_opt",
     "verbose_opt",
     "verbosity",
@@ -109,17 +110,19 @@ device_opt = click.option(
     default=None,
     help="Where the model runs (default cpu). Streams decode bit-exactly on either device.",
 )
+# The ranges mirror llic_imaging.encode's documented limits, so bad values are usage errors (2).
 tile_opt = click.option(
     "--tile",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=8),
     default=None,
-    help="Tile edge in pixels; each tile is an independently decodable chunk (default: library's).",
+    help="Tile edge in pixels, at least 8; each tile is an independently decodable chunk "
+    "(default 256).",
 )
 level_opt = click.option(
     "--level",
-    type=int,
+    type=click.IntRange(min=1, max=1),
     default=None,
-    help="Effort level (default: the library's). Every level is lossless.",
+    help="Effort level; only 1 exists today. Every level is lossless.",
 )
 model_opt = click.option(
     "--model",
@@ -151,12 +154,32 @@ def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2))
 
 
+def _interactive() -> bool:
+    return verbosity() >= 0 and sys.stderr.isatty()
+
+
 def progress(items: Iterable[_T], *, total: int, desc: str) -> Iterator[_T]:
-    """Wrap ``items`` in a tqdm bar on stderr, shown only for an interactive, non-quiet run."""
+    """Wrap ``items`` in a per-file tqdm bar on stderr, shown only for an interactive run."""
     from tqdm import tqdm
 
-    show = total > 1 and verbosity() >= 0 and sys.stderr.isatty()
+    show = total > 1 and _interactive()
     yield from tqdm(items, total=total, desc=desc, unit="file", file=sys.stderr, disable=not show)
+
+
+@contextmanager
+def tile_bar(desc: str, *, show: bool) -> Iterator[Callable[[int], None] | None]:
+    """Yield a per-tile progress callback for ``encode``/``decode``, or None when hidden.
+
+    One large image (an 8192x8192 band) takes minutes, so a single-file run gets a bar over
+    tiles instead of a useless 1-file bar.
+    """
+    if not (show and _interactive()):
+        yield None
+        return
+    from tqdm import tqdm
+
+    with tqdm(desc=desc, unit="tile", file=sys.stderr) as bar:
+        yield bar.update
 
 
 @contextmanager

@@ -32,6 +32,7 @@ from llic_imaging.cli._options import (
     per_file,
     progress,
     quiet_opt,
+    tile_bar,
     tile_opt,
     verbose_opt,
     verbosity,
@@ -200,9 +201,10 @@ def compress(
     )
     failures: list[str] = []
     results = []
-    for src, dst in progress(pairs, total=len(pairs), desc="compress"):
-        with per_file(src, failures):
-            results.append(_files.compress_file(src, dst, **options))
+    with tile_bar("compress", show=len(pairs) == 1) as tick:
+        for src, dst in progress(pairs, total=len(pairs), desc="compress"):
+            with per_file(src, failures):
+                results.append(_files.compress_file(src, dst, progress=tick, **options))
     if as_json:
         echo_json([r.to_dict() for r in results])
     elif verbosity() >= 0:
@@ -245,9 +247,10 @@ def restore(
     )
     failures: list[str] = []
     results = []
-    for src, dst in progress(pairs, total=len(pairs), desc="restore"):
-        with per_file(src, failures):
-            results.append(_files.restore_file(src, dst, **options))
+    with tile_bar("restore", show=len(pairs) == 1) as tick:
+        for src, dst in progress(pairs, total=len(pairs), desc="restore"):
+            with per_file(src, failures):
+                results.append(_files.restore_file(src, dst, progress=tick, **options))
     if as_json:
         echo_json([r.to_dict() for r in results])
     elif verbosity() >= 0:
@@ -275,8 +278,8 @@ def verify(archive: Path, original: Path | None, as_json: bool, **options: Any) 
     """
     failures: list[str] = []
     report = None
-    with per_file(archive, failures):
-        report = _files.verify_file(archive, original, **options)
+    with tile_bar("verify", show=True) as tick, per_file(archive, failures):
+        report = _files.verify_file(archive, original, progress=tick, **options)
     if report is None:
         _finish(failures)
         return
