@@ -76,6 +76,7 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert run("info").exit_code == 2
     assert run("compress", "--threads", "0", tmp_path).exit_code == 2
     assert run("compress", "--device", "tpu", tmp_path).exit_code == 2
+    assert run("compress", "--tile", "4", tmp_path).exit_code == 2
 
 
 def test_compress_then_restore_is_byte_identical(npy_file: Path, tmp_path: Path) -> None:

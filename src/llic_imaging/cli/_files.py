@@ -260,7 +260,7 @@ def demo_file(
     device: str | None = None,
     **encode_options: Any,
 ) -> Demoed:
-    """Compress ``src`` into ``workdir``, restore it next to it and compare with the original.
+    """Compress ``src`` into ``workdir``, restore it into ``workdir/restored``, compare with ``src``.
 
     This is the whole product loop on one file, so ``llic demo`` shows ratios that were
     actually proven lossless, not just computed.

@@ -52,7 +52,7 @@ class _LlicGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except LlicError as exc:
+        except (LlicError, OSError) as exc:  # outside a per-file block, e.g. creating -o
             click.echo(f"llic: {exc}", err=True)
             raise click.exceptions.Exit(EXIT_DATA) from exc
         except Exception as exc:
@@ -80,8 +80,11 @@ def _expand(inputs: Sequence[Path], keep: Callable[[Path], bool]) -> list[tuple[
     found: list[tuple[Path, Path]] = []
     for item in inputs:
         if item.is_dir():
-            files = sorted(p for p in item.rglob("*") if p.is_file() and keep(p))
-            found += [(p, p.relative_to(item)) for p in files if not p.name.startswith(".")]
+            for path in sorted(item.rglob("*")):
+                rel = path.relative_to(item)
+                hidden = any(part.startswith(".") for part in rel.parts)
+                if not hidden and path.is_file() and keep(path):
+                    found.append((path, rel))
         else:
             found.append((item, Path(item.name)))
     return found
@@ -277,21 +280,20 @@ def verify(archive: Path, original: Path | None, as_json: bool, **options: Any) 
     Exits 1 and prints what differed on any mismatch.
     """
     failures: list[str] = []
-    report = None
+    reports: list[_files.Verified] = []
     with tile_bar("verify", show=True) as tick, per_file(archive, failures):
-        report = _files.verify_file(archive, original, progress=tick, **options)
-    if report is None:
-        _finish(failures)
-        return
-    if as_json:
-        echo_json(report.to_dict())
-    for line in report.differences:
-        click.echo(f"{archive}: {line}", err=True)
-    if not as_json and report.ok and verbosity() >= 0:
-        against = f" against {original}" if original else ""
-        click.echo(f"{archive}: OK ({', '.join(report.checks)}){against}")
-    if not report.ok:
-        click.get_current_context().exit(EXIT_DATA)
+        reports.append(_files.verify_file(archive, original, progress=tick, **options))
+    for report in reports:
+        if as_json:
+            echo_json(report.to_dict())
+        elif report.ok and verbosity() >= 0:
+            against = f" against {original}" if original else ""
+            click.echo(f"{archive}: OK ({', '.join(report.checks)}){against}")
+        for line in report.differences:
+            click.echo(f"{archive}: {line}", err=True)
+        if not report.ok:
+            failures.append(str(archive))
+    _finish(failures)
 
 
 @cli.command(epilog="\b\nExamples:\n  llic info ct.dcm.llic\n  llic info ct.dcm.llic --json")
@@ -407,7 +409,7 @@ def demo(directory: Path, workdir: Path | None, as_json: bool, **options: Any) -
     Nothing in DIRECTORY is modified. A file counts as lossless only if the restored file matches
     the original (byte for byte where its format allows, else pixels and metadata).
     """
-    files = [src for src, _ in _expand([directory], keep=_is_image)]
+    files = _expand([directory], keep=_is_image)
     if not files:
         msg = f"{directory}: no image files found"
         raise click.UsageError(msg)
@@ -416,9 +418,9 @@ def demo(directory: Path, workdir: Path | None, as_json: bool, **options: Any) -
     with tempfile.TemporaryDirectory(prefix="llic-demo-") as tmp:
         work = workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        for src in progress(files, total=len(files), desc="demo"):
+        for src, rel in progress(files, total=len(files), desc="demo"):
             with per_file(src, failures):
-                rows.append(_files.demo_file(src, work, **options))
+                rows.append(_files.demo_file(src, work / rel.parent, **options))
     failures += [r.verified.original or "" for r in rows if not r.verified.ok]
     if as_json:
         echo_json([r.to_dict() for r in rows])
@@ -426,7 +428,8 @@ def demo(directory: Path, workdir: Path | None, as_json: bool, **options: Any) -
         for r in rows:
             for line in r.verified.differences:
                 click.echo(f"{r.compressed.input}: {line}", err=True)
-        click.echo(_demo_table(rows, directory))
+        if verbosity() >= 0:
+            click.echo(_demo_table(rows, directory))
     _finish(failures)
 
 
