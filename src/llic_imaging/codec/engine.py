@@ -22,7 +22,15 @@ from llic_imaging.codec.schedule import Geometry
 from llic_imaging.errors import StreamError
 from llic_imaging.model.hpac import TileParams
 
-__all__ = ["ChunkParams", "TileRef", "decode_tiles", "encode_tiles", "rate_tiles", "tile_grid"]
+__all__ = [
+    "ChunkParams",
+    "TileRef",
+    "chunk_params",
+    "decode_tiles",
+    "encode_tiles",
+    "rate_tiles",
+    "tile_grid",
+]
 
 _CHUNK_HEADER = struct.Struct("<BiIBI")  # kind, vmin, vmax, shift, mid
 _KIND_CONSTANT, _KIND_CODED = 0, 1
@@ -94,7 +102,8 @@ def _med_residual_shift(u: np.ndarray) -> int:
     return int(min(MAX_SHIFT, max(0, mar.bit_length() - 5)))
 
 
-def _params(tile: np.ndarray) -> ChunkParams:
+def chunk_params(tile: np.ndarray) -> ChunkParams:
+    """Side information of one tile: value range, input shift and first-pixel anchor."""
     vmin, vmax = int(tile.min()), int(tile.max())
     if vmin == vmax:
         return ChunkParams(_KIND_CONSTANT, vmin, 0, 0, 0)
@@ -160,7 +169,7 @@ def encode_tiles(
 ) -> list[bytes]:
     """Chunk payloads (header + range-coded words) of every tile in ``refs``, in order."""
     tiles = [stack[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] for r in refs]
-    params = [_params(t) for t in tiles]
+    params = [chunk_params(t) for t in tiles]
     payloads: list[bytes] = [p.pack() for p in params]
     coded = [i for i, p in enumerate(params) if p.kind == _KIND_CODED]
     for geo, sub in _batches([refs[i] for i in coded], patch):
@@ -211,6 +220,8 @@ def decode_tiles(
         values = np.zeros((len(idx), per_tile), np.int64)
         for pos in geo.step_positions:
             n = pos.size
+            if n == 0:
+                continue
             allpos = torch.from_numpy(
                 (np.arange(len(idx))[:, None] * per_tile + pos[None, :]).reshape(-1)
             ).to(device)
@@ -238,7 +249,7 @@ def rate_tiles(
     refs = list(refs)
     rates = np.zeros(stack.shape, np.float32)
     tiles = [stack[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] for r in refs]
-    params = [_params(t) for t in tiles]
+    params = [chunk_params(t) for t in tiles]
     coded = [i for i, p in enumerate(params) if p.kind == _KIND_CODED]
     for geo, sub in _batches([refs[i] for i in coded], patch):
         idx = [coded[i] for i in sub]

@@ -43,7 +43,7 @@ class HpacConfig:
     blocks: int = 3
     mlp_ratio: int = 2
     embed_kernel: int = 7
-    dw_kernel: int = 5
+    dw_kernel: int = 3
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -204,12 +204,8 @@ class HpacNet(nn.Module):
         """Predict every position of (NP, P, P) patches from true pixels (training, encoder)."""
         q = self.qparams()
         npatch, ps, _ = u.shape
-        k = self.config.embed_kernel
-        sel = torch.as_tensor((self.taps_a[:, 0] + k // 2) * k + (self.taps_a[:, 1] + k // 2))
-        nb = F.unfold(u[:, None], k, padding=k // 2)[:, sel]  # (NP, T, P*P)
-        av = F.unfold(inside[:, None], k, padding=k // 2)[:, sel]
-        nb = nb.transpose(1, 2)  # (NP, P*P, T)
-        av = av.transpose(1, 2)
+        nb = self._shifted(u)  # (NP, P*P, T)
+        av = self._shifted(inside)
         inp, anchor = self._inputs(nb, av, p.shift[:, None], p.mid[:, None].to(u.dtype))
         x = quant.requant(_mm(inp, q["embed"]), quant.W_FRAC, quant.RES_MAX)  # (NP, P*P, C)
         x = x.transpose(1, 2).reshape(npatch, -1, ps, ps)
@@ -228,6 +224,16 @@ class HpacNet(nn.Module):
         acc = _c1(x, q["head"])
         return self._head(acc, anchor.reshape(npatch, ps, ps), p, dense=True)
 
+    def _shifted(self, t: torch.Tensor) -> torch.Tensor:
+        """(NP, P, P) -> (NP, P*P, T): value at each mask-A tap offset, zero outside the patch."""
+        npatch, ps, _ = t.shape
+        h = self.config.embed_kernel // 2
+        tp = F.pad(t, (h, h, h, h))
+        cols = [
+            tp[:, h + dr : h + dr + ps, h + dc : h + dc + ps] for dr, dc in self.taps_a.tolist()
+        ]
+        return torch.stack(cols, dim=-1).reshape(npatch, ps * ps, -1)
+
     # ------------------------------------------------------------------ step-wise (CSI)
     def new_caches(self, n_patches: int, patch: int, device: torch.device | str = "cpu") -> Caches:
         return Caches(self, n_patches, patch, device)
@@ -240,7 +246,6 @@ class HpacNet(nn.Module):
         rows = caches.rows(pos)
         n = rows.shape[0]
         ia = (rows[:, None] + caches.off_a[None, :]).reshape(-1)
-        ib = (rows[:, None] + caches.off_b[None, :]).reshape(-1)
         nb = caches.pixels.index_select(0, ia).reshape(n, -1)
         av = caches.inside.index_select(0, ia).reshape(n, -1)
         inp, anchor = self._inputs(nb, av, p.shift, p.mid.to(nb.dtype))
@@ -250,8 +255,9 @@ class HpacNet(nn.Module):
             v = quant.requant(_mm(x, qb["wv"]), quant.W_FRAC, quant.ACT_MAX)
             cache = caches.feats[i]
             cache.index_copy_(0, rows, a)
-            taps = cache.index_select(0, ib).reshape(n, -1, a.shape[1])  # (N, T, C)
-            dwacc = torch.einsum("ntc,tc->nc", taps, qb["dw"]) + qb["dw_bias"]
+            dwacc = qb["dw_bias"].expand(n, -1).clone()
+            for t, off in enumerate(caches.off_b.tolist()):  # masked depthwise, tap by tap
+                dwacc.addcmul_(cache.index_select(0, rows + off), qb["dw"][t])
             x = self._block_tail(blk, x, v, dwacc, qb, cl=True)
         acc = _mm(x, q["head"])
         return self._head(acc, anchor, p, dense=False)

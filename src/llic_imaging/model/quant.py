@@ -89,7 +89,7 @@ def lut(x: torch.Tensor, name: str) -> torch.Tensor:
     if table is None:
         table = torch.from_numpy(_lut_arrays()[name].astype(np.float32)).to(x.device)
         _LUT_CACHE[key] = table
-    y = table[(x.detach() + LUT_MAX).long()]
+    y = table.index_select(0, (x.detach() + LUT_MAX).to(torch.int32).reshape(-1)).reshape(x.shape)
     if x.requires_grad:
         s = _SMOOTH[name](x / (1 << A_FRAC)) * (1 << A_FRAC)
         y = y + (s - s.detach())
@@ -103,9 +103,28 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 
 
+class _Requant(torch.autograd.Function):
+    """Round-and-clamp with a straight-through gradient inside the clamp range (one fused mask)."""
+
+    @staticmethod
+    def forward(ctx, acc: torch.Tensor, scale: float, limit: int) -> torch.Tensor:  # noqa: ANN001
+        y = torch.round(acc * scale)
+        inside = y.abs() <= limit
+        ctx.save_for_backward(inside)
+        ctx.scale = scale
+        return y.clamp_(-limit, limit)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
+        (inside,) = ctx.saved_tensors
+        return grad * inside * ctx.scale, None, None
+
+
 def requant(acc: torch.Tensor, shift: int, limit: int) -> torch.Tensor:
     """``clamp(round(acc / 2**shift), -limit, limit)``: exact because the scale is a power of two."""
-    return torch.clamp(round_ste(acc * (2.0**-shift)), -limit, limit)
+    if acc.requires_grad:
+        return _Requant.apply(acc, 2.0**-shift, limit)
+    return torch.clamp(torch.round(acc * (2.0**-shift)), -limit, limit)
 
 
 def quant_weight(w: torch.Tensor) -> torch.Tensor:

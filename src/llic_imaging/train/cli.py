@@ -1,0 +1,74 @@
+"""``llic-train``: train from a config, resume, and export the shipped weights."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+import click
+import torch
+
+from llic_imaging.train.export import export
+from llic_imaging.train.loop import TrainConfig, train
+
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "hpac-small-v1.toml"
+
+
+@click.command(
+    epilog="Example: llic-train --config src/llic_imaging/train/configs/hpac-small-v1.toml --out runs/v1 --export"
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=str(DEFAULT_CONFIG),
+    show_default=True,
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="runs/hpac-small-v1",
+    show_default=True,
+    help="Checkpoint and log folder.",
+)
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch.")
+@click.option(
+    "--max-steps",
+    type=int,
+    default=None,
+    help="Stop after this many steps in this run (resume later).",
+)
+@click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint.")
+@click.option(
+    "--export/--no-export",
+    "do_export",
+    default=False,
+    help="Write the weights into the package when training is complete.",
+)
+def main(
+    config_path: str,
+    out_dir: str,
+    device: str,
+    threads: int | None,
+    max_steps: int | None,
+    fresh: bool,
+    do_export: bool,
+) -> None:
+    """Train an HPAC model on the train split of the shared corpus (quantisation-aware)."""
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = TrainConfig.from_toml(config_path)
+    t0 = time.time()
+    net = train(cfg, Path(out_dir), device=device, resume=not fresh, max_steps=max_steps)
+    click.echo(f"trained {cfg.name} in {time.time() - t0:.0f} s")
+    if do_export:
+        record = {
+            "training_config": f"train/configs/{Path(config_path).name}",
+            "steps": cfg.steps,
+            "hardware": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, device {device}",
+            "split": "splits/train.txt",
+        }
+        click.echo(f"exported {export(net.cpu(), cfg.name, record)}")

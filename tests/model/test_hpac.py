@@ -1,0 +1,140 @@
+"""The network: dense teacher forcing == step-wise CSI decoding, causality, integer bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from llic_imaging.codec.schedule import Geometry
+from llic_imaging.model import quant, zoo
+from llic_imaging.model.hpac import HpacConfig, HpacNet, TileParams
+from llic_imaging.model.runtime import deterministic
+
+PATCH = 32
+
+
+def _params(n: int, shift: int, mid: int, vmax: int) -> TileParams:
+    full = lambda v: torch.full((n,), float(v))  # noqa: E731
+    return TileParams(full(shift), full(mid), full(vmax))
+
+
+def _dense(net: HpacNet, img: np.ndarray, geo: Geometry, p: TileParams):
+    u = torch.from_numpy(geo.to_patches(img).astype(np.float32))
+    inside = torch.from_numpy(geo.inside.astype(np.float32))
+    with deterministic():
+        return net.dense(u, inside, p)
+
+
+def _stepwise(net: HpacNet, img: np.ndarray, geo: Geometry, p: TileParams):
+    u = torch.from_numpy(geo.to_patches(img).astype(np.float32)).reshape(-1)
+    n = geo.n_patches * PATCH * PATCH
+    mu, sc = torch.full((n,), -1.0), torch.full((n,), -1.0)
+    with deterministic():
+        caches = net.new_caches(geo.n_patches, PATCH)
+        caches.set_inside(torch.from_numpy(geo.inside))
+        q = net.qparams()
+        for pos in geo.step_positions:
+            pos_t = torch.from_numpy(pos)
+            k = pos_t // (PATCH * PATCH)
+            pred = net.step(caches, pos_t, TileParams(p.shift[k], p.mid[k], p.vmax[k]), q)
+            mu[pos_t], sc[pos_t] = pred.mu16, pred.scale
+            caches.write_pixels(pos_t, u[pos_t])
+    return mu, sc
+
+
+@pytest.fixture(scope="module")
+def net() -> HpacNet:
+    return zoo.load()[0]
+
+
+@pytest.fixture(scope="module")
+def ct_slice() -> np.ndarray:
+    """A real CT-like slice: the pydicom CT sample (pip-installed, MIT)."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    a = np.frombuffer(ds.PixelData, "<i2").reshape(ds.Rows, ds.Columns).astype(np.int64)
+    return a - a.min()
+
+
+@pytest.mark.parametrize(("h", "w"), [(128, 128), (70, 45), (33, 97)])
+def test_dense_equals_stepwise_on_real_image(
+    net: HpacNet, ct_slice: np.ndarray, h: int, w: int
+) -> None:
+    img = ct_slice[:h, :w]
+    geo = Geometry(h, w, PATCH)
+    p = _params(geo.n_patches, 2, int(np.median(img)), int(img.max()))
+    d = _dense(net, img, geo, p)
+    mu, sc = _stepwise(net, img, geo, p)
+    inside = torch.from_numpy(geo.inside.reshape(-1))
+    assert torch.equal(mu[inside], d.mu16.reshape(-1)[inside])
+    assert torch.equal(sc[inside], d.scale.reshape(-1)[inside])
+
+
+def test_no_step_sees_its_own_or_later_pixels(net: HpacNet, ct_slice: np.ndarray) -> None:
+    """Perturb every pixel of step >= s (and every other patch): predictions of step s stay put."""
+    img = ct_slice[:64, :64].copy()
+    geo = Geometry(64, 64, PATCH)
+    p = _params(geo.n_patches, 1, int(np.median(img)), int(img.max()) + 500)
+    base = _dense(net, img, geo, p)
+    rng = np.random.default_rng(0)
+    step = geo.step_map
+    for s in (0, 1, 2, 17, 40, 93):
+        pat = geo.to_patches(img).copy()
+        later = np.broadcast_to(step >= s, pat.shape).copy()
+        later[1:] = True  # other patches entirely: patches are independent
+        pat[later] = rng.integers(0, int(img.max()) + 500, later.sum())
+        pert = _dense(net, geo.from_patches(pat), geo, p)
+        at = np.zeros(pat.shape, bool)
+        at[0] = step == s
+        at_t = torch.from_numpy(at)
+        assert torch.equal(base.mu16[at_t], pert.mu16[at_t]), f"step {s} saw later pixels"
+        assert torch.equal(base.scale[at_t], pert.scale[at_t])
+
+
+def test_earlier_pixels_do_matter(net: HpacNet, ct_slice: np.ndarray) -> None:
+    """Sanity check of the perturbation test: changing earlier steps does change predictions."""
+    img = ct_slice[:32, :32].copy()
+    geo = Geometry(32, 32, PATCH)
+    p = _params(1, 1, int(np.median(img)), int(img.max()) + 500)
+    base = _dense(net, img, geo, p)
+    pert_img = img.copy()
+    pert_img[geo.step_map < 30] += 300
+    pert = _dense(net, pert_img, geo, p)
+    assert not torch.equal(base.mu16[0][geo.step_map == 30], pert.mu16[0][geo.step_map == 30])
+
+
+def test_accumulators_stay_below_2_pow_24(net: HpacNet) -> None:
+    """Integer exactness bound, checked from the weights for worst-case activations."""
+    q = net.qparams()
+    cin = len(net.taps_a)
+    worst_in = quant.ACT_MAX * q["embed"][0].abs().sum(1).max() + q["embed"][1].abs().max()
+    assert worst_in < 2**24
+    for qb in q["blocks"]:
+        for name, amax in (
+            ("wa", quant.RES_MAX),
+            ("wv", quant.RES_MAX),
+            ("wo", quant.ACT_MAX),
+            ("w1", quant.RES_MAX),
+            ("w2", quant.ACT_MAX),
+        ):
+            w, b = qb[name]
+            assert amax * w.abs().sum(1).max() + b.abs().max() < 2**24
+        assert quant.ACT_MAX * qb["dw"].abs().sum(0).max() + qb["dw_bias"].abs().max() < 2**24
+    w, b = q["head"]
+    assert quant.RES_MAX * w.abs().sum(1).max() + b.abs().max() < 2**24
+    assert cin == 23
+
+
+def test_parameter_count_is_small() -> None:
+    n = sum(p.numel() for p in HpacNet(HpacConfig()).parameters())
+    assert n < 1_000_000
+
+
+def test_luts_match_generator() -> None:
+    gen = quant.generate_luts()
+    shipped = quant._lut_arrays()
+    for k in gen:
+        np.testing.assert_array_equal(gen[k], shipped[k])

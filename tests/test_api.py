@@ -1,0 +1,198 @@
+"""Public API round trips over shapes, dtypes, bit depths and degenerate content; errors; info."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import llic_imaging
+from llic_imaging import FormatError, ModelError, StreamError
+
+
+def roundtrip(a: np.ndarray, **opts) -> bytes:
+    s = llic_imaging.encode(a, **opts)
+    b = llic_imaging.decode(s)
+    assert b.dtype == a.dtype
+    assert b.shape == a.shape
+    np.testing.assert_array_equal(b, a)
+    return s
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (1, 300), (3, 5), (31, 33), (65, 257)])
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16"])
+def test_shapes_and_dtypes(shape: tuple[int, int], dtype: str) -> None:
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(sum(shape))
+    a = rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+    roundtrip(a)
+
+
+@pytest.mark.parametrize("bits", range(1, 17))
+def test_bit_depths(bits: int) -> None:
+    rng = np.random.default_rng(bits)
+    base = np.cumsum(rng.normal(0, 2 ** (bits / 2), (48, 70)), axis=1)
+    a = np.clip(base - base.min(), 0, 2**bits - 1).astype(np.uint16 if bits > 8 else np.uint8)
+    roundtrip(a)
+
+
+def test_constant_images_cost_only_headers() -> None:
+    for a in (
+        np.zeros((300, 300), np.uint16),
+        np.full((5, 64, 64), -2000, np.int16),
+        np.full((1, 1), 255, np.uint8),
+    ):
+        s = roundtrip(a)
+        assert len(s) < 1200
+
+
+def test_ct_padding_and_nodata_next_to_data() -> None:
+    rng = np.random.default_rng(1)
+    a = (rng.normal(40, 20, (200, 200)).cumsum(1) / 10).astype(np.int16)
+    yy, xx = np.mgrid[:200, :200]
+    pad = (yy - 100) ** 2 + (xx - 100) ** 2 > 90**2
+    a[pad] = -2000
+    roundtrip(a)
+    b = a.copy()
+    b[:, :60] = -32768  # DEM nodata beside valid data
+    roundtrip(b)
+    rates = llic_imaging.rate_map(a)
+    assert rates[pad].mean() < 0.1  # padding is almost free
+
+
+def test_sparse_palette_values() -> None:
+    rng = np.random.default_rng(2)
+    a = (rng.integers(0, 8, (96, 96)) * 32).astype(np.uint8)
+    a = np.repeat(np.repeat(a[::4, ::4], 4, 0), 4, 1)
+    roundtrip(a)
+
+
+def test_noise_does_not_grow_more_than_one_percent_plus_header() -> None:
+    rng = np.random.default_rng(3)
+    for dtype, bits in (("uint16", 16), ("uint8", 8), ("uint16", 12)):
+        a = rng.integers(0, 2**bits, (256, 256)).astype(dtype)
+        s = llic_imaging.encode(a)
+        payload_bound = a.size * bits / 8 * 1.01
+        assert len(s) <= payload_bound + 2048, (dtype, bits, len(s), payload_bound)
+        np.testing.assert_array_equal(llic_imaging.decode(s), a)
+
+
+@pytest.mark.slow
+def test_large_image_4096() -> None:
+    rng = np.random.default_rng(4)
+    a = np.cumsum(rng.integers(-3, 4, (4096, 4096), dtype=np.int16), axis=1, dtype=np.int16)
+    roundtrip(a.astype(np.int16), tile=512)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    h=st.integers(1, 70),
+    w=st.integers(1, 70),
+    n=st.integers(1, 3),
+    dtype=st.sampled_from(["uint8", "int8", "uint16", "int16"]),
+    kind=st.sampled_from(["smooth", "noise", "constant", "sparse"]),
+    tile=st.sampled_from([8, 16, 40, 256]),
+    seed=st.integers(0, 2**16),
+)
+def test_roundtrip_property(
+    h: int, w: int, n: int, dtype: str, kind: str, tile: int, seed: int
+) -> None:
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(seed)
+    if kind == "smooth":
+        a = np.cumsum(rng.normal(0, 30, (n, h, w)), axis=2) + (int(info.min) + int(info.max)) / 2
+    elif kind == "noise":
+        a = rng.integers(info.min, info.max, (n, h, w), endpoint=True)
+    elif kind == "constant":
+        a = np.full((n, h, w), rng.integers(info.min, info.max, endpoint=True))
+    else:
+        a = rng.integers(0, 4, (n, h, w)) * 32 + int(info.min)
+    a = np.clip(a, info.min, info.max).astype(dtype)
+    roundtrip(a[0] if n == 1 else a, tile=tile)
+
+
+def test_decode_one_plane_only() -> None:
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 1000, (4, 40, 50)).astype(np.uint16)
+    s = llic_imaging.encode(a, tile=16)
+    for i in range(4):
+        np.testing.assert_array_equal(llic_imaging.decode(s, i), a[i])
+    np.testing.assert_array_equal(llic_imaging.decode(s, -1), a[3])
+    with pytest.raises(IndexError):
+        llic_imaging.decode(s, 4)
+
+
+def test_info_and_metadata() -> None:
+    a = np.arange(600, dtype=np.int16).reshape(20, 30)
+    s = llic_imaging.encode(a, metadata=b"hello", tile=16)
+    i = llic_imaging.info(s)
+    d = i.to_dict()
+    assert d["shape"] == [20, 30]
+    assert d["dtype"] == "int16"
+    assert d["bits_per_sample"] == 16
+    assert d["chunk_count"] == 4
+    assert d["model"] == "hpac-small-v1"
+    assert len(d["model_sha256"]) == 64
+    assert llic_imaging.metadata(s) == b"hello"
+    assert llic_imaging.check(s) is True
+    assert llic_imaging.check(b"nope") is False
+
+
+def test_rate_map_matches_payload() -> None:
+    rng = np.random.default_rng(6)
+    a = (np.cumsum(rng.normal(0, 8, (256, 256)), 1) + 3000).astype(np.uint16)
+    s = llic_imaging.encode(a)
+    rates = llic_imaging.rate_map(a)
+    assert rates.shape == a.shape
+    assert rates.dtype == np.float32
+    c = llic_imaging.container.read(s)
+    payload_bits = sum(e.length for e in c.chunks) * 8
+    assert abs(rates.sum() - payload_bits) <= 0.01 * payload_bits + 8 * 64 * len(c.chunks)
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(FormatError):
+        llic_imaging.encode(np.zeros((4, 4), np.float32))
+    with pytest.raises(FormatError):
+        llic_imaging.encode(np.zeros((2, 2, 2, 2), np.uint8))
+    with pytest.raises(FormatError):
+        llic_imaging.encode(np.zeros((0, 4), np.uint8))
+    with pytest.raises(StreamError):
+        llic_imaging.decode(b"garbage")
+    with pytest.raises(ModelError):
+        llic_imaging.encode(np.zeros((4, 4), np.uint8), model="hpac-huge-v9")
+
+
+def test_stream_from_other_weights_is_refused() -> None:
+    import json
+
+    from llic_imaging import container
+
+    a = np.arange(100, dtype=np.uint8).reshape(10, 10)
+    c = container.read(llic_imaging.encode(a))
+    header = dict(c.header, model_sha256="0" * 64)
+    forged = container.write(
+        header, [(e.key, c.payload(i)) for i, e in enumerate(c.chunks)], array_sha256=c.array_sha256
+    )
+    with pytest.raises(ModelError, match="sha256"):
+        llic_imaging.decode(forged)
+    assert json.dumps(header)
+
+
+def test_fuzzed_streams_raise_llic_errors_only() -> None:
+    rng = np.random.default_rng(8)
+    a = (np.cumsum(rng.normal(0, 5, (40, 60)), 1) + 500).astype(np.uint16)
+    s = llic_imaging.encode(a, tile=16)
+    for _ in range(150):
+        b = bytearray(s)
+        if rng.random() < 0.5:
+            b = b[: rng.integers(0, len(b))]
+        else:
+            for _ in range(rng.integers(1, 4)):
+                b[rng.integers(0, len(b))] ^= 1 << rng.integers(0, 8)
+        try:
+            out = llic_imaging.decode(bytes(b))
+        except llic_imaging.LlicError:
+            continue
+        np.testing.assert_array_equal(out, a)

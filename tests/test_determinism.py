@@ -1,0 +1,79 @@
+"""Bit-exact decoding across processes and runtime settings (threads, oneDNN, batch grouping).
+
+The encoder runs in one process and each decoder in another with different torch settings; the
+decoded array must equal the original and the stream must not depend on the encoder's settings.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+WORKER = textwrap.dedent(
+    """
+    import sys, numpy as np, torch
+    mode, threads, mkldnn, batch, src, dst = sys.argv[1:7]
+    torch.backends.mkldnn.enabled = mkldnn == "1"
+    import llic_imaging
+    from llic_imaging.codec import engine
+    engine._BATCH_PIXELS = int(batch)
+    engine._DENSE_PIXELS = min(engine._DENSE_PIXELS, int(batch))
+    if mode == "encode":
+        a = np.load(src)
+        open(dst, "wb").write(llic_imaging.encode(a, tile=64, numthreads=int(threads)))
+    else:
+        a = llic_imaging.decode(open(src, "rb").read(), numthreads=int(threads))
+        np.save(dst, a)
+    """
+)
+
+
+def _run(tmp: Path, *args: str) -> None:
+    script = tmp / "worker.py"
+    script.write_text(WORKER)
+    subprocess.run([sys.executable, str(script), *args], check=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    rng = np.random.default_rng(7)
+    a = np.cumsum(rng.normal(0, 15, (2, 100, 150)), axis=2).astype(np.int64)
+    a = (a - a.min() + 100).clip(0, 4095).astype(np.uint16)
+    a[0, :20, :30] = 0  # padding-like block
+    path = tmp_path_factory.mktemp("det") / "img.npy"
+    np.save(path, a)
+    return path, a
+
+
+@pytest.mark.slow
+def test_stream_independent_of_encoder_settings(
+    tmp_path: Path, image: tuple[Path, np.ndarray]
+) -> None:
+    src, _ = image
+    _run(tmp_path, "encode", "2", "1", str(1 << 20), str(src), str(tmp_path / "a.llic"))
+    _run(tmp_path, "encode", "1", "0", str(4096), str(src), str(tmp_path / "b.llic"))
+    assert (tmp_path / "a.llic").read_bytes() == (tmp_path / "b.llic").read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("threads", "mkldnn", "batch"),
+    [("1", "0", "4096"), ("2", "1", str(1 << 20)), ("1", "1", "9000")],
+    ids=["1thread-nomkldnn-smallbatch", "2threads-mkldnn-bigbatch", "1thread-mkldnn-oddbatch"],
+)
+def test_cross_process_decode(
+    tmp_path: Path, image: tuple[Path, np.ndarray], threads: str, mkldnn: str, batch: str
+) -> None:
+    src, original = image
+    stream = tmp_path / "s.llic"
+    _run(tmp_path, "encode", "2", "1", str(1 << 20), str(src), str(stream))
+    out = tmp_path / "out.npy"
+    _run(tmp_path, "decode", threads, mkldnn, batch, str(stream), str(out))
+    decoded = np.load(out)
+    assert decoded.dtype == original.dtype
+    np.testing.assert_array_equal(decoded, original)
