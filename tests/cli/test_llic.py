@@ -275,7 +275,10 @@ def test_no_progress_bar_without_a_tty(tmp_path: Path) -> None:
 def test_demo_on_bundled_samples(tmp_path: Path) -> None:
     result = run("demo", SAMPLES, "--workdir", tmp_path)
     assert result.exit_code == 0, result.output
-    assert "total" in result.stdout
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[-1] == "identical"
+    assert lines[-1].split()[0] == "total"
+    assert lines[-1].split()[-1] == "all"
     assert "NO" not in result.stdout
     assert list(tmp_path.glob("*.llic"))
 
