@@ -318,3 +318,14 @@ def test_llic_script_runs_in_a_real_process(npy_file: Path) -> None:
     )
     assert bad.returncode == 1
     assert bad.stderr.count("\n") == 1
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("relpath", ["satellite/test_rpcs.tif", "medical/MR_emri_small.dcm"])
+def test_real_file_compresses_and_verifies(shared_data: Path, tmp_path: Path, relpath: str) -> None:
+    original = shared_data / relpath
+    archive = tmp_path / (original.name + ".llic")
+    assert run("compress", original, "-o", archive, "-q").exit_code == 0
+    result = run("verify", archive, original, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["ok"] is True
