@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from llic_imaging.cli import _files
+from llic_imaging.cli._options import EXIT_OK, EXIT_USAGE
 from llic_imaging.cli.llic import cli, main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,9 +66,9 @@ def test_version() -> None:
 
 
 def test_main_returns_exit_codes_without_raising(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--help"]) == 0
-    assert main(["compress"]) == 2  # missing argument
-    assert main(["no-such-command"]) == 2
+    assert main(["--help"]) == EXIT_OK
+    assert main(["compress"]) == EXIT_USAGE  # missing argument
+    assert main(["no-such-command"]) == EXIT_USAGE
     assert "Usage" in capsys.readouterr().err
 
 

@@ -1,9 +1,8 @@
 """Shared click options, exit codes, per-file error reporting, progress and JSON output for the CLIs.
 
-Which command uses which option: ``level_opt``, ``model_opt``, ``tile_opt`` (compress);
-``numthreads_opt``, ``device_opt`` (compress, restore, verify, bench, demo); ``output_opt``,
-``overwrite_opt`` (compress, restore); ``json_opt`` (compress, restore, verify, info);
-``verbose_opt``, ``quiet_opt`` (every command).
+Users: ``level_opt``, ``model_opt``, ``tile_opt`` (compress, demo); ``numthreads_opt`` (all but
+info); ``device_opt`` (compress, restore, verify, demo); ``output_opt``, ``overwrite_opt`` (compress,
+restore); ``json_opt`` (all but bench); ``verbose_opt``, ``quiet_opt`` (every command).
 """
 
 from __future__ import annotations
@@ -50,7 +49,6 @@ EXIT_BUG = 3  # anything else: a bug in llic_imaging (traceback with -v)
 
 _VERBOSITY = "llic.verbosity"
 _T = TypeVar("_T")
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class _EchoHandler(logging.Handler):
