@@ -15,12 +15,10 @@ from llic_imaging._fileio import sha256_file, write_atomic
 from llic_imaging.batch import dicom
 from llic_imaging.batch.manifest import (
     ARCHIVED,
-    MANIFEST,
     TEMP_PREFIX,
     Entry,
     Manifest,
     lock,
-    remove_stale_temporaries,
 )
 from llic_imaging.batch.report import (
     ArchiveReport,
@@ -98,7 +96,13 @@ class _Compressor:
         self.manifest.entries[entry.path] = entry
 
     def _archive(self, rel: str, path: Path, old: Entry | None) -> tuple[Entry, bool]:
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            error = f"cannot read: {exc.strerror or exc}"
+            return Entry(
+                path=rel, size=_size(path), sha256=None, status="failed", error=error
+            ), False
         entry = Entry(
             path=rel, size=len(data), sha256=hashlib.sha256(data).hexdigest(), status="failed"
         )
@@ -261,14 +265,7 @@ def compress_tree(
     start = time.perf_counter()
     report = ArchiveReport("compress", str(src), str(out))
     with lock(out):
-        remove_stale_temporaries(out)
-        if (out / MANIFEST).exists():
-            manifest = Manifest.load(out)
-        elif any(out.iterdir()):
-            msg = f"{out}: not empty and not an llic-dicom archive; choose a new or empty folder"
-            raise ValueError(msg)
-        else:
-            manifest = Manifest.new(out, src.resolve())
+        manifest = Manifest.open(out, src.resolve())
         files = walk(src)
         with tempfile.TemporaryDirectory(dir=out, prefix=TEMP_PREFIX) as scratch:
             job = _Compressor(src, out, manifest, Path(scratch), numthreads)

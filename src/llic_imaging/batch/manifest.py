@@ -165,6 +165,36 @@ class Manifest:
         header = {k: v for k, v in obj.items() if k not in ("kind", "version", "files")}
         return cls(root, {e.path: e for e in entries}, header)
 
+    @classmethod
+    def open(cls, root: Path, source: Path) -> Manifest:
+        """Load the manifest of the archive ``root`` for writing, or start one if ``root`` is empty.
+
+        Call it holding :func:`lock`. Stale temporaries of a killed run are removed first. A new
+        manifest is saved at once: a folder holding archived files then always holds a manifest,
+        so a run killed after its first file can be resumed.
+
+        Raises
+        ------
+        ValueError
+            If ``root`` holds other files but no manifest: it is not an archive to write into.
+        FormatError
+            If the manifest is damaged.
+        """
+        if (root / MANIFEST).exists():
+            remove_stale_temporaries(root)
+            return cls.load(root)
+        # A run killed while saving its first manifest leaves only that manifest's temporary.
+        first_save = [p for p in root.iterdir() if _WRITE_ATOMIC_TEMP.match(p.name)]
+        first_save = [p for p in first_save if p.name.startswith(f".{MANIFEST}.")]
+        if any(p not in first_save for p in root.iterdir()):
+            msg = f"{root}: not empty and not an llic-dicom archive; choose a new or empty folder"
+            raise ValueError(msg)
+        for path in first_save:
+            path.unlink(missing_ok=True)
+        manifest = cls.new(root, source)
+        manifest.save()
+        return manifest
+
     def save(self) -> None:
         """Write the manifest atomically: a reader sees the previous or the new one, whole."""
         self.header["updated"] = _now()

@@ -130,13 +130,15 @@ def one_line(exc: BaseException, path: str = "") -> str:
 def error_text(exc: Exception, path: Path) -> str:
     """The one-line ``error`` of a file that failed with ``exc``.
 
-    Data problems (``LlicError``, ``OSError``) are expected in a batch and read as they are;
+    Data problems (``LlicError``, ``OSError``) are expected in a batch and read as they are
+    (an ``OSError`` about another file than ``path`` names that file);
     anything else is a bug in llic_imaging, says so, and logs its traceback at debug level,
     but still only fails that one file.
     """
-    if isinstance(exc, OSError):
-        return exc.strerror if exc.strerror and exc.filename else one_line(exc)
-    if isinstance(exc, LlicError):
+    if isinstance(exc, OSError) and exc.strerror:
+        where = Path(exc.filename) if exc.filename else path
+        return exc.strerror if where == path else f"{where}: {exc.strerror}"
+    if isinstance(exc, LlicError | OSError):
         return one_line(exc, str(path))
     _log.debug("unexpected error on %s", path, exc_info=True)
     return f"unexpected error, please report it: {type(exc).__name__}: {one_line(exc)}"
