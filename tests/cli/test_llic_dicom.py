@@ -1,0 +1,214 @@
+"""The ``llic-dicom`` console script: exit codes, tables, JSON, and a killed run that resumes.
+
+Most tests use studies of already-compressed instances (kept verbatim, no codec time); the
+fault test codes one small instance, the first in walking order, and keeps five.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from llic_imaging.batch.manifest import lock
+from llic_imaging.cli.llic_dicom import main
+
+KEPT = [
+    "MR_small_RLE.dcm",
+    "SC_rgb_rle.dcm",
+    "MR_small_jpeg_ls_lossless.dcm",
+    "SC_rgb_rle_16bit_2frame.dcm",
+    "MR_small_jp2klossless.dcm",
+]
+
+
+_SCRIPT = "import sys; from llic_imaging.cli.llic_dicom import main; sys.exit(main())"
+
+
+def _copy(name: str, dest: Path) -> Path:
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"pydicom test file {name} is not bundled")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, dest)
+    return dest
+
+
+def _digests(root: Path) -> dict[str, str]:
+    """Every file below ``root``, hidden ones included, with its sha256."""
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Path:
+    root = tmp_path / "study"
+    _copy("MR_small_RLE.dcm", root / "series" / "IM0001")
+    _copy("SC_rgb_rle.dcm", root / "series" / "IM0002.dcm")
+    (root / "notes.txt").write_text("consent on file\n")
+    return root
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("command", [[], ["compress"], ["restore"], ["verify"], ["info"]])
+def test_help_has_an_example(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    code, out, _ = _run(capsys, *command, "--help")
+    assert code == 0
+    assert "Example" in out
+    assert "llic-dicom " in out.split("Example")[1]
+
+
+def test_compress_restore_verify_info(
+    capsys: pytest.CaptureFixture[str], study: Path, tmp_path: Path
+) -> None:
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    code, text, err = _run(capsys, "compress", study, "-o", archive)
+    assert (code, err) == (0, "")
+    assert "kept-compressed      2" in text
+    assert "compress: 3 files in" in text
+    assert "bytes in" in text
+    code, text, _ = _run(capsys, "compress", study, "-o", archive, "--json", "-")
+    report = json.loads(text)
+    assert code == 0
+    assert report["summary"]["skipped"]["files"] == 3
+    assert report["failures"] == 0
+    assert _run(capsys, "restore", archive, "-o", out)[0] == 0
+    assert _digests(out) == _digests(study)
+    code, text, _ = _run(capsys, "verify", archive, "--against", study)
+    assert code == 0
+    assert "verify: 3 files in" in text
+    code, text, _ = _run(capsys, "info", archive)
+    assert code == 0
+    assert "RLE Lossless" in text
+    code, text, _ = _run(capsys, "info", archive, "--json")
+    assert json.loads(text)["files"] == 3
+
+
+def test_json_report_to_a_file(capsys: pytest.CaptureFixture[str], study: Path, tmp_path: Path):
+    code, text, _ = _run(
+        capsys, "compress", study, "-o", tmp_path / "a", "--json", tmp_path / "r.json"
+    )
+    assert code == 0
+    assert "total" in text
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [f["path"] for f in report["files"]] == [
+        "notes.txt",
+        "series/IM0001",
+        "series/IM0002.dcm",
+    ]
+
+
+def test_a_bad_file_is_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str], study: Path, tmp_path: Path
+) -> None:
+    (study / "series" / "IM0003.dcm").write_bytes(b"")
+    code, text, err = _run(capsys, "compress", study, "-o", tmp_path / "a")
+    assert code == 1
+    assert err.splitlines() == [f"{study / 'series' / 'IM0003.dcm'}: file is empty"]
+    assert "1 failed" in text
+    assert _run(capsys, "verify", tmp_path / "a")[0] == 1
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], study: Path, tmp_path: Path):
+    assert _run(capsys, "compress", study)[0] == 2  # no -o
+    assert _run(capsys, "compress", study, "-o", study / "archive")[0] == 2
+    code, _, err = _run(capsys, "restore", study, "-o", tmp_path / "out")
+    assert code == 2
+    assert "not an llic-dicom archive" in err
+    assert _run(capsys, "restore", study, "-o", tmp_path / "o", "--transfer-syntax", "j2k")[0] == 2
+    assert _run(capsys, "verify", tmp_path / "missing")[0] == 2
+
+
+def test_a_locked_archive_is_a_data_error(
+    capsys: pytest.CaptureFixture[str], study: Path, tmp_path: Path
+) -> None:
+    archive = tmp_path / "a"
+    archive.mkdir()
+    with lock(archive):
+        code, _, err = _run(capsys, "compress", study, "-o", archive)
+    assert code == 1
+    assert "in use by another llic-dicom run" in err
+
+
+def test_restore_as_explicit_vr_for_viewers(
+    capsys: pytest.CaptureFixture[str], study: Path, tmp_path: Path
+) -> None:
+    assert _run(capsys, "compress", study, "-o", tmp_path / "a")[0] == 0
+    code, _, _ = _run(
+        capsys, "restore", tmp_path / "a", "-o", tmp_path / "v", "--transfer-syntax", "explicit"
+    )
+    assert code == 0
+    for rel in ("series/IM0001", "series/IM0002.dcm"):
+        original, exported = pydicom.dcmread(study / rel), pydicom.dcmread(tmp_path / "v" / rel)
+        assert exported.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+        assert exported.SOPInstanceUID == original.SOPInstanceUID
+        assert np.array_equal(exported.pixel_array, original.pixel_array)
+
+
+def test_delete_originals(capsys: pytest.CaptureFixture[str], study: Path, tmp_path: Path):
+    (study / "empty.dcm").write_bytes(b"")
+    code, _, _ = _run(capsys, "compress", study, "-o", tmp_path / "a", "--delete-originals")
+    assert code == 1
+    assert [p.name for p in study.rglob("*") if p.is_file()] == ["empty.dcm"]
+
+
+def test_killed_compress_resumes_without_duplicates(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    study, archive = tmp_path / "study", tmp_path / "archive"
+    _copy("CT_small.dcm", study / "a" / "CT_small.dcm")  # coded, first in walking order
+    for i, name in enumerate(KEPT):
+        _copy(name, study / "b" / f"IM{i:04d}")
+    (study / "b" / "notes.txt").write_text("series notes\n")
+    originals = _digests(study)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SCRIPT, "compress", str(study), "-o", str(archive)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not list(archive.rglob("*.llic")):
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no .llic appeared"
+            time.sleep(0.02)
+        still_running = proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert still_running
+    listed = json.loads((archive / "manifest.json").read_text())["files"]
+    assert len(listed) < len(originals), "the killed run had already finished"
+
+    code, _, err = _run(capsys, "compress", study, "-o", archive)
+    assert (code, err) == (0, "")
+    assert _digests(study) == originals, "an original was modified"
+    entries = json.loads((archive / "manifest.json").read_text())["files"]
+    assert [e["path"] for e in entries] == sorted(originals)
+    assert {e["path"]: e["status"] for e in entries} == {
+        "a/CT_small.dcm": "ok",
+        "b/notes.txt": "copied",
+        **{f"b/IM{i:04d}": "kept-compressed" for i in range(len(KEPT))},
+    }
+    stored = _digests(archive)
+    assert set(stored) == {"manifest.json"} | {e["archived"] for e in entries}, "leftovers"
+    assert all(stored[e["archived"]] == e["archived_sha256"] for e in entries)
