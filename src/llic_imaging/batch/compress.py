@@ -107,6 +107,7 @@ class _Compressor:
             path=rel, size=len(data), sha256=hashlib.sha256(data).hexdigest(), status="failed"
         )
         if old is not None and self._still_archived(old, entry):
+            old.error = None  # an earlier failed attempt no longer applies
             return old, True
         if not data:
             entry.error = "file is empty"
