@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from llic_imaging.cli.llic import cli, main
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
 COMMANDS = ("compress", "restore", "verify", "info", "bench", "demo")
+SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
 
 
 def run(*args: str | Path) -> Result:
@@ -301,10 +303,24 @@ def test_bench_writes_json_and_markdown(tmp_path: Path, npy_file: Path) -> None:
     assert out_md.read_text().strip()
 
 
-def test_llic_script_runs_in_a_real_process(npy_file: Path) -> None:
-    script = Path(sysconfig.get_path("scripts")) / "llic"
+def installed_script(name: str) -> Path:
+    script = Path(sysconfig.get_path("scripts")) / name
     if not script.exists():
         pytest.skip(f"{script} is not installed (pip install -e .)")
+    return script
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_every_console_script_starts(name: str) -> None:
+    proc = subprocess.run(
+        [str(installed_script(name)), "--help"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage" in proc.stdout or "usage" in proc.stdout
+
+
+def test_llic_script_runs_in_a_real_process(npy_file: Path) -> None:
+    script = installed_script("llic")
     proc = subprocess.run(
         [str(script), "compress", str(npy_file), "--json"],
         capture_output=True,
