@@ -47,7 +47,7 @@ def bad_study(tmp_path_factory: pytest.TempPathFactory):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Path, "read_bytes", read_bytes)
-        report = batch.compress_tree(study, root / "archive", delete_originals=True)
+        report = batch.compress_tree(study, root / "archive", delete_originals=True, numthreads=1)
     secret.chmod(0o600)
     return study, root / "archive", report, before
 
@@ -85,7 +85,7 @@ def test_delete_originals_removes_only_verified_files(bad_study) -> None:
 
 def test_restore_and_verify_report_the_missing_files(bad_study, tmp_path: Path) -> None:
     _, archive, _, _ = bad_study
-    report = batch.restore_tree(archive, tmp_path / "out")
+    report = batch.restore_tree(archive, tmp_path / "out", numthreads=1)
     assert {f.path for f in report.failures} == set(ERRORS)
     assert report.exit_code == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.dcm", "notes.txt"]
@@ -102,7 +102,7 @@ def test_verify_names_the_model_of_a_foreign_llic(bad_study, tmp_path: Path) -> 
     stream.write_bytes(
         container.write(header, chunks, metadata=c.metadata, array_sha256=c.array_sha256)
     )
-    report = batch.verify_tree(copy)
+    report = batch.verify_tree(copy, numthreads=1)
     results = {f.path: f for f in report.failures}
     assert set(results) == {"good.dcm", *ERRORS}
     assert "stream was made with model hpac-small-v1" in results["good.dcm"].error

@@ -5,6 +5,7 @@ transfer syntax (``restore --transfer-syntax``). pydicom errors become ``FormatE
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,11 +48,13 @@ def describe(path: Path) -> Described:
     """
     pydicom = import_optional("pydicom", "dicom")
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        meta = getattr(ds, "file_meta", None) or pydicom.Dataset()
-        sop = ds.get("SOPInstanceUID") or meta.get("MediaStorageSOPInstanceUID")
-        cls = ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")
-        syntax = meta.get("TransferSyntaxUID")
+        with warnings.catch_warnings():  # pydicom warns about invalid values; we only look
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            meta = getattr(ds, "file_meta", None) or pydicom.Dataset()
+            sop = ds.get("SOPInstanceUID") or meta.get("MediaStorageSOPInstanceUID")
+            cls = ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")
+            syntax = meta.get("TransferSyntaxUID")
     except Exception:  # noqa: BLE001  pydicom raises many types; the adapter reports the problem
         return Described(None, None, None)
     return Described(*(str(v) if v else None for v in (sop, cls, syntax)))

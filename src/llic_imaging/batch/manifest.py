@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from llic_imaging import __version__
 from llic_imaging._fileio import write_atomic
 from llic_imaging.errors import FormatError
 
@@ -114,8 +115,6 @@ class Manifest:
 
     @classmethod
     def new(cls, root: Path, source: Path) -> Manifest:
-        from llic_imaging import __version__
-
         now = _now()
         header = {
             "source": str(source),
