@@ -28,6 +28,8 @@ FORMAT = 1  # codec payload format (chunk header, step order, focus coding, CDF 
 DEFAULT_TILE = 256
 DEFAULT_PATCH = 32
 _MAX_PLANE_HASHES = 4096
+MAX_TILE = 4096
+MAX_SAMPLES = 1 << 34  # decode refuses larger declared arrays before allocating
 
 Progress = Callable[[int], None]
 
@@ -126,8 +128,8 @@ def encode(
 
     stack, spec = to_stack(data)
     tile = DEFAULT_TILE if tile is None else int(tile)
-    if tile < 8:
-        msg = f"tile must be at least 8 pixels, got {tile}"
+    if not 8 <= tile <= MAX_TILE:
+        msg = f"tile must be 8 to {MAX_TILE} pixels, got {tile}"
         raise ValueError(msg)
     if level not in (None, 1):
         msg = f"level must be None or 1, got {level!r}"
@@ -153,7 +155,7 @@ def encode(
         "model_sha256": minfo.sha256,
     }
     planes = original.reshape((-1, *original.shape[-2:]))
-    if planes.shape[0] <= _MAX_PLANE_HASHES:
+    if 1 < planes.shape[0] <= _MAX_PLANE_HASHES:  # one plane: the array hash covers it
         header["plane_sha256"] = [_array_sha256(p).hex() for p in planes]
     chunks = [
         (container.ChunkKey(r.plane, r.y, r.x, r.h, r.w), p)
@@ -182,7 +184,7 @@ def _parse(data: bytes) -> tuple[container.Container, PlaneSpec, dict[str, Any]]
     except (KeyError, TypeError, ValueError) as exc:
         msg = f"stream header is missing or has malformed codec fields: {exc}"
         raise StreamError(msg) from exc
-    if not (8 <= tile <= 1 << 16) or patch != DEFAULT_PATCH:
+    if not (8 <= tile <= MAX_TILE) or patch != DEFAULT_PATCH:
         msg = f"stream header has unsupported tile {tile} / patch {patch}"
         raise StreamError(msg)
     return c, spec, h
@@ -192,8 +194,12 @@ def _refs_of(c: container.Container, spec: PlaneSpec, tile: int):
     """The container's chunk table must be exactly this shape's tile grid (no hostile sizes)."""
     from llic_imaging.codec.engine import TileRef, tile_grid
 
-    n = spec.planes
-    expected = tile_grid((n, *spec.shape[-2:]), tile)
+    n, h, w = spec.planes, *spec.shape[-2:]
+    count = n * -(-h // tile) * -(-w // tile)
+    if count != len(c.chunks) or n * h * w > MAX_SAMPLES:
+        msg = f"chunk index has {len(c.chunks)} chunks; a {spec.shape} image in {tile}-pixel tiles has {count}"
+        raise StreamError(msg)
+    expected = tile_grid((n, h, w), tile)
     found = [TileRef(e.plane, e.y, e.x, e.h, e.w) for e in c.chunks]
     if found != expected:
         msg = f"chunk index does not match the {spec.shape} image cut into {tile}-pixel tiles"
@@ -206,11 +212,20 @@ def decode(
     /,
     index: int | None = None,
     *,
+    window: tuple[int, int, int, int] | None = None,
     numthreads: int | None = None,
     device: str | None = None,
     progress: Progress | None = None,
 ) -> np.ndarray:
-    """Decompress a stream; ``index`` selects one plane of a stack and decodes only its tiles.
+    """Decompress a stream, or part of it, decoding only the tiles that are needed.
+
+    Parameters
+    ----------
+    index
+        One plane (slice, band) of an (N, H, W) stack; ``None`` decodes every plane.
+    window
+        ``(row, col, height, width)`` of a plane (``index``, default 0): only the tiles that
+        touch it are decoded, and the window is returned.
 
     Raises
     ------
@@ -220,36 +235,43 @@ def decode(
         If the stream was made with weights that are not installed here.
     """
     from llic_imaging.codec.engine import decode_tiles
-    from llic_imaging.model import zoo
-    from llic_imaging.model.runtime import deterministic
 
     c, spec, h = _parse(data)
     refs = _refs_of(c, spec, int(h["tile"]))
-    minfo = zoo.model_info(h["model"])
-    if minfo.sha256 != h["model_sha256"]:
-        msg = (
-            f"stream was made with model {h['model']} sha256 {h['model_sha256'][:16]}..., "
-            f"installed weights are {minfo.sha256[:16]}...; decode with the llic-imaging version that wrote it"
-        )
-        raise ModelError(msg)
+    _check_model(h)
     n, hgt, wid = spec.planes, *spec.shape[-2:]
+    if window is not None and index is None:
+        index = 0
     if index is None:
         chosen = list(range(len(refs)))
     else:
         if not -n <= int(index) < n:
             msg = f"index {index} out of range for {n} planes"
             raise IndexError(msg)
-        chosen = c.select(int(index) % n)
+        index = int(index) % n
+        chosen = c.select(index)
+    y0, x0, wh, ww = 0, 0, hgt, wid
+    if window is not None:
+        y0, x0, wh, ww = (int(v) for v in window)
+        if wh < 1 or ww < 1 or y0 < 0 or x0 < 0 or y0 + wh > hgt or x0 + ww > wid:
+            msg = f"window {window} is not inside the {hgt}x{wid} plane"
+            raise ValueError(msg)
+        chosen = [
+            i
+            for i in chosen
+            if refs[i].y < y0 + wh
+            and refs[i].y + refs[i].h > y0
+            and refs[i].x < x0 + ww
+            and refs[i].x + refs[i].w > x0
+        ]
     payloads = [c.payload(i) for i in chosen]
-    sel = [refs[i] for i in chosen]
-    plane0 = sel[0].plane if index is not None else 0
-    sel = [type(r)(r.plane - plane0, r.y, r.x, r.h, r.w) for r in sel]
-    out = np.zeros((1 if index is not None else n, hgt, wid), np.int64)
+    plane0 = index or 0
+    sel = [type(r)(r.plane - plane0, r.y, r.x, r.h, r.w) for r in (refs[i] for i in chosen)]
+    out = np.zeros((1 if index is not None else n, hgt, wid), np.int32)
     net, _, dev = _load_model(h["model"], device)
-    with deterministic(numthreads):
+    with _runtime(numthreads):
         decode_tiles(net, sel, payloads, out, patch=int(h["patch"]), device=dev, progress=progress)
-    info_dtype = np.dtype(spec.dtype)
-    lim = np.iinfo(info_dtype)
+    lim = np.iinfo(np.dtype(spec.dtype))
     if out.min() < lim.min or out.max() > lim.max:
         msg = "decoded values fall outside the stored dtype: the stream is corrupt"
         raise StreamError(msg)
@@ -258,10 +280,34 @@ def decode(
         _verify(_array_sha256(arr), c.array_sha256, "array")
         return arr
     plane = out[0].astype(spec.dtype)
+    if window is not None:
+        return plane[y0 : y0 + wh, x0 : x0 + ww]  # chunks were crc32-checked by the container
     hashes = h.get("plane_sha256")
-    if isinstance(hashes, list) and len(hashes) == n:
-        _verify(_array_sha256(plane), bytes.fromhex(str(hashes[int(index) % n])), f"plane {index}")
+    if n == 1:
+        _verify(_array_sha256(plane.reshape(spec.shape)), c.array_sha256, "array")
+    elif isinstance(hashes, list) and len(hashes) == n:
+        _verify(_array_sha256(plane), bytes.fromhex(str(hashes[index])), f"plane {index}")
     return plane
+
+
+def _check_model(h: dict[str, Any]) -> None:
+    """Refuse a stream whose weights hash differs from the installed model's."""
+    from llic_imaging.model import zoo
+
+    minfo = zoo.model_info(h["model"])
+    if minfo.sha256 != h["model_sha256"]:
+        msg = (
+            f"stream was made with model {h['model']} sha256 {h['model_sha256'][:16]}..., "
+            f"installed weights are {minfo.sha256[:16]}...; decode with the llic-imaging version that wrote it"
+        )
+        raise ModelError(msg)
+
+
+def _runtime(numthreads: int | None):
+    """Exactness-preserving torch settings (lazy import keeps ``import llic_imaging`` light)."""
+    from llic_imaging.model.runtime import deterministic
+
+    return deterministic(numthreads)
 
 
 def _verify(found: bytes, expected: bytes, what: str) -> None:

@@ -72,6 +72,8 @@ class ChunkParams:
         if (
             p.kind not in (_KIND_CONSTANT, _KIND_CODED)
             or p.vmax > 0xFFFF
+            or p.vmin < -0x8000
+            or p.vmin + p.vmax > 0xFFFF
             or p.shift > MAX_SHIFT
             or p.mid > p.vmax
         ):
@@ -197,7 +199,7 @@ def decode_tiles(
     device: torch.device,
     progress: Callable[[int], None] | None = None,
 ) -> None:
-    """Decode chunk payloads into ``out`` (an (N, H, W) int64 array) at their tiles."""
+    """Decode chunk payloads into ``out`` (an (N, H, W) int32 array) at their tiles."""
     parsed = [ChunkParams.unpack(p) for p in payloads]
     coded = []
     for i, (p, _) in enumerate(parsed):

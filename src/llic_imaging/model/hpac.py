@@ -99,6 +99,8 @@ class Block(nn.Module):
 def _mm(x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Channels-last 1x1: (..., cin) @ (cout, cin)^T + bias."""
     w, b = wb
+    if x.dim() == 2:
+        return torch.addmm(b, x, w.t())
     return torch.matmul(x, w.t()) + b
 
 
@@ -167,20 +169,12 @@ class HpacNet(nn.Module):
     ) -> torch.Tensor:
         """Everything of a block after the masked depthwise accumulation (position-wise)."""
         lin = _mm if cl else _c1
-        d = quant.requant(dwacc, quant.W_FRAC, quant.LUT_MAX)
-        g = quant.lut(d, "swish")
+        lim = quant.RES_MAX
+        g = quant.lut(quant.requant(dwacc, quant.W_FRAC, quant.LUT_MAX), "swish")
         h = quant.requant(g * v, quant.A_FRAC, quant.ACT_MAX)
-        x = torch.clamp(
-            x + quant.requant(lin(h, q["wo"]), quant.W_FRAC, quant.RES_MAX),
-            -quant.RES_MAX,
-            quant.RES_MAX,
-        )
+        x = (x + quant.requant(lin(h, q["wo"]), quant.W_FRAC, lim)).clamp_(-lim, lim)
         u = quant.lut(quant.requant(lin(x, q["w1"]), quant.W_FRAC, quant.LUT_MAX), "gelu")
-        return torch.clamp(
-            x + quant.requant(lin(u, q["w2"]), quant.W_FRAC, quant.RES_MAX),
-            -quant.RES_MAX,
-            quant.RES_MAX,
-        )
+        return (x + quant.requant(lin(u, q["w2"]), quant.W_FRAC, lim)).clamp_(-lim, lim)
 
     def qparams(self) -> dict[str, Any]:
         """Integer weights of every layer (compute once per forward/decode)."""

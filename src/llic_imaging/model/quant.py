@@ -121,10 +121,13 @@ class _Requant(torch.autograd.Function):
 
 
 def requant(acc: torch.Tensor, shift: int, limit: int) -> torch.Tensor:
-    """``clamp(round(acc / 2**shift), -limit, limit)``: exact because the scale is a power of two."""
+    """``clamp(round(acc / 2**shift), -limit, limit)``: exact because the scale is a power of two.
+
+    Without autograd the result is computed in place in ``acc`` (callers pass temporaries).
+    """
     if acc.requires_grad:
         return _Requant.apply(acc, 2.0**-shift, limit)
-    return torch.clamp(torch.round(acc * (2.0**-shift)), -limit, limit)
+    return acc.mul_(2.0**-shift).round_().clamp_(-limit, limit)  # acc is always a fresh temporary
 
 
 def quant_weight(w: torch.Tensor) -> torch.Tensor:
