@@ -214,3 +214,24 @@ def test_killed_compress_resumes_without_duplicates(
     stored = _digests(archive)
     assert set(stored) == {"manifest.json"} | {e["archived"] for e in entries}, "leftovers"
     assert all(stored[e["archived"]] == e["archived_sha256"] for e in entries)
+
+
+def test_a_bug_is_exit_3(
+    capsys: pytest.CaptureFixture[str],
+    study: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llic_imaging import batch
+
+    def broken(*args: object, **kwargs: object) -> None:
+        msg = "boom"
+        raise RuntimeError(msg)
+
+    monkeypatch.setattr(batch, "compress_tree", broken)
+    code, _, err = _run(capsys, "compress", study, "-o", tmp_path / "a")
+    assert code == 3
+    assert err.strip() == (
+        "llic-dicom: unexpected error, please report it: RuntimeError: boom "
+        "(run with -v for the traceback)"
+    )
