@@ -50,7 +50,6 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
     return path, a
 
 
-@pytest.mark.slow
 def test_stream_independent_of_encoder_settings(
     tmp_path: Path, image: tuple[Path, np.ndarray]
 ) -> None:
@@ -60,7 +59,6 @@ def test_stream_independent_of_encoder_settings(
     assert (tmp_path / "a.llic").read_bytes() == (tmp_path / "b.llic").read_bytes()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("threads", "mkldnn", "batch"),
     [("1", "0", "4096"), ("2", "1", str(1 << 20)), ("1", "1", "9000")],

@@ -112,9 +112,9 @@ device_opt = click.option(
 # The ranges mirror llic_imaging.encode's documented limits, so bad values are usage errors (2).
 tile_opt = click.option(
     "--tile",
-    type=click.IntRange(min=8),
+    type=click.IntRange(min=8, max=4096),
     default=None,
-    help="Tile edge in pixels, at least 8; each tile is an independently decodable chunk "
+    help="Tile edge in pixels, 8 to 4096; each tile is an independently decodable chunk "
     "(default 256).",
 )
 level_opt = click.option(

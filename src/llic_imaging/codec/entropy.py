@@ -1,8 +1,8 @@
 """Range coding of one chunk, one step at a time (the only module that imports constriction).
 
 Per step the stream holds, in this order: the bin symbols of each window-width group (ascending
-width, pixels in step order inside a group), the in-bin offsets of pixels whose bin holds more
-than one value, then the escaped values. Every call is vectorised over a step's pixels.
+width, pixels in step order inside a group), the edge flags of wide bins that hold a range edge,
+the in-bin offsets of pixels whose bin (still) holds more than one value, then the escaped values. Every call is vectorised over a step's pixels.
 Probabilities reach constriction as float64 arrays of exact integers with ``perfect=False``
 (its documented deterministic quantisation), so encoder and decoder build identical models.
 """
@@ -31,19 +31,27 @@ class StepEncoder:
     def encode(self, mu16: np.ndarray, scale: np.ndarray, values: np.ndarray) -> None:
         """Code ``values`` (one step's pixels, in step order) under the predicted tables."""
         v = np.asarray(values, np.int64)
-        offsets, sizes, escaped = [], [], []
+        offsets, sizes, escaped, flags, flag_freqs = [], [], [], [], []
         _, groups = focus.tables(mu16, scale, self.vmax)
         for idx, t in groups:
-            sym, off, size = focus.to_symbols(t, v[idx], self.vmax)
+            vi = v[idx]
+            sym, off, size = focus.to_symbols(t, vi, self.vmax)
             self._coder.encode(sym.astype(np.int32), _CATEGORICAL, t.freqs)
+            e = focus.edge_split(t, sym, self.vmax)
+            flag = (vi != e.edge).astype(np.int32)
+            flags.append(flag[e.mask])
+            flag_freqs.append(e.freqs[e.mask])
+            # after an edge flag: nothing more for the edge value, else the rest of the bin
+            off = np.where(e.mask, vi - e.base, off)
+            size = np.where(e.mask, np.where(flag == 1, size - 1, 1), size)
             offsets.append(off)
             sizes.append(size)
-            escaped.append(v[idx][sym == t.width])
-        self._tail(offsets, sizes, escaped)
-
-    def _tail(self, offsets: list, sizes: list, escaped: list) -> None:
-        if not offsets:
+            escaped.append(vi[sym == t.width])
+        if not groups:
             return
+        flag = np.concatenate(flags)
+        if flag.size:
+            self._coder.encode(flag, _CATEGORICAL, np.concatenate(flag_freqs))
         off, size = np.concatenate(offsets), np.concatenate(sizes)
         multi = size > 1
         if multi.any():
@@ -80,10 +88,22 @@ class StepDecoder:
         size = np.zeros(n, np.int64)
         try:
             _, groups = focus.tables(mu16, scale, self.vmax)
+            splits = []
             for idx, t in groups:
                 sym = self._coder.decode(_CATEGORICAL, t.freqs).astype(np.int64)
                 out[idx], size[idx] = focus.to_values(t, sym, self.vmax)
-            order = np.concatenate([idx for idx, _ in groups]) if groups else np.zeros(0, np.int64)
+                e = focus.edge_split(t, sym, self.vmax)
+                splits.append((idx[e.mask], e.edge[e.mask], e.base[e.mask], e.freqs[e.mask]))
+            if not groups:
+                return out
+            at = np.concatenate([s[0] for s in splits])
+            if at.size:
+                flag = self._coder.decode(_CATEGORICAL, np.concatenate([s[3] for s in splits]))
+                edge = np.concatenate([s[1] for s in splits])
+                base = np.concatenate([s[2] for s in splits])
+                out[at] = np.where(flag == 0, edge, base)
+                size[at] = np.where(flag == 0, 1, size[at] - 1)
+            order = np.concatenate([idx for idx, _ in groups])
             s = size[order]
             multi = order[s > 1]
             if multi.size:

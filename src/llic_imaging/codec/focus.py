@@ -28,6 +28,8 @@ class Tables:
     freqs: np.ndarray  # (n, width + 1) float64 holding exact integers (constriction's input)
     low: np.ndarray  # (n,) first value of bin 0 (may be < 0)
     shift: np.ndarray  # (n,) log2 of bin width
+    mu16: np.ndarray  # (n,) the distribution's parameters, for edge splits
+    scale: np.ndarray
 
 
 def _window(
@@ -65,7 +67,7 @@ def tables(
         edge_rows = np.flatnonzero((lo <= 0) | (lo + (np.int64(w) << sh) > vmax))
         if edge_rows.size:
             freqs[edge_rows] = _clipped(g[edge_rows], lo[edge_rows], sh[edge_rows], w, vmax)
-        groups.append((idx, Tables(w, freqs, lo, sh)))
+        groups.append((idx, Tables(w, freqs, lo, sh, mu16[idx], scale[idx])))
     order = np.concatenate([i for i, _ in groups]) if groups else np.zeros(0, np.int64)
     return order, groups
 
@@ -124,6 +126,38 @@ def to_values(t: Tables, sym: np.ndarray, vmax: int) -> tuple[np.ndarray, np.nda
     return lo, np.where(esc, 0, size)
 
 
+@dataclass(frozen=True)
+class EdgeSplit:
+    """Wide bins that hold a range edge (0 or R): the edge value gets its own binary symbol.
+
+    The folded tail mass sits on the edge value alone, so coding it uniformly with the rest of
+    its bin would waste up to ``log2(bin width)`` bits (padding, nodata, clipped data).
+    """
+
+    mask: np.ndarray  # pixel's bin holds an edge and is split
+    edge: np.ndarray  # the edge value (0 or vmax) where mask
+    freqs: np.ndarray  # (n, 2) float64: [edge value, rest of the bin]
+    base: np.ndarray  # first non-edge value of the bin
+
+
+def edge_split(t: Tables, sym: np.ndarray, vmax: int) -> EdgeSplit:
+    """Which pixels of a group get an edge symbol, and its frequencies (same on both sides)."""
+    esc = sym >= t.width
+    s = np.where(esc, 0, sym)
+    raw_lo = t.low + (s << t.shift)
+    raw_hi = raw_lo + (np.int64(1) << t.shift) - 1
+    lo, size = _bin_range(t, s, vmax)
+    fb = t.freqs[np.arange(s.size), s].astype(np.int64)
+    ok = ~esc & (size >= 2) & (fb >= 2)
+    lower = ok & (raw_lo < 0)
+    upper = ok & ~lower & (raw_hi > vmax)
+    x16 = np.where(lower, 8, 16 * vmax - 8)
+    f = intcdf.cdf_at(x16, t.mu16, t.scale)
+    fe = np.clip(np.where(lower, f, intcdf.TOTAL - f), 1, np.maximum(fb - 1, 1))
+    freqs = np.stack([fe, fb - fe], axis=1).astype(np.float64)
+    return EdgeSplit(lower | upper, np.where(lower, 0, vmax), freqs, np.where(lower, lo + 1, lo))
+
+
 def code_lengths(mu16: np.ndarray, scale: np.ndarray, values: np.ndarray, vmax: int) -> np.ndarray:
     """Ideal code length in bits of each value under the integer tables (rate map, tests)."""
     bits = np.zeros(np.shape(values), np.float64)
@@ -134,7 +168,16 @@ def code_lengths(mu16: np.ndarray, scale: np.ndarray, values: np.ndarray, vmax: 
     for idx, t in groups:
         sym, _, size = to_symbols(t, v[idx], vmax)
         f = t.freqs[np.arange(idx.size), sym]
-        b = np.log2(t.freqs.sum(1) / f) + np.log2(size)
+        b = np.log2(t.freqs.sum(1) / f)
+        e = edge_split(t, sym, vmax)
+        is_edge = v[idx] == e.edge
+        with np.errstate(divide="ignore"):  # rows outside e.mask may hold a zero; unused
+            split_bits = np.where(
+                is_edge,
+                np.log2(e.freqs.sum(1) / e.freqs[:, 0]),
+                np.log2(e.freqs.sum(1) / e.freqs[:, 1]) + np.log2(np.maximum(size - 1, 1)),
+            )
+        b = b + np.where(e.mask, split_bits, np.log2(size))
         b = np.where(sym == t.width, b + np.log2(vmax + 1.0), b)
         bits[idx] = b
     return bits

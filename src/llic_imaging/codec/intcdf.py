@@ -25,6 +25,7 @@ __all__ = [
     "N_SCALES",
     "TOTAL",
     "bin_shift",
+    "cdf_at",
     "cdf_grid",
     "generate",
     "n_bins",
@@ -34,9 +35,12 @@ __all__ = [
 CDF_VERSION = 1
 N_SCALES = 160  # 1/16 px .. 2**15.9 px in 1/8-octave steps
 N_FRAC = 16  # mean resolution: 1/16 pixel
-TOTAL = 1 << 16  # CDF precision
+TOTAL = 1 << 20  # CDF precision: near-deterministic pixels cost ~1e-5 bits of rounding
 MAX_BINS = 64  # focus window size cap (bins, excluding the escape symbol)
 TAIL = 9.0  # window half-span in scales: logistic tail mass 2*sigmoid(-9) = 2.5e-4
+Z_STEPS = 32  # point CDF (range edges): z in 1/32 logistic units ...
+Z_MAX = 40 * Z_STEPS  # ... over [-40, 40]
+Z_SHIFT = 20
 
 
 def scale_px(j: np.ndarray | int) -> np.ndarray:
@@ -66,7 +70,10 @@ def generate() -> dict[str, np.ndarray]:
         cdf = 0.5 * (1.0 + np.tanh(0.5 * z))  # logistic sigmoid without overflow
         grid[j, :, : w + 1] = np.rint(cdf * TOTAL).astype(np.int32)
         grid[j, :, w + 1 :] = TOTAL
-    return {"grid": grid, "widths": widths, "shifts": shifts}
+    zi = np.arange(-Z_MAX, Z_MAX + 1) / Z_STEPS
+    zcdf = np.rint(0.5 * (1.0 + np.tanh(0.5 * zi)) * TOTAL).astype(np.int64)
+    invs = np.rint(2.0 ** (Z_SHIFT + 1) / scale_px(np.arange(N_SCALES))).astype(np.int64)
+    return {"grid": grid, "widths": widths, "shifts": shifts, "zcdf": zcdf, "invs": invs}
 
 
 @cache
@@ -79,6 +86,17 @@ def _tables() -> dict[str, np.ndarray]:
 def cdf_grid() -> np.ndarray:
     """(N_SCALES, N_FRAC, MAX_BINS + 1) int32 CDF values at bin edges."""
     return _tables()["grid"]
+
+
+def cdf_at(x16: np.ndarray, mu16: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """``TOTAL * P(X < x16 / 16)`` for a logistic with mean ``mu16 / 16`` and scale level ``j``.
+
+    Integer only: ``(x16 - mu16) * invs[j] >> Z_SHIFT`` indexes a 1/32-unit CDF table. Used
+    where a range edge falls inside a wide focus bin (``focus.edge_split``).
+    """
+    t = _tables()
+    z = ((np.asarray(x16, np.int64) - mu16) * t["invs"][j]) >> Z_SHIFT
+    return t["zcdf"][np.clip(z, -Z_MAX, Z_MAX) + Z_MAX]
 
 
 def n_bins(j: np.ndarray) -> np.ndarray:
