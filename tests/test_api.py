@@ -223,3 +223,14 @@ def test_window_and_plane_decode_only_touch_their_tiles() -> None:
     np.testing.assert_array_equal(win, a[1, 18:28, 20:45])
     with pytest.raises(llic_imaging.ChecksumError):
         llic_imaging.decode(bytes(damaged), 0)
+
+
+def test_read_window_from_file(tmp_path) -> None:
+    rng = np.random.default_rng(10)
+    bands = rng.integers(0, 4000, (3, 90, 70)).astype(np.uint16)
+    path = tmp_path / "scene.llic"
+    path.write_bytes(llic_imaging.encode(bands, tile=32))
+    win = llic_imaging.read_window(path, (40, 10, 20, 50), 2)
+    np.testing.assert_array_equal(win, bands[2, 40:60, 10:60])
+    with pytest.raises(ValueError, match="window"):
+        llic_imaging.read_window(path, (80, 0, 20, 10))

@@ -49,10 +49,21 @@ __all__ = [
     "info",
     "metadata",
     "rate_map",
+    "read_window",
     "version",
 ]
 
-_LAZY = {"encode", "decode", "info", "check", "metadata", "rate_map", "version", "StreamInfo"}
+_LAZY = {
+    "encode",
+    "decode",
+    "info",
+    "check",
+    "metadata",
+    "rate_map",
+    "read_window",
+    "version",
+    "StreamInfo",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -21,7 +22,17 @@ from llic_imaging import container
 from llic_imaging.errors import ChecksumError, ModelError, StreamError, UnsupportedVersionError
 from llic_imaging.planes import PlaneSpec, from_stack, to_stack
 
-__all__ = ["StreamInfo", "check", "decode", "encode", "info", "metadata", "rate_map", "version"]
+__all__ = [
+    "StreamInfo",
+    "check",
+    "decode",
+    "encode",
+    "info",
+    "metadata",
+    "rate_map",
+    "read_window",
+    "version",
+]
 
 CODEC = "hpac"
 FORMAT = 1  # codec payload format (chunk header, step order, focus coding, CDF grid v1, LUT v1)
@@ -288,6 +299,24 @@ def decode(
     elif isinstance(hashes, list) and len(hashes) == n:
         _verify(_array_sha256(plane), bytes.fromhex(str(hashes[index])), f"plane {index}")
     return plane
+
+
+def read_window(
+    path: str | os.PathLike[str],
+    window: tuple[int, int, int, int],
+    /,
+    index: int = 0,
+    *,
+    numthreads: int | None = None,
+) -> np.ndarray:
+    """Read ``(row, col, height, width)`` of plane/band ``index`` of a .llic file.
+
+    Only the tiles the window touches are checksummed and decoded, so a small window of a large
+    raster costs a few tiles (GIS-style windowed reads); the file itself is read whole.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    return decode(data, index, window=window, numthreads=numthreads)
 
 
 def _check_model(h: dict[str, Any]) -> None:
