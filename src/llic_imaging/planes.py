@@ -1,6 +1,6 @@
 """Validate user arrays and turn them into a stack of integer planes, and back.
 
-Imports only ``errors``. The codec sees (N, H, W) int32 planes; the original dtype, shape and
+Imports only ``errors``. The codec sees (N, H, W) planes (a view, native byte order); the dtype, shape and
 signedness travel in :class:`PlaneSpec` and are written into the container header.
 """
 
@@ -57,7 +57,10 @@ class PlaneSpec:
 
 
 def to_stack(array: np.ndarray) -> tuple[np.ndarray, PlaneSpec]:
-    """Return ``(stack, spec)``: an (N, H, W) int32 copy of ``array`` and how to undo it.
+    """Return ``(stack, spec)``: ``array`` as an (N, H, W) stack (no copy when possible) and how to undo it.
+
+    The stack keeps the 8/16-bit dtype in native byte order: the codec widens one tile at a
+    time, so an 8192 x 8192 image never exists as a 32-bit copy.
 
     Raises
     ------
@@ -77,10 +80,10 @@ def to_stack(array: np.ndarray) -> tuple[np.ndarray, PlaneSpec]:
     if a.size == 0:
         msg = f"array is empty (shape {a.shape})"
         raise FormatError(msg)
-    stack = a.astype(np.int32).reshape((-1, *a.shape[-2:]))
+    stack = a.astype(name, copy=False).reshape((-1, *a.shape[-2:]))
     return stack, PlaneSpec(tuple(int(s) for s in a.shape), name)
 
 
 def from_stack(stack: np.ndarray, spec: PlaneSpec) -> np.ndarray:
     """Rebuild the caller's array from decoded planes (inverse of :func:`to_stack`)."""
-    return stack.astype(spec.dtype).reshape(spec.shape)
+    return stack.astype(spec.dtype, copy=False).reshape(spec.shape)

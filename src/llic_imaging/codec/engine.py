@@ -35,7 +35,7 @@ __all__ = [
 _CHUNK_HEADER = struct.Struct("<BiIBI")  # kind, vmin, vmax, shift, mid
 _KIND_CONSTANT, _KIND_CODED = 0, 1
 MAX_SHIFT = 12
-_BATCH_PIXELS = 1 << 20  # pixels per encode/decode batch of tiles: bounds peak memory
+_BATCH_PIXELS = 1 << 18  # pixels per batch of tiles: the decoder caches ~600 bytes per pixel
 _DENSE_PIXELS = 1 << 14  # pixels per dense network call: cache-sized on CPU
 
 
@@ -199,8 +199,15 @@ def decode_tiles(
     device: torch.device,
     progress: Callable[[int], None] | None = None,
 ) -> None:
-    """Decode chunk payloads into ``out`` (an (N, H, W) int32 array) at their tiles."""
+    """Decode chunk payloads into ``out`` (an (N, H, W) array of the stored dtype) at their tiles."""
     parsed = [ChunkParams.unpack(p) for p in payloads]
+    lim = np.iinfo(out.dtype)
+    for p, _ in parsed:
+        if p.vmin < lim.min or p.vmin + p.vmax > lim.max:
+            msg = (
+                f"chunk value range [{p.vmin}, {p.vmin + p.vmax}] does not fit {out.dtype}: corrupt"
+            )
+            raise StreamError(msg)
     coded = []
     for i, (p, _) in enumerate(parsed):
         r = refs[i]
