@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ import click
 from llic_imaging.errors import LlicError, LlicWarning
 
 __all__ = [
+    "ExitCodeGroup",
     "EXIT_BUG",
     "EXIT_DATA",
     "EXIT_OK",
@@ -208,3 +210,33 @@ def per_file(path: Path | str, failures: list[str]) -> Iterator[None]:
     if verbosity() >= 0:
         for w in caught:
             click.echo(f"{path}: warning: {w.message}", err=True)
+
+
+class ExitCodeGroup(click.Group):
+    """A group that turns exceptions escaping a command into the documented exit codes.
+
+    ``LlicError``/``OSError`` (a damaged file, an unwritable folder) print one line and exit 1;
+    anything else is a bug: exit 3, with the traceback under ``-v``. Subclasses set ``prog``.
+    """
+
+    prog = "llic"
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except (LlicError, OSError) as exc:
+            text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
+            click.echo(f"{self.prog}: {where}{text}", err=True)
+            raise click.exceptions.Exit(EXIT_DATA) from exc
+        except Exception as exc:
+            if verbosity(ctx) > 0:
+                click.echo(traceback.format_exc(), err=True, nl=False)
+            hint = "" if verbosity(ctx) > 0 else " (run with -v for the traceback)"
+            click.echo(
+                f"{self.prog}: unexpected error, please report it: {type(exc).__name__}: {exc}{hint}",
+                err=True,
+            )
+            raise click.exceptions.Exit(EXIT_BUG) from exc

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,9 @@ import llic_imaging
 from llic_imaging import formats
 from llic_imaging.cli import _files
 from llic_imaging.cli._options import (
-    EXIT_BUG,
     EXIT_DATA,
     EXIT_OK,
+    ExitCodeGroup,
     device_opt,
     echo_json,
     json_opt,
@@ -44,26 +43,8 @@ __all__ = ["cli", "main"]
 _SUFFIX = ".llic"
 
 
-class _LlicGroup(click.Group):
-    """A group that turns escaped exceptions into the documented exit codes (1 data, 3 bug)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except (LlicError, OSError) as exc:  # outside a per-file block, e.g. creating -o
-            click.echo(f"llic: {exc}", err=True)
-            raise click.exceptions.Exit(EXIT_DATA) from exc
-        except Exception as exc:
-            if verbosity(ctx) > 0:
-                click.echo(traceback.format_exc(), err=True, nl=False)
-            hint = "" if verbosity(ctx) > 0 else " (run with -v for the traceback)"
-            click.echo(
-                f"llic: unexpected error, please report it: {type(exc).__name__}: {exc}{hint}",
-                err=True,
-            )
-            raise click.exceptions.Exit(EXIT_BUG) from exc
+class _LlicGroup(ExitCodeGroup):
+    prog = "llic"
 
 
 def _is_image(path: Path) -> bool:

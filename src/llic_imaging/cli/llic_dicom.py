@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,9 +19,9 @@ import llic_imaging
 from llic_imaging import batch
 from llic_imaging._fileio import write_atomic
 from llic_imaging.cli._options import (
-    EXIT_BUG,
     EXIT_DATA,
     EXIT_OK,
+    ExitCodeGroup,
     numthreads_opt,
     quiet_opt,
     verbose_opt,
@@ -35,28 +34,8 @@ __all__ = ["cli", "main"]
 _PROG = "llic-dicom"
 
 
-class _Group(click.Group):
-    """Turn exceptions that escape a command into the documented exit codes (1 data, 3 bug)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except (LlicError, OSError) as exc:  # a damaged manifest, a locked or unwritable folder
-            text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
-            click.echo(f"{_PROG}: {where}{text}", err=True)
-            raise click.exceptions.Exit(EXIT_DATA) from exc
-        except Exception as exc:
-            if verbosity(ctx) > 0:
-                click.echo(traceback.format_exc(), err=True, nl=False)
-            hint = "" if verbosity(ctx) > 0 else " (run with -v for the traceback)"
-            click.echo(
-                f"{_PROG}: unexpected error, please report it: {type(exc).__name__}: {exc}{hint}",
-                err=True,
-            )
-            raise click.exceptions.Exit(EXIT_BUG) from exc
+class _Group(ExitCodeGroup):
+    prog = _PROG
 
 
 json_opt = click.option(
