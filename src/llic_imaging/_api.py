@@ -154,7 +154,6 @@ def encode(
         payloads = encode_tiles(
             net, stack, refs, patch=DEFAULT_PATCH, device=dev, progress=progress
         )
-    original = np.asarray(data).astype(spec.dtype, copy=False)
     header: dict[str, Any] = {
         "codec": CODEC,
         "format": FORMAT,
@@ -165,15 +164,14 @@ def encode(
         "model": minfo.name,
         "model_sha256": minfo.sha256,
     }
-    planes = original.reshape((-1, *original.shape[-2:]))
-    if 1 < planes.shape[0] <= _MAX_PLANE_HASHES:  # one plane: the array hash covers it
-        header["plane_sha256"] = [_array_sha256(p).hex() for p in planes]
+    if 1 < stack.shape[0] <= _MAX_PLANE_HASHES:  # one plane: the array hash covers it
+        header["plane_sha256"] = [_array_sha256(p).hex() for p in stack]
     chunks = [
         (container.ChunkKey(r.plane, r.y, r.x, r.h, r.w), p)
         for r, p in zip(refs, payloads, strict=True)
     ]
     return container.write(
-        header, chunks, metadata=bytes(metadata or b""), array_sha256=_array_sha256(original)
+        header, chunks, metadata=bytes(metadata or b""), array_sha256=_array_sha256(stack)
     )
 
 

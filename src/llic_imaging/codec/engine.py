@@ -160,6 +160,28 @@ def _dense(net, geo: Geometry, tiles: list[np.ndarray], params: list[ChunkParams
     return as_np(mu), as_np(sc), as_np(u)
 
 
+def _predict(
+    net, stack: np.ndarray, refs: list[TileRef], patch: int, device: torch.device
+) -> tuple[list[ChunkParams], Iterator[tuple[Geometry, int, np.ndarray, np.ndarray, np.ndarray]]]:
+    """Side information of every tile, and teacher-forced predictions of the coded ones.
+
+    The iterator yields ``(geometry, tile index, mu16, scale, u)`` per coded tile, batch by
+    batch: the shared front half of encoding and of the rate map.
+    """
+    tiles = [stack[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] for r in refs]
+    params = [chunk_params(t) for t in tiles]
+    coded = [i for i, p in enumerate(params) if p.kind == _KIND_CODED]
+
+    def predictions() -> Iterator[tuple[Geometry, int, np.ndarray, np.ndarray, np.ndarray]]:
+        for geo, sub in _batches([refs[i] for i in coded], patch):
+            idx = [coded[i] for i in sub]
+            mu, sc, u = _dense(net, geo, [tiles[i] for i in idx], [params[i] for i in idx], device)
+            for b, i in enumerate(idx):
+                yield geo, i, mu[b], sc[b], u[b]
+
+    return params, predictions()
+
+
 def encode_tiles(
     net,
     stack: np.ndarray,
@@ -170,22 +192,19 @@ def encode_tiles(
     progress: Callable[[int], None] | None = None,
 ) -> list[bytes]:
     """Chunk payloads (header + range-coded words) of every tile in ``refs``, in order."""
-    tiles = [stack[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] for r in refs]
-    params = [chunk_params(t) for t in tiles]
+    params, predictions = _predict(net, stack, refs, patch, device)
     payloads: list[bytes] = [p.pack() for p in params]
-    coded = [i for i, p in enumerate(params) if p.kind == _KIND_CODED]
-    for geo, sub in _batches([refs[i] for i in coded], patch):
-        idx = [coded[i] for i in sub]
-        mu, sc, u = _dense(net, geo, [tiles[i] for i in idx], [params[i] for i in idx], device)
-        for b, i in enumerate(idx):
-            enc = StepEncoder(params[i].vmax)
-            for pos in geo.step_positions:
-                enc.encode(mu[b, pos], sc[b, pos], u[b, pos])
-            payloads[i] += enc.finish()
-            if progress:
-                progress(1)
+    coded = 0
+    for geo, i, mu, sc, u in predictions:
+        enc = StepEncoder(params[i].vmax)
+        for pos in geo.step_positions:
+            enc.encode(mu[pos], sc[pos], u[pos])
+        payloads[i] += enc.finish()
+        coded += 1
+        if progress:
+            progress(1)
     if progress:
-        progress(len(refs) - len(coded))
+        progress(len(refs) - coded)
     return payloads
 
 
@@ -257,16 +276,11 @@ def rate_tiles(
     """Bits per sample of every pixel under the integer tables (float32, shape of ``stack``)."""
     refs = list(refs)
     rates = np.zeros(stack.shape, np.float32)
-    tiles = [stack[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] for r in refs]
-    params = [chunk_params(t) for t in tiles]
-    coded = [i for i, p in enumerate(params) if p.kind == _KIND_CODED]
-    for geo, sub in _batches([refs[i] for i in coded], patch):
-        idx = [coded[i] for i in sub]
-        mu, sc, u = _dense(net, geo, [tiles[i] for i in idx], [params[i] for i in idx], device)
-        for b, i in enumerate(idx):
-            bits = focus.code_lengths(mu[b], sc[b], u[b], params[i].vmax)
-            r = refs[i]
-            rates[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] = geo.from_patches(
-                bits.reshape(geo.n_patches, patch, patch)
-            )
+    params, predictions = _predict(net, stack, refs, patch, device)
+    for geo, i, mu, sc, u in predictions:
+        bits = focus.code_lengths(mu, sc, u, params[i].vmax)
+        r = refs[i]
+        rates[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] = geo.from_patches(
+            bits.reshape(geo.n_patches, patch, patch)
+        )
     return rates
