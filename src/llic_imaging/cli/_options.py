@@ -23,6 +23,7 @@ import click
 from llic_imaging.errors import LlicError, LlicWarning
 
 __all__ = [
+    "run_main",
     "ExitCodeGroup",
     "EXIT_BUG",
     "EXIT_DATA",
@@ -240,3 +241,20 @@ class ExitCodeGroup(click.Group):
                 err=True,
             )
             raise click.exceptions.Exit(EXIT_BUG) from exc
+
+
+def run_main(group: click.Group, argv: list[str] | None, prog: str) -> int:
+    """Run a console-script group in-process and return its exit code.
+
+    click's standalone mode would call ``sys.exit``; returning the code lets tests and other
+    Python callers run the CLI in-process.
+    """
+    try:
+        result = group.main(args=argv, prog_name=prog, standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        return EXIT_DATA
+    return result if isinstance(result, int) else EXIT_OK

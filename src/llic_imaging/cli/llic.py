@@ -18,7 +18,6 @@ from llic_imaging import formats
 from llic_imaging.cli import _files
 from llic_imaging.cli._options import (
     EXIT_DATA,
-    EXIT_OK,
     ExitCodeGroup,
     device_opt,
     echo_json,
@@ -31,6 +30,7 @@ from llic_imaging.cli._options import (
     per_file,
     progress,
     quiet_opt,
+    run_main,
     tile_bar,
     tile_opt,
     verbose_opt,
@@ -463,12 +463,4 @@ def main(argv: list[str] | None = None) -> int:
     click's standalone mode would call ``sys.exit``; returning the code instead lets tests and
     other Python callers run the CLI in-process.
     """
-    try:
-        result = cli.main(args=argv, prog_name="llic", standalone_mode=False)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.Abort:
-        click.echo("Aborted!", err=True)
-        return EXIT_DATA
-    return result if isinstance(result, int) else EXIT_OK
+    return run_main(cli, argv, "llic")

@@ -24,6 +24,7 @@ from llic_imaging.cli._options import (
     ExitCodeGroup,
     numthreads_opt,
     quiet_opt,
+    run_main,
     verbose_opt,
     verbosity,
 )
@@ -302,12 +303,4 @@ def main(argv: list[str] | None = None) -> int:
     Returning the code instead of calling ``sys.exit`` lets tests and Python callers run the
     CLI in-process.
     """
-    try:
-        result = cli.main(args=argv, prog_name=_PROG, standalone_mode=False)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.Abort:
-        click.echo("Aborted!", err=True)
-        return EXIT_DATA
-    return result if isinstance(result, int) else EXIT_OK
+    return run_main(cli, argv, _PROG)
