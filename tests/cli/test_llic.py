@@ -283,7 +283,17 @@ def test_demo_on_bundled_samples(tmp_path: Path) -> None:
     assert lines[-1].split()[0] == "total"
     assert lines[-1].split()[-1] == "all"
     assert "NO" not in result.stdout
+    rows = {line.split()[0]: line.split() for line in lines[2:-1]}
+    study = sorted(p.relative_to(SAMPLES).as_posix() for p in SAMPLES.glob("ct_study/*.dcm"))
+    expected = {
+        **dict.fromkeys(study, "dicom"),
+        "head_i16.nii.gz": "nifti",
+        "scene_u16.tif": "geotiff",
+    }
+    for name, fmt in expected.items():
+        assert (rows[name][1], rows[name][-1]) == (fmt, "bytes"), name
     assert list(tmp_path.glob("*.llic"))
+    assert len(list(tmp_path.glob("ct_study/*.dcm.llic"))) == len(study)
 
 
 def test_demo_json(tmp_path: Path, npy_file: Path) -> None:
