@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -234,3 +236,47 @@ def test_read_window_from_file(tmp_path) -> None:
     np.testing.assert_array_equal(win, bands[2, 40:60, 10:60])
     with pytest.raises(ValueError, match="window"):
         llic_imaging.read_window(path, (80, 0, 20, 10))
+
+
+class CountingFile(io.FileIO):
+    """An unbuffered file that records the bytes its reads return: what a reader touches."""
+
+    bytes_read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = super().read(size)
+        self.bytes_read += len(data)
+        return data
+
+
+def test_read_window_reads_only_sections_and_touched_tiles(tmp_path, monkeypatch) -> None:
+    """A one-tile window of a 64-tile stream reads a few KB: prelude, header, index, one tile."""
+    from llic_imaging import _api
+
+    image = np.random.default_rng(11).integers(0, 4096, (256, 256)).astype(np.uint16)
+    stream = llic_imaging.encode(image, tile=32)
+    path = tmp_path / "big.llic"
+    path.write_bytes(stream)
+    opened: list[CountingFile] = []
+
+    def counting_open(file, mode: str = "r") -> CountingFile:
+        opened.append(CountingFile(file, mode))
+        return opened[-1]
+
+    monkeypatch.setattr(_api, "open", counting_open, raising=False)
+    window = (70, 100, 10, 20)  # inside the tile at (64, 96)
+    win = llic_imaging.read_window(path, window)
+    np.testing.assert_array_equal(win, llic_imaging.decode(stream)[70:80, 100:120])
+    (f,) = opened
+    assert f.closed
+    assert f.bytes_read < len(stream) / 10
+
+    damaged = bytearray(stream)
+    damaged[-1] ^= 1  # the last tile, far from the window
+    path.write_bytes(damaged)
+    np.testing.assert_array_equal(llic_imaging.read_window(path, window), win)
+    with pytest.raises(llic_imaging.ChecksumError, match="chunk 63"):
+        llic_imaging.read_window(path, (250, 250, 6, 6))
+    path.write_bytes(stream[:-1])
+    with pytest.raises(StreamError, match="truncated"):
+        llic_imaging.read_window(path, window)

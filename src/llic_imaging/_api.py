@@ -175,9 +175,8 @@ def encode(
     )
 
 
-def _parse(data: bytes) -> tuple[container.Container, PlaneSpec, dict[str, Any]]:
-    """Read and validate the container and the codec header fields."""
-    c = container.read(data)
+def _parse(c: container.Container) -> tuple[PlaneSpec, dict[str, Any]]:
+    """Validate the codec header fields of a parsed container."""
     h = c.header
     if h.get("codec") != CODEC:
         msg = f"stream codec is {h.get('codec')!r}, expected {CODEC!r}"
@@ -196,7 +195,7 @@ def _parse(data: bytes) -> tuple[container.Container, PlaneSpec, dict[str, Any]]
     if not (8 <= tile <= MAX_TILE) or patch != DEFAULT_PATCH:
         msg = f"stream header has unsupported tile {tile} / patch {patch}"
         raise StreamError(msg)
-    return c, spec, h
+    return spec, h
 
 
 def _refs_of(c: container.Container, spec: PlaneSpec, tile: int):
@@ -243,9 +242,29 @@ def decode(
     ModelError
         If the stream was made with weights that are not installed here.
     """
+    return _decode(
+        container.read(data),
+        index,
+        window=window,
+        numthreads=numthreads,
+        device=device,
+        progress=progress,
+    )
+
+
+def _decode(
+    c: container.Container,
+    index: int | None,
+    *,
+    window: tuple[int, int, int, int] | None = None,
+    numthreads: int | None = None,
+    device: str | None = None,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """``decode`` of a parsed container, which reads only the payloads of the chosen tiles."""
     from llic_imaging.codec.engine import decode_tiles
 
-    c, spec, h = _parse(data)
+    spec, h = _parse(c)
     refs = _refs_of(c, spec, int(h["tile"]))
     _check_model(h)
     n, hgt, wid = spec.planes, *spec.shape[-2:]
@@ -307,12 +326,12 @@ def read_window(
 ) -> np.ndarray:
     """Read ``(row, col, height, width)`` of plane/band ``index`` of a .llic file.
 
-    Only the tiles the window touches are checksummed and decoded, so a small window of a large
-    raster costs a few tiles (GIS-style windowed reads); the file itself is read whole.
+    Only the prelude, header, chunk index, metadata and the tiles the window touches are read
+    from the file, checksummed and decoded, so a small window of a huge raster costs a few
+    tiles of I/O and compute (GIS-style windowed reads).
     """
     with open(path, "rb") as f:
-        data = f.read()
-    return decode(data, index, window=window, numthreads=numthreads)
+        return _decode(container.read_file(f), index, window=window, numthreads=numthreads)
 
 
 def _check_model(h: dict[str, Any]) -> None:
@@ -343,7 +362,8 @@ def _verify(found: bytes, expected: bytes, what: str) -> None:
 
 def info(data: bytes, /) -> StreamInfo:
     """Header summary of a stream (validates structure and checksums of header and index)."""
-    c, spec, h = _parse(data)
+    c = container.read(data)
+    spec, h = _parse(c)
     return StreamInfo(
         shape=spec.shape,
         dtype=spec.dtype,

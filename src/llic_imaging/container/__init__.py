@@ -5,8 +5,18 @@ Imports only ``llic_imaging.errors``: it stores bytes and never learns what a mo
 
 from __future__ import annotations
 
-from llic_imaging.container.reader import Container, check, read
+from llic_imaging.container.reader import Container, check, read, read_file
 from llic_imaging.container.spec import MAGIC, VERSION, ChunkEntry, ChunkKey
 from llic_imaging.container.writer import write
 
-__all__ = ["MAGIC", "VERSION", "ChunkEntry", "ChunkKey", "Container", "check", "read", "write"]
+__all__ = [
+    "MAGIC",
+    "VERSION",
+    "ChunkEntry",
+    "ChunkKey",
+    "Container",
+    "check",
+    "read",
+    "read_file",
+    "write",
+]

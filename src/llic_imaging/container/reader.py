@@ -1,14 +1,18 @@
 """Parse and validate a .llic v1 stream: every length before any allocation, every section's crc32.
 
-Chunk payloads are not read here; ``Container.payload`` checks each one when it is asked for.
+One parser serves a buffer (``read``) and a seekable file (``read_file``): it sees the stream only
+through ``read_at(offset, length)``. Chunk payloads are not read here; ``Container.payload``
+reads and checks each one when it is asked for.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, BinaryIO, NoReturn
 
 import numpy as np
 
@@ -27,17 +31,21 @@ from llic_imaging.container.spec import (
 )
 from llic_imaging.errors import ChecksumError, StreamError, UnsupportedVersionError
 
-__all__ = ["Container", "check", "read"]
+__all__ = ["Container", "check", "read", "read_file"]
+
+#: ``read_at(offset, length)``: exactly ``length`` bytes of the stream from ``offset``, which the
+#: parser has already checked to lie inside the stream.
+ReadAt = Callable[[int, int], bytes | memoryview]
 
 
 @dataclass(frozen=True)
 class Container:
     """A validated .llic stream: header, chunk index, metadata and lazy access to payloads.
 
-    Equality compares the parsed content, not the payload bytes. The container keeps a view of
-    the buffer given to ``read`` instead of a copy, so a memory-mapped file is never loaded
-    whole; do not modify that buffer while the container is in use (a ``bytearray`` cannot be
-    resized while viewed).
+    Equality compares the parsed content, not the payload bytes. Payloads are read from the
+    source on demand: a view of the buffer given to ``read`` (not a copy, so a memory-mapped file
+    is never loaded whole; do not modify that buffer while the container is in use), or the file
+    given to ``read_file`` (keep it open).
     """
 
     version: int
@@ -46,7 +54,7 @@ class Container:
     metadata: bytes
     array_sha256: bytes
     nbytes: int
-    _data: memoryview = field(repr=False, compare=False)
+    _read_at: ReadAt = field(repr=False, compare=False)
     _payload_start: int = field(repr=False, compare=False)
 
     def payload(self, i: int) -> bytes:
@@ -65,7 +73,7 @@ class Container:
             raise IndexError(msg)
         entry = self.chunks[i]
         start = self._payload_start + entry.offset
-        data = bytes(self._data[start : start + entry.length])
+        data = bytes(self._read_at(start, entry.length))
         found = zlib.crc32(data)
         if found != entry.crc32:
             msg = (
@@ -130,19 +138,50 @@ def read(data: bytes | bytearray | memoryview) -> Container:
         ``data`` is not a bytes-like object.
     """
     view = memoryview(data).cast("B")
-    size = len(view)
+    return _parse(len(view), lambda start, length: view[start : start + length])
+
+
+def read_file(file: BinaryIO) -> Container:
+    """Like ``read``, but from a seekable binary file: only the prelude, header, index and
+    metadata are read now, and each payload when ``Container.payload`` asks for it.
+
+    A window of a huge file therefore reads a few kilobytes plus its own chunks. The file's size
+    stands in for ``len(data)``; the file must stay open (and unchanged) while the container is
+    used. A file that shrinks between the checks and a later read raises ``StreamError``.
+    Raises the same errors as ``read``, plus ``OSError`` from the file itself.
+    """
+    size = file.seek(0, os.SEEK_END)
+
+    def read_at(start: int, length: int) -> bytes:
+        file.seek(start)
+        data = file.read(length)
+        if len(data) != length:
+            msg = (
+                f"stream truncated: {length} bytes at offset {start} give only {len(data)}; "
+                f"the file was {size} bytes when opened"
+            )
+            raise StreamError(msg)
+        return data
+
+    return _parse(size, read_at)
+
+
+def _parse(size: int, read_at: ReadAt) -> Container:
+    """Validate the stream of ``size`` bytes behind ``read_at`` in the order docs/container.md
+    gives, reading each section only after every length has been checked against ``size``."""
+    head = read_at(0, min(size, PRELUDE.size + CRC.size))
     # A stream shorter than the magic but matching it so far is reported as truncated below.
-    if bytes(view[: len(MAGIC)]) != MAGIC[:size]:
-        msg = f"not an LLIC stream (magic {bytes(view[: len(MAGIC)])!r}, expected {MAGIC!r})"
+    if bytes(head[: len(MAGIC)]) != MAGIC[:size]:
+        msg = f"not an LLIC stream (magic {bytes(head[: len(MAGIC)])!r}, expected {MAGIC!r})"
         raise StreamError(msg)
     if size >= VERSION_OFFSET + VERSION_FIELD.size:
-        _check_version(VERSION_FIELD.unpack_from(view, VERSION_OFFSET)[0])
+        _check_version(VERSION_FIELD.unpack_from(head, VERSION_OFFSET)[0])
     if size < PRELUDE.size + CRC.size:
         msg = f"stream truncated to {size} bytes; the v1 prelude alone is {PRELUDE.size + CRC.size}"
         raise StreamError(msg)
-    pos = _check_crc(view, 0, PRELUDE.size, "prelude")
+    _checked(head, 0, "prelude")
     _, version, flags, header_len, n_chunks, metadata_len, total_len, sha = PRELUDE.unpack_from(
-        view
+        head
     )
     if flags != FLAGS:
         msg = f"prelude flags 0x{flags:02x} set; container v{version} defines none"
@@ -157,6 +196,7 @@ def read(data: bytes | bytearray | memoryview) -> Container:
     if n_chunks > MAX_CHUNKS:
         msg = f"chunk count {n_chunks} exceeds the v1 limit of {MAX_CHUNKS}"
         raise StreamError(msg)
+    pos = PRELUDE.size + CRC.size
     index_len = n_chunks * INDEX_DTYPE.itemsize
     payload_start = pos + header_len + index_len + metadata_len + 3 * CRC.size
     if payload_start > size:
@@ -166,13 +206,13 @@ def read(data: bytes | bytearray | memoryview) -> Container:
         )
         raise StreamError(msg)
 
-    header = _parse_header(view, pos, header_len)
+    header = _parse_header(_section(read_at, pos, header_len, "header"), pos)
     pos += header_len + CRC.size
-    chunks = _parse_index(view, pos, n_chunks, payload_start)
+    index = _section(read_at, pos, index_len, "index")
+    chunks = _parse_index(index, n_chunks, payload_start, size - payload_start)
     pos += index_len + CRC.size
-    _check_crc(view, pos, metadata_len, "metadata")
-    metadata = bytes(view[pos : pos + metadata_len])
-    return Container(version, header, chunks, metadata, sha, size, view, payload_start)
+    metadata = bytes(_section(read_at, pos, metadata_len, "metadata"))
+    return Container(version, header, chunks, metadata, sha, size, read_at, payload_start)
 
 
 def _check_version(version: int) -> None:
@@ -188,20 +228,25 @@ def _check_version(version: int) -> None:
         raise StreamError(msg)
 
 
-def _check_crc(view: memoryview, start: int, length: int, segment: str) -> int:
-    """Compare the crc32 stored after ``view[start:start+length]``; return the offset after it."""
-    end = start + length
-    (expected,) = CRC.unpack_from(view, end)
-    found = zlib.crc32(view[start:end])
+def _section(read_at: ReadAt, start: int, length: int, segment: str) -> bytes | memoryview:
+    """Read the ``length`` bytes of a section at ``start`` and its crc32 trailer; check them."""
+    return _checked(read_at(start, length + CRC.size), start, segment)
+
+
+def _checked(data: bytes | memoryview, start: int, segment: str) -> bytes | memoryview:
+    """Compare the crc32 trailer of ``data`` (read from offset ``start``); return the section."""
+    body = data[: len(data) - CRC.size]
+    (expected,) = CRC.unpack_from(data, len(body))
+    found = zlib.crc32(body)
     if found != expected:
         msg = (
-            f"{segment} at offset {start} ({length} bytes): crc32 0x{found:08x} != stored "
+            f"{segment} at offset {start} ({len(body)} bytes): crc32 0x{found:08x} != stored "
             f"0x{expected:08x}; stream is corrupt"
         )
         raise ChecksumError(
             msg, segment=segment, expected=f"0x{expected:08x}", found=f"0x{found:08x}"
         )
-    return end + CRC.size
+    return body
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -210,13 +255,10 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(msg)
 
 
-def _parse_header(view: memoryview, pos: int, length: int) -> dict[str, Any]:
-    """Check and decode the header JSON; any decoding failure is a StreamError naming the offset."""
-    _check_crc(view, pos, length, "header")
+def _parse_header(data: bytes | memoryview, pos: int) -> dict[str, Any]:
+    """Decode the header JSON; any decoding failure is a StreamError naming the offset."""
     try:
-        header = json.loads(
-            bytes(view[pos : pos + length]).decode("utf-8"), parse_constant=_reject_constant
-        )
+        header = json.loads(bytes(data).decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
         msg = f"header at offset {pos} is not UTF-8: {exc.reason} at byte {exc.start}"
         raise StreamError(msg) from exc
@@ -230,12 +272,10 @@ def _parse_header(view: memoryview, pos: int, length: int) -> dict[str, Any]:
 
 
 def _parse_index(
-    view: memoryview, pos: int, n_chunks: int, payload_start: int
+    data: bytes | memoryview, n_chunks: int, payload_start: int, payload_len: int
 ) -> tuple[ChunkEntry, ...]:
-    """Check and decode the index; every chunk must lie inside the payload section."""
-    _check_crc(view, pos, n_chunks * INDEX_DTYPE.itemsize, "index")
-    index = np.frombuffer(view, dtype=INDEX_DTYPE, count=n_chunks, offset=pos)
-    payload_len = len(view) - payload_start
+    """Decode the index; every chunk must lie inside the payload section."""
+    index = np.frombuffer(data, dtype=INDEX_DTYPE, count=n_chunks)
     limit = np.uint64(payload_len)
     start = np.minimum(index["offset"], limit)
     bad = np.flatnonzero((index["offset"] > limit) | (index["length"] > limit - start))
