@@ -1,4 +1,4 @@
-"""Range coding of steps: exact round trip, size close to the ideal, corrupt words rejected."""
+"""Range coding of chunks: exact round trip, size close to the ideal, corrupt words rejected."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from llic_imaging.codec import focus
-from llic_imaging.codec.entropy import StepDecoder, StepEncoder
+from llic_imaging.codec.entropy import ChunkDecoders, encode_chunk
 from llic_imaging.errors import StreamError
 
 
@@ -27,22 +27,37 @@ def _steps(seed: int, vmax: int, n_steps: int = 20, n: int = 500):
 @pytest.mark.parametrize("vmax", [1, 255, 4095, 65535])
 def test_round_trip_and_size(vmax: int) -> None:
     steps = _steps(vmax, vmax)
-    enc = StepEncoder(vmax)
-    for mu, sc, v in steps:
-        enc.encode(mu, sc, v)
-    data = enc.finish()
-    dec = StepDecoder(data, vmax)
-    for mu, sc, v in steps:
-        np.testing.assert_array_equal(dec.decode(mu, sc), v)
-    ideal = sum(focus.code_lengths(mu, sc, v, vmax).sum() for mu, sc, v in steps)
+    mu, sc, v = (np.concatenate([s[k] for s in steps]) for k in range(3))
+    data = encode_chunk(mu, sc, v, vmax, [s[0].size for s in steps])
+    dec = ChunkDecoders([data], [vmax])
+    for mu_s, sc_s, v_s in steps:
+        np.testing.assert_array_equal(dec.decode_step(mu_s[None], sc_s[None])[0], v_s)
+    ideal = focus.code_lengths(mu, sc, v, vmax).sum()
     assert len(data) * 8 <= ideal * 1.005 + 64
+
+
+def test_chunks_of_a_batch_decode_together() -> None:
+    """Chunks with different ranges share each step's table building, not their streams."""
+    ranges = [1, 255, 65535]
+    chunks = [_steps(7 + i, vmax, n_steps=5, n=64) for i, vmax in enumerate(ranges)]
+    payloads = []
+    for steps, vmax in zip(chunks, ranges, strict=True):
+        mu, sc, v = (np.concatenate([s[k] for s in steps]) for k in range(3))
+        payloads.append(encode_chunk(mu, sc, v, vmax, [64] * 5))
+    dec = ChunkDecoders(payloads, ranges)
+    for k in range(5):
+        mu = np.stack([steps[k][0] for steps in chunks])
+        sc = np.stack([steps[k][1] for steps in chunks])
+        want = np.stack([steps[k][2] for steps in chunks])
+        np.testing.assert_array_equal(dec.decode_step(mu, sc), want)
 
 
 def test_frozen_words() -> None:
     """The bitstream of a fixed input is part of the format: it must never change silently."""
-    enc = StepEncoder(1000)
-    enc.encode(np.array([0, 8000, 16000]), np.array([32, 40, 80]), np.array([0, 501, 999]))
-    assert enc.finish().hex() == FROZEN
+    data = encode_chunk(
+        np.array([0, 8000, 16000]), np.array([32, 40, 80]), np.array([0, 501, 999]), 1000, [3]
+    )
+    assert data.hex() == FROZEN
 
 
 FROZEN = "f577cb62"
@@ -50,4 +65,4 @@ FROZEN = "f577cb62"
 
 def test_bad_payload_length() -> None:
     with pytest.raises(StreamError):
-        StepDecoder(b"\x00\x01\x02", 10)
+        ChunkDecoders([b"\x00\x01\x02"], [10])

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from llic_imaging.codec import focus
-from llic_imaging.codec.entropy import StepDecoder, StepEncoder
+from llic_imaging.codec.entropy import ChunkDecoders, encode_chunk
 from llic_imaging.codec.schedule import Geometry
 from llic_imaging.errors import StreamError
 from llic_imaging.model.hpac import TileParams
@@ -196,10 +196,8 @@ def encode_tiles(
     payloads: list[bytes] = [p.pack() for p in params]
     coded = 0
     for geo, i, mu, sc, u in predictions:
-        enc = StepEncoder(params[i].vmax)
-        for pos in geo.step_positions:
-            enc.encode(mu[pos], sc[pos], u[pos])
-        payloads[i] += enc.finish()
+        pos, sizes = geo.stream_order, geo.step_sizes
+        payloads[i] += encode_chunk(mu[pos], sc[pos], u[pos], params[i].vmax, sizes)
         coded += 1
         if progress:
             progress(1)
@@ -240,7 +238,7 @@ def decode_tiles(
     for geo, sub in _batches([refs[i] for i in coded], patch):
         idx = [coded[i] for i in sub]
         params = [parsed[i][0] for i in idx]
-        decoders = [StepDecoder(parsed[i][1], params[k].vmax) for k, i in enumerate(idx)]
+        decoders = ChunkDecoders([parsed[i][1] for i in idx], [p.vmax for p in params])
         tp = _tile_params(geo, params, device)
         caches = net.new_caches(geo.n_patches * len(idx), patch, device)
         caches.set_inside(torch.from_numpy(np.tile(geo.inside, (len(idx), 1, 1))).to(device))
@@ -257,7 +255,7 @@ def decode_tiles(
             pred = net.step(caches, allpos, TileParams(tp.shift[k], tp.mid[k], tp.vmax[k]), q)
             mu = pred.mu16.cpu().numpy().astype(np.int64).reshape(len(idx), n)
             sc = pred.scale.cpu().numpy().astype(np.int64).reshape(len(idx), n)
-            step_vals = np.stack([d.decode(mu[b], sc[b]) for b, d in enumerate(decoders)])
+            step_vals = decoders.decode_step(mu, sc)
             values[:, pos] = step_vals
             caches.write_pixels(
                 allpos, torch.from_numpy(step_vals.reshape(-1).astype(np.float32)).to(device)

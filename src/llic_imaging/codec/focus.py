@@ -17,7 +17,16 @@ import numpy as np
 
 from llic_imaging.codec import intcdf
 
-__all__ = ["Tables", "code_lengths", "tables", "to_symbols", "to_values"]
+__all__ = [
+    "EdgeSplit",
+    "Tables",
+    "code_lengths",
+    "edge_split",
+    "tables",
+    "to_symbols",
+    "to_values",
+    "window_width",
+]
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,7 @@ class Tables:
     shift: np.ndarray  # (n,) log2 of bin width
     mu16: np.ndarray  # (n,) the distribution's parameters, for edge splits
     scale: np.ndarray
+    vmax: np.ndarray  # (n,) each pixel's chunk range R (pixels of several chunks may share a group)
 
 
 def _window(
@@ -37,42 +47,48 @@ def _window(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     c = (mu16 + 8) >> 4
     frac = mu16 - 16 * c + intcdf.N_FRAC // 2
-    width = intcdf.n_bins(scale).astype(np.int64)
+    width = window_width(scale)
     shift = intcdf.bin_shift(scale).astype(np.int64)
     low = c - ((width // 2) << shift)
     return frac, width, shift, low
 
 
+def window_width(scale: np.ndarray) -> np.ndarray:
+    """Number of focus bins of each pixel (its group key)."""
+    return intcdf.n_bins(np.asarray(scale, np.int64)).astype(np.int64)
+
+
 def tables(
-    mu16: np.ndarray, scale: np.ndarray, vmax: int
+    mu16: np.ndarray, scale: np.ndarray, vmax: int | np.ndarray
 ) -> tuple[np.ndarray, list[tuple[np.ndarray, Tables]]]:
     """Group pixels by window width and build their integer frequency rows.
 
-    Returns ``(order, groups)``: ``groups`` is a list of ``(indices, Tables)`` in ascending width,
-    ``order`` the concatenation of the indices (the coding order inside a step).
+    ``vmax`` is one range for all pixels or one per pixel. Returns ``(order, groups)``:
+    ``groups`` is a list of ``(indices, Tables)`` in ascending width, ``order`` the
+    concatenation of the indices (the coding order inside a step).
     """
     mu16 = np.asarray(mu16, np.int64)
     scale = np.asarray(scale, np.int64)
+    vmax = np.broadcast_to(np.asarray(vmax, np.int64), mu16.shape)
     frac, width, shift, low = _window(mu16, scale)
     groups = []
     for w in np.unique(width):
         idx = np.flatnonzero(width == w)
         w = int(w)
-        g = np.take(_grid_rows(w), scale[idx] * intcdf.N_FRAC + frac[idx], axis=0)
-        freqs = np.empty((idx.size, w + 1), np.float64)
-        np.subtract(g[:, 1:], g[:, :-1], out=freqs[:, :w])
-        freqs[:, :w] += 1
-        freqs[:, w] = g[:, 0] + (intcdf.TOTAL + 1) - g[:, -1]
-        lo, sh = low[idx], shift[idx]
-        edge_rows = np.flatnonzero((lo <= 0) | (lo + (np.int64(w) << sh) > vmax))
-        if edge_rows.size:
-            freqs[edge_rows] = _clipped(g[edge_rows], lo[edge_rows], sh[edge_rows], w, vmax)
-        groups.append((idx, Tables(w, freqs, lo, sh, mu16[idx], scale[idx])))
+        key = scale[idx] * intcdf.N_FRAC + frac[idx]
+        freqs = np.take(_freq_rows(w), key, axis=0)
+        lo, sh, vm = low[idx], shift[idx], vmax[idx]
+        e = np.flatnonzero((lo <= 0) | (lo + (np.int64(w) << sh) > vm))
+        if e.size:
+            g = np.take(_grid_rows(w), key[e], axis=0)
+            freqs[e] = _clipped(g, lo[e], sh[e], w, vm[e])
+        groups.append((idx, Tables(w, freqs, lo, sh, mu16[idx], scale[idx], vm)))
     order = np.concatenate([i for i, _ in groups]) if groups else np.zeros(0, np.int64)
     return order, groups
 
 
 _ROWS: dict[int, np.ndarray] = {}
+_FREQS: dict[int, np.ndarray] = {}
 
 
 def _grid_rows(w: int) -> np.ndarray:
@@ -85,44 +101,60 @@ def _grid_rows(w: int) -> np.ndarray:
     return rows
 
 
-def _clipped(g: np.ndarray, low: np.ndarray, shift: np.ndarray, w: int, vmax: int) -> np.ndarray:
+def _freq_rows(w: int) -> np.ndarray:
+    """Frequency rows (w bins + escape) of every (scale, frac) whose window lies inside the range.
+
+    Every bin gets its CDF mass plus one (no zero probability); the escape takes both tails.
+    """
+    freqs = _FREQS.get(w)
+    if freqs is None:
+        g = _grid_rows(w)
+        freqs = np.empty((g.shape[0], w + 1), np.float64)
+        freqs[:, :w] = np.diff(g, axis=1) + 1
+        freqs[:, w] = g[:, 0] + (intcdf.TOTAL + 1) - g[:, -1]
+        _FREQS[w] = freqs
+    return freqs
+
+
+def _clipped(
+    g: np.ndarray, low: np.ndarray, shift: np.ndarray, w: int, vmax: np.ndarray
+) -> np.ndarray:
     """Rows whose window crosses 0 or vmax: no mass outside the range, tails fold inwards."""
     k = np.arange(w + 1, dtype=np.int64)
+    vmax = vmax[:, None]
     edge = low[:, None] + (k[None, :] << shift[:, None])  # first value at/after edge k
     g = np.where(edge <= 0, 0, np.where(edge > vmax, intcdf.TOTAL, g))
     valid = (edge[:, 1:] > 0) & (edge[:, :-1] <= vmax)  # bin holds a value in [0, vmax]
     freqs = np.empty((g.shape[0], w + 1), np.float64)
     freqs[:, :w] = np.diff(g, axis=1) + valid
-    outside = (low > 0) | (edge[:, -1] <= vmax)
+    outside = (low > 0) | (edge[:, -1] <= vmax[:, 0])
     freqs[:, w] = g[:, 0] + (intcdf.TOTAL - g[:, -1]) + outside
     return freqs
 
 
-def _bin_range(t: Tables, sym: np.ndarray, vmax: int) -> tuple[np.ndarray, np.ndarray]:
+def _bin_range(t: Tables, sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lo = t.low + (sym << t.shift)
     hi = lo + (np.int64(1) << t.shift) - 1
     lo = np.maximum(lo, 0)
-    hi = np.minimum(hi, vmax)
+    hi = np.minimum(hi, t.vmax)
     return lo, hi - lo + 1
 
 
-def to_symbols(
-    t: Tables, values: np.ndarray, vmax: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def to_symbols(t: Tables, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Encoder side: (bin symbol, offset inside bin, bin size) for each value; escape = width."""
     v = np.asarray(values, np.int64)
     rel = v - t.low
     sym = rel >> t.shift
     esc = (rel < 0) | (sym >= t.width)
     sym = np.where(esc, t.width, sym)
-    lo, size = _bin_range(t, np.where(esc, 0, sym), vmax)
+    lo, size = _bin_range(t, np.where(esc, 0, sym))
     return sym, np.where(esc, 0, v - lo), np.where(esc, 1, size)
 
 
-def to_values(t: Tables, sym: np.ndarray, vmax: int) -> tuple[np.ndarray, np.ndarray]:
+def to_values(t: Tables, sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Decoder side: (first value of the decoded bin, bin size); escapes give size 0."""
     esc = sym >= t.width
-    lo, size = _bin_range(t, np.where(esc, 0, sym), vmax)
+    lo, size = _bin_range(t, np.where(esc, 0, sym))
     return lo, np.where(esc, 0, size)
 
 
@@ -140,13 +172,14 @@ class EdgeSplit:
     base: np.ndarray  # first non-edge value of the bin
 
 
-def edge_split(t: Tables, sym: np.ndarray, vmax: int) -> EdgeSplit:
+def edge_split(t: Tables, sym: np.ndarray) -> EdgeSplit:
     """Which pixels of a group get an edge symbol, and its frequencies (same on both sides)."""
     esc = sym >= t.width
     s = np.where(esc, 0, sym)
     raw_lo = t.low + (s << t.shift)
     raw_hi = raw_lo + (np.int64(1) << t.shift) - 1
-    lo, size = _bin_range(t, s, vmax)
+    lo, size = _bin_range(t, s)
+    vmax = t.vmax
     fb = t.freqs[np.arange(s.size), s].astype(np.int64)
     ok = ~esc & (size >= 2) & (fb >= 2)
     lower = ok & (raw_lo <= 0)
@@ -166,10 +199,10 @@ def code_lengths(mu16: np.ndarray, scale: np.ndarray, values: np.ndarray, vmax: 
     v = np.asarray(values, np.int64)
     _, groups = tables(mu16, scale, vmax)
     for idx, t in groups:
-        sym, _, size = to_symbols(t, v[idx], vmax)
+        sym, _, size = to_symbols(t, v[idx])
         f = t.freqs[np.arange(idx.size), sym]
         b = np.log2(t.freqs.sum(1) / f)
-        e = edge_split(t, sym, vmax)
+        e = edge_split(t, sym)
         is_edge = v[idx] == e.edge
         with np.errstate(divide="ignore"):  # rows outside e.mask may hold a zero; unused
             split_bits = np.where(
@@ -178,6 +211,6 @@ def code_lengths(mu16: np.ndarray, scale: np.ndarray, values: np.ndarray, vmax: 
                 np.log2(e.freqs.sum(1) / e.freqs[:, 1]) + np.log2(np.maximum(size - 1, 1)),
             )
         b = b + np.where(e.mask, split_bits, np.log2(size))
-        b = np.where(sym == t.width, b + np.log2(vmax + 1.0), b)
+        b = np.where(sym == t.width, b + np.log2(t.vmax + 1.0), b)
         bits[idx] = b
     return bits

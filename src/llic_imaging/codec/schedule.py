@@ -122,3 +122,13 @@ class Geometry:
             sel = order[(step_flat == s) & flat_inside]
             out.append(sel)
         return out
+
+    @cached_property
+    def stream_order(self) -> np.ndarray:
+        """Every coded position in the order the stream holds them (step after step)."""
+        return np.concatenate(self.step_positions)
+
+    @cached_property
+    def step_sizes(self) -> list[int]:
+        """Number of positions coded in each step."""
+        return [p.size for p in self.step_positions]

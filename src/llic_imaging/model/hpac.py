@@ -33,6 +33,7 @@ N_SCALES = 160  # must match codec.intcdf.N_SCALES
 SCALE_BIAS = 32  # j = 32 is a 1-pixel scale
 HEAD_MU_SHIFT = 2  # mean offset keeps 8 fractional bits before the 2**sh rescale
 HEAD_S_SHIFT = 7  # log-scale output in 1/8 octave
+_FOLD = 2.0**-quant.W_FRAC  # weights and biases carry the accumulator's requantisation shift
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ class QLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(cout))
 
     def qparams(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return quant.quant_weight(self.weight), quant.quant_bias(self.bias)
+        """Integer weights and bias pre-scaled by ``2**-W_FRAC`` (see :meth:`HpacNet.qparams`)."""
+        return quant.quant_weight(self.weight) * _FOLD, quant.quant_bias(self.bias) * _FOLD
 
 
 class Block(nn.Module):
@@ -96,18 +98,25 @@ class Block(nn.Module):
         self.w2 = QLinear(c * mlp_ratio, c)
 
 
+def _residual(x: torch.Tensor, r: torch.Tensor, lim: int) -> torch.Tensor:
+    """Clamped residual update; in place when no gradient is recorded (inference)."""
+    if torch.is_grad_enabled():
+        return (x + r).clamp(-lim, lim)
+    return x.add_(r).clamp_(-lim, lim)
+
+
+def _addcmul(acc: torch.Tensor, t: torch.Tensor, w: torch.Tensor, *, fresh: bool) -> torch.Tensor:
+    """``acc + t * w``; in place (unless ``acc`` is a shared view) when no gradient is recorded."""
+    if fresh or torch.is_grad_enabled():
+        return torch.addcmul(acc, t, w)
+    return acc.addcmul_(t, w)
+
+
 def _mm(x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Channels-last 1x1: (..., cin) @ (cout, cin)^T + bias."""
     w, b = wb
-    if x.dim() == 2:
-        return torch.addmm(b, x, w.t())
-    return torch.matmul(x, w.t()) + b
-
-
-def _c1(x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """NCHW 1x1 conv."""
-    w, b = wb
-    return F.conv2d(x, w[:, :, None, None], b)
+    lead = x.shape[:-1]
+    return torch.addmm(b, x.reshape(-1, x.shape[-1]), w.t()).reshape(*lead, -1)
 
 
 class HpacNet(nn.Module):
@@ -149,43 +158,51 @@ class HpacNet(nn.Module):
         flag = avail * float(1 << quant.A_FRAC)
         return torch.cat([fine, coarse, flag], dim=-1), anchor
 
-    def _head(
-        self, acc: torch.Tensor, anchor: torch.Tensor, p: TileParams, dense: bool
-    ) -> Prediction:
-        """Map head accumulators to integer (mu16, scale level)."""
-        o_mu, o_s = acc[:, 0], acc[:, 1]
-        bshape = (-1, 1, 1) if dense else (-1,)
-        shift = p.shift.to(acc.dtype).reshape(bshape)
-        vmax = p.vmax.to(acc.dtype).reshape(bshape)
-        o_mu = quant.round_ste(o_mu * 2.0**-HEAD_MU_SHIFT)
-        o_s = quant.round_ste(o_s * 2.0**-HEAD_S_SHIFT)
+    def _head(self, acc: torch.Tensor, anchor: torch.Tensor, p: TileParams) -> Prediction:
+        """Map head outputs (..., 2) to integer (mu16, scale level); ``p`` broadcasts to ``anchor``."""
+        o_mu = quant.round_ste(acc[..., 0] * 2.0 ** (quant.W_FRAC - HEAD_MU_SHIFT))
+        o_s = quant.round_ste(acc[..., 1] * 2.0 ** (quant.W_FRAC - HEAD_S_SHIFT))
+        shift = p.shift.to(acc.dtype)
         mu16 = anchor * 16.0 + o_mu * torch.exp2(shift)
-        mu16 = torch.minimum(torch.clamp(mu16, min=0.0), vmax * 16.0)
+        mu16 = torch.minimum(torch.clamp(mu16, min=0.0), p.vmax.to(acc.dtype) * 16.0)
         scale = torch.clamp(o_s + 8.0 * shift + SCALE_BIAS, 0, N_SCALES - 1)
         return Prediction(mu16, scale)
 
+    def _gate_inputs(self, x: torch.Tensor, qb: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W_A x, W_V x)`` requantised to activations, from one matmul."""
+        av = quant.requant(_mm(x, qb["wav"]), 0, quant.ACT_MAX)
+        c = av.shape[-1] // 2
+        return av[..., :c], av[..., c:]
+
     def _block_tail(
-        self, blk: Block, x: torch.Tensor, v: torch.Tensor, dwacc: torch.Tensor, q: dict, cl: bool
+        self, x: torch.Tensor, v: torch.Tensor, dwacc: torch.Tensor, q: dict
     ) -> torch.Tensor:
-        """Everything of a block after the masked depthwise accumulation (position-wise)."""
-        lin = _mm if cl else _c1
+        """Everything of a block after the masked depthwise accumulation (position-wise).
+
+        Accumulators arrive pre-scaled (folded weights), so requantising them is round + clamp.
+        """
         lim = quant.RES_MAX
-        g = quant.lut(quant.requant(dwacc, quant.W_FRAC, quant.LUT_MAX), "swish")
-        h = quant.requant(g * v, quant.A_FRAC, quant.ACT_MAX)
-        x = (x + quant.requant(lin(h, q["wo"]), quant.W_FRAC, lim)).clamp_(-lim, lim)
-        u = quant.lut(quant.requant(lin(x, q["w1"]), quant.W_FRAC, quant.LUT_MAX), "gelu")
-        return (x + quant.requant(lin(u, q["w2"]), quant.W_FRAC, lim)).clamp_(-lim, lim)
+        g = quant.lut(quant.requant(dwacc, 0, quant.LUT_MAX), "swish", 2.0**-quant.A_FRAC)
+        h = quant.requant(g * v, 0, quant.ACT_MAX)
+        x = _residual(x, quant.requant(_mm(h, q["wo"]), 0, lim), lim)
+        u = quant.lut(quant.requant(_mm(x, q["w1"]), 0, quant.LUT_MAX), "gelu")
+        return _residual(x, quant.requant(_mm(u, q["w2"]), 0, lim), lim)
 
     def qparams(self) -> dict[str, Any]:
-        """Integer weights of every layer (compute once per forward/decode)."""
+        """Integer weights of every layer, pre-scaled by ``2**-W_FRAC`` (compute once per pass).
+
+        Folding the power-of-two requantisation scale into weights and biases keeps every
+        product and sum exact (the scale only moves the exponent) and saves a multiply per
+        layer output. ``wav`` stacks W_A over W_V so the gate inputs take one matmul.
+        """
         blocks = []
         for b in self.blocks:
+            (wa, ba), (wv, bv) = b.wa.qparams(), b.wv.qparams()
             blocks.append(
                 {
-                    "wa": b.wa.qparams(),
-                    "wv": b.wv.qparams(),
-                    "dw": quant.quant_weight(b.dw),
-                    "dw_bias": quant.quant_bias(b.dw_bias),
+                    "wav": (torch.cat([wa, wv]), torch.cat([ba, bv])),
+                    "dw": quant.quant_weight(b.dw) * _FOLD,
+                    "dw_bias": quant.quant_bias(b.dw_bias) * _FOLD,
                     "wo": b.wo.qparams(),
                     "w1": b.w1.qparams(),
                     "w2": b.w2.qparams(),
@@ -195,28 +212,32 @@ class HpacNet(nn.Module):
 
     # ------------------------------------------------------------------ dense (teacher forcing)
     def dense(self, u: torch.Tensor, inside: torch.Tensor, p: TileParams) -> Prediction:
-        """Predict every position of (NP, P, P) patches from true pixels (training, encoder)."""
+        """Predict every position of (NP, P, P) patches from true pixels (training, encoder).
+
+        Channels-last throughout: 1x1 layers are plain matmuls and the masked depthwise conv is
+        a sum of shifted slices, the same arithmetic as :meth:`step` on all positions at once.
+        """
         q = self.qparams()
         npatch, ps, _ = u.shape
         nb = self._shifted(u)  # (NP, P*P, T)
         av = self._shifted(inside)
         inp, anchor = self._inputs(nb, av, p.shift[:, None], p.mid[:, None].to(u.dtype))
-        x = quant.requant(_mm(inp, q["embed"]), quant.W_FRAC, quant.RES_MAX)  # (NP, P*P, C)
-        x = x.transpose(1, 2).reshape(npatch, -1, ps, ps)
-        keep = inside[:, None]
-        kd = self.config.dw_kernel
-        idx = torch.as_tensor((self.taps_b[:, 0] + kd // 2) * kd + (self.taps_b[:, 1] + kd // 2))
-        for blk, qb in zip(self.blocks, q["blocks"], strict=True):
-            a = quant.requant(_c1(x, qb["wa"]), quant.W_FRAC, quant.ACT_MAX) * keep
-            v = quant.requant(_c1(x, qb["wv"]), quant.W_FRAC, quant.ACT_MAX)
-            c = a.shape[1]
-            kern = a.new_zeros(kd * kd, c)
-            kern = kern.index_copy(0, idx, qb["dw"])
-            kern = kern.t().reshape(c, 1, kd, kd)
-            dwacc = F.conv2d(a, kern, qb["dw_bias"], padding=kd // 2, groups=c)
-            x = self._block_tail(blk, x, v, dwacc, qb, cl=False)
-        acc = _c1(x, q["head"])
-        return self._head(acc, anchor.reshape(npatch, ps, ps), p, dense=True)
+        x = quant.requant(_mm(inp, q["embed"]), 0, quant.RES_MAX)  # (NP, P*P, C)
+        keep = inside.reshape(npatch, ps * ps, 1)
+        h = self.config.dw_kernel // 2
+        for qb in q["blocks"]:
+            a, v = self._gate_inputs(x, qb)
+            c = a.shape[-1]
+            ap = F.pad((a * keep).reshape(npatch, ps, ps, c), (0, 0, h, h, h, h))
+            dwacc = qb["dw_bias"].expand(npatch, ps, ps, c)
+            for t, (dr, dc) in enumerate(self.taps_b.tolist()):
+                tap = ap[:, h + dr : h + dr + ps, h + dc : h + dc + ps]
+                dwacc = _addcmul(dwacc, tap, qb["dw"][t], fresh=t == 0)
+            x = self._block_tail(x, v, dwacc.reshape(npatch, ps * ps, c), qb)
+        acc = _mm(x, q["head"]).reshape(npatch, ps, ps, 2)
+        bshape = (-1, 1, 1)
+        tp = TileParams(p.shift.reshape(bshape), p.mid, p.vmax.reshape(bshape))
+        return self._head(acc, anchor.reshape(npatch, ps, ps), tp)
 
     def _shifted(self, t: torch.Tensor) -> torch.Tensor:
         """(NP, P, P) -> (NP, P*P, T): value at each mask-A tap offset, zero outside the patch."""
@@ -243,18 +264,16 @@ class HpacNet(nn.Module):
         nb = caches.pixels.index_select(0, ia).reshape(n, -1)
         av = caches.inside.index_select(0, ia).reshape(n, -1)
         inp, anchor = self._inputs(nb, av, p.shift, p.mid.to(nb.dtype))
-        x = quant.requant(_mm(inp, q["embed"]), quant.W_FRAC, quant.RES_MAX)
-        for i, (blk, qb) in enumerate(zip(self.blocks, q["blocks"], strict=True)):
-            a = quant.requant(_mm(x, qb["wa"]), quant.W_FRAC, quant.ACT_MAX)
-            v = quant.requant(_mm(x, qb["wv"]), quant.W_FRAC, quant.ACT_MAX)
+        x = quant.requant(_mm(inp, q["embed"]), 0, quant.RES_MAX)
+        for i, qb in enumerate(q["blocks"]):
+            a, v = self._gate_inputs(x, qb)
             cache = caches.feats[i]
             cache.index_copy_(0, rows, a)
             dwacc = qb["dw_bias"].expand(n, -1).clone()
             for t, off in enumerate(caches.off_b.tolist()):  # masked depthwise, tap by tap
                 dwacc.addcmul_(cache.index_select(0, rows + off), qb["dw"][t])
-            x = self._block_tail(blk, x, v, dwacc, qb, cl=True)
-        acc = _mm(x, q["head"])
-        return self._head(acc, anchor, p, dense=False)
+            x = self._block_tail(x, v, dwacc, qb)
+        return self._head(_mm(x, q["head"]), anchor, p)
 
 
 class Caches:

@@ -76,22 +76,25 @@ def _lut_arrays() -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-_LUT_CACHE: dict[tuple[str, str], torch.Tensor] = {}
+_LUT_CACHE: dict[tuple[str, float, str], torch.Tensor] = {}
 
 
-def lut(x: torch.Tensor, name: str) -> torch.Tensor:
-    """Apply activation ``name`` through its integer table; smooth gradient when training.
+def lut(x: torch.Tensor, name: str, scale: float = 1.0) -> torch.Tensor:
+    """Apply activation ``name`` through its integer table, times ``scale`` (a power of two).
 
-    ``x`` must already be an integer in [-LUT_MAX, LUT_MAX] (output of :func:`requant`).
+    ``x`` must already be an integer in [-LUT_MAX, LUT_MAX] (output of :func:`requant`). A
+    power-of-two ``scale`` is exact and lets the caller skip a later requantisation multiply.
+    Training gets the smooth function's gradient.
     """
-    key = (name, str(x.device))
+    key = (name, scale, str(x.device))
     table = _LUT_CACHE.get(key)
     if table is None:
-        table = torch.from_numpy(_lut_arrays()[name].astype(np.float32)).to(x.device)
+        table = torch.from_numpy(_lut_arrays()[name].astype(np.float32) * scale).to(x.device)
         _LUT_CACHE[key] = table
-    y = table.index_select(0, (x.detach() + LUT_MAX).to(torch.int32).reshape(-1)).reshape(x.shape)
+    i = x.detach() + LUT_MAX if x.requires_grad else x.add_(LUT_MAX)  # inference: x is a temporary
+    y = table.index_select(0, i.to(torch.int32).reshape(-1)).reshape(x.shape)
     if x.requires_grad:
-        s = _SMOOTH[name](x / (1 << A_FRAC)) * (1 << A_FRAC)
+        s = _SMOOTH[name](x / (1 << A_FRAC)) * ((1 << A_FRAC) * scale)
         y = y + (s - s.detach())
     return y
 
@@ -127,7 +130,9 @@ def requant(acc: torch.Tensor, shift: int, limit: int) -> torch.Tensor:
     """
     if acc.requires_grad:
         return _Requant.apply(acc, 2.0**-shift, limit)
-    return acc.mul_(2.0**-shift).round_().clamp_(-limit, limit)  # acc is always a fresh temporary
+    if shift:
+        acc.mul_(2.0**-shift)
+    return acc.round_().clamp_(-limit, limit)  # acc is always a fresh temporary
 
 
 def quant_weight(w: torch.Tensor) -> torch.Tensor:
