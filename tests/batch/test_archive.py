@@ -54,6 +54,18 @@ def test_every_file_gets_its_status_and_one_archived_file(archived) -> None:
     assert report.summary()["total"]["files"] == len(STATUSES)
 
 
+def test_the_dicomdir_is_checked_against_the_study(archived) -> None:
+    """pydicom's test DICOMDIR lists 31 files this study lacks and none of its instances."""
+    _, _, report = archived
+    messages = {w.path: w.message for w in report.warnings}
+    missing = {p for p, m in messages.items() if m == "referenced by DICOMDIR but not in the study"}
+    assert len(missing) == 31
+    assert "77654033/CR1/6154" in missing
+    assert {p for p in messages if p not in missing} == {
+        rel for rel, status in STATUSES.items() if status in ("ok", "kept-compressed")
+    }
+
+
 def test_manifest_records_what_the_issue_asks(archived) -> None:
     study, archive, _ = archived
     manifest = json.loads((archive / "manifest.json").read_text())

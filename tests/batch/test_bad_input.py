@@ -1,6 +1,7 @@
 """Bad files in a study each fail alone with a one-line error; the batch goes on, exits 1, and
-``delete_originals`` removes only what was proven restorable. A ``.llic`` made with other weights
-fails ``verify`` with the model named.
+``delete_originals`` removes only what was proven restorable. A DICOM instance without Pixel Data
+(SR) and a non-DICOM ``.dcm`` name are not bad files: the first is stored verbatim, the second
+fails. A ``.llic`` made with other weights fails ``verify`` with the model named.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from llic_imaging import batch, container
 ERRORS = {
     "truncated.dcm": "truncated",
     "wrong_length.dcm": "Pixel Data has 500 bytes",
-    "report_sr.dcm": "no Pixel Data",
+    "garbage.dcm": "SOP class unknown is not an image",
     "empty.dcm": "file is empty",
     "secret.dcm": "Permission denied",
 }
@@ -32,6 +33,7 @@ def bad_study(tmp_path_factory: pytest.TempPathFactory):
     (study / "truncated.dcm").write_bytes(bundled("CT_small.dcm").read_bytes()[:20000])
     write_dicom(study / "wrong_length.dcm", pixel_bytes=bytes(500))
     write_dicom(study / "report_sr.dcm", pixels=False)
+    (study / "garbage.dcm").write_bytes(b"a text file with a DICOM name\n")
     (study / "empty.dcm").write_bytes(b"")
     write_dicom(study / "secret.dcm", seed=3)
     (study / "notes.txt").write_text("keep me\n")
@@ -57,6 +59,8 @@ def test_each_bad_file_fails_alone_with_one_line(bad_study) -> None:
     results = {f.path: f for f in report.files}
     assert results["good.dcm"].status == "ok"
     assert results["notes.txt"].status == "copied"
+    assert results["report_sr.dcm"].status == "stored"
+    assert results["report_sr.dcm"].reason == "no pixel data (Basic Text SR Storage)"
     assert {f.path for f in report.failures} == set(ERRORS)
     for name, expected in ERRORS.items():
         error = results[name].error
@@ -80,15 +84,16 @@ def test_delete_originals_removes_only_verified_files(bad_study) -> None:
     for name in left - {"secret.dcm"}:
         assert sha256(study / name) == before[name], "a failed original was modified"
     deleted = {f.path for f in report.files if f.deleted}
-    assert deleted == {"good.dcm", "notes.txt"}
+    assert deleted == {"good.dcm", "notes.txt", "report_sr.dcm"}
 
 
 def test_restore_and_verify_report_the_missing_files(bad_study, tmp_path: Path) -> None:
-    _, archive, _, _ = bad_study
+    _, archive, _, before = bad_study
     report = batch.restore_tree(archive, tmp_path / "out", numthreads=1)
     assert {f.path for f in report.failures} == set(ERRORS)
     assert report.exit_code == 1
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.dcm", "notes.txt"]
+    restored = {p.name: sha256(p) for p in (tmp_path / "out").iterdir()}
+    assert restored == {k: before[k] for k in ("good.dcm", "notes.txt", "report_sr.dcm")}
 
 
 def test_verify_names_the_model_of_a_foreign_llic(bad_study, tmp_path: Path) -> None:
@@ -108,3 +113,4 @@ def test_verify_names_the_model_of_a_foreign_llic(bad_study, tmp_path: Path) -> 
     assert "stream was made with model hpac-small-v1" in results["good.dcm"].error
     assert "not the one the manifest recorded" in results["good.dcm"].error
     assert [f.status for f in report.files if f.path == "notes.txt"] == ["copied"]
+    assert [f.status for f in report.files if f.path == "report_sr.dcm"] == ["stored"]

@@ -165,6 +165,40 @@ def test_restore_as_explicit_vr_for_viewers(
         assert np.array_equal(exported.pixel_array, original.pixel_array)
 
 
+def test_transcode_and_warnings(
+    capsys: pytest.CaptureFixture[str], study: Path, tmp_path: Path
+) -> None:
+    """--transcode keeps what it cannot rebuild (with the reason in the JSON report); a DICOMDIR
+    that lists a missing file is a warning on stderr, exit 0; an SR is stored verbatim."""
+    _copy("dicomdirtests/DICOMDIR", study / "DICOMDIR")
+    _copy("JPEG2000.dcm", study / "series" / "IM0003")
+    sr = pydicom.dcmread(_copy("MR_small_RLE.dcm", study / "series" / "SR0001"))
+    del sr.PixelData
+    sr.SOPClassUID = pydicom.uid.BasicTextSRStorage
+    sr.save_as(study / "series" / "SR0001")
+    code, text, err = _run(
+        capsys,
+        "compress",
+        study,
+        "-o",
+        tmp_path / "a",
+        "--transcode",
+        "--json",
+        tmp_path / "r.json",
+    )
+    assert code == 0
+    assert f"{study / '77654033' / 'CR1' / '6154'}: warning: referenced by DICOMDIR" in err
+    assert "stored               1" in text
+    assert "warnings" in text.splitlines()[-1]
+    report = json.loads((tmp_path / "r.json").read_text())
+    reasons = {f["path"]: f["reason"] for f in report["files"]}
+    assert reasons["series/IM0003"].startswith("--transcode: no encoder here rebuilds JPEG 2000")
+    assert reasons["series/SR0001"] == "no pixel data (Basic Text SR Storage)"
+    assert len(report["warnings"]) == 31 + 4  # missing references; the four instances
+    assert _run(capsys, "restore", tmp_path / "a", "-o", tmp_path / "out")[0] == 0
+    assert _digests(tmp_path / "out") == _digests(study)
+
+
 def test_delete_originals(capsys: pytest.CaptureFixture[str], study: Path, tmp_path: Path):
     (study / "empty.dcm").write_bytes(b"")
     code, _, _ = _run(capsys, "compress", study, "-o", tmp_path / "a", "--delete-originals")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from llic_imaging.batch.compress import compress_tree
 from llic_imaging.batch.dicom import EXPORT_SYNTAXES
 from llic_imaging.batch.manifest import MANIFEST, STATUSES, Entry
-from llic_imaging.batch.report import ArchiveReport, FileReport, Progress
+from llic_imaging.batch.report import ArchiveReport, ArchiveWarning, FileReport, Progress
 from llic_imaging.batch.restore import archive_info, restore_tree, verify_tree
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "MANIFEST",
     "STATUSES",
     "ArchiveReport",
+    "ArchiveWarning",
     "Entry",
     "FileReport",
     "Progress",

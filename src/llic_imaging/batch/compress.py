@@ -13,6 +13,7 @@ import llic_imaging
 from llic_imaging import formats
 from llic_imaging._fileio import sha256_file, write_atomic
 from llic_imaging.batch import dicom
+from llic_imaging.batch.fileset import FileSets
 from llic_imaging.batch.manifest import (
     ARCHIVED,
     TEMP_PREFIX,
@@ -30,6 +31,7 @@ from llic_imaging.batch.report import (
 from llic_imaging.batch.restore import restore_llic
 from llic_imaging.batch.tree import check_apart, walk
 from llic_imaging.errors import LlicError
+from llic_imaging.formats.dicom import NoPixelDataError, load_encapsulated
 
 __all__ = ["compress_tree"]
 
@@ -45,13 +47,25 @@ def _is_dicom(path: Path) -> bool:
 
 
 class _Compressor:
-    """One ``compress_tree`` run: the manifest, the scratch folder and the per-file steps."""
+    """One ``compress_tree`` run: the manifest, the scratch folder and the per-file steps.
+
+    ``referenced`` holds the relpaths DICOMDIRs reference: those are DICOM whatever their name.
+    """
 
     def __init__(
-        self, src: Path, out: Path, manifest: Manifest, scratch: Path, numthreads: int | None
+        self,
+        src: Path,
+        out: Path,
+        manifest: Manifest,
+        scratch: Path,
+        numthreads: int | None,
+        *,
+        transcode: bool,
+        referenced: set[str],
     ):
         self.src, self.out, self.manifest = src, out, manifest
         self.scratch, self.numthreads = scratch, numthreads
+        self.transcode, self.referenced = transcode, referenced
 
     def run(self, rel: str, path: Path, problem: str | None, *, resume: bool) -> FileReport:
         """Archive one file; every failure becomes a failed entry, never an exception."""
@@ -78,7 +92,8 @@ class _Compressor:
             self.manifest.entries[rel] = old
         else:
             self._replace(old, entry)
-        _log.info("%s: %s", rel, "skipped" if skipped else entry.status)
+        reason = f" ({entry.reason})" if entry.reason else ""
+        _log.info("%s: %s%s", rel, "skipped" if skipped else entry.status, reason)
         return FileReport(
             path=rel,
             status="skipped" if skipped else entry.status,
@@ -86,6 +101,7 @@ class _Compressor:
             archived_bytes=entry.archived_size or 0,
             seconds=time.perf_counter() - start,
             archived=entry.archived,
+            reason=entry.reason,
             error=entry.error,
         )
 
@@ -112,7 +128,7 @@ class _Compressor:
         if not data:
             entry.error = "file is empty"
             return entry, False
-        if not _is_dicom(path):
+        if not (rel in self.referenced or _is_dicom(path)):
             return self._store(entry, data, "copied"), False
         described = dicom.describe(path)
         entry.sop_instance_uid = described.sop_instance_uid
@@ -122,15 +138,23 @@ class _Compressor:
         try:
             loaded = formats.load(path, format="dicom")
         except formats.EncapsulatedPixelDataError:
+            if self.transcode:
+                return self._transcode(entry, path, data), False
             return self._store(entry, data, "kept-compressed"), False
+        except NoPixelDataError as exc:  # SR, KO, PR, ...: the study is complete only with them
+            entry.reason = f"no pixel data ({dicom.uid_name(exc.sop_class)})"
+            return self._store(entry, data, "stored"), False
         except LlicError as exc:
             entry.error = one_line(exc, str(path))
             return entry, False
-        return self._code(entry, loaded), False
+        return self._code(entry, self._encode(loaded)), False
 
     def _still_archived(self, old: Entry, new: Entry) -> bool:
-        """Resume test: same source bytes, and the archived file is the one that was verified."""
+        """Resume test: same source bytes, the archived file is the one that was verified, and
+        with ``--transcode`` a compressed instance kept earlier was already tried."""
         if old.status not in ARCHIVED or (old.size, old.sha256) != (new.size, new.sha256):
+            return False
+        if self.transcode and old.status == "kept-compressed" and old.reason is None:
             return False
         archived = self.out / str(old.archived)
         return archived.is_file() and sha256_file(archived) == old.archived_sha256
@@ -150,15 +174,32 @@ class _Compressor:
         entry.archived_size, entry.archived_sha256 = len(data), digest
         return entry
 
-    def _code(self, entry: Entry, loaded: formats.Loaded) -> Entry:
-        """Code the stored words with llic as ``<relpath>.llic``, then prove it restores the file.
+    def _transcode(self, entry: Entry, path: Path, data: bytes) -> Entry:
+        """``--transcode``: code the decoded pixels of a compressed instance when its fragments
+        can be rebuilt byte for byte and the stream is smaller than the file; else keep the
+        file verbatim and record why."""
+        try:
+            stream = self._encode(load_encapsulated(path))
+        except LlicError as exc:
+            why = one_line(exc, str(path))
+        else:
+            if len(stream) < len(data):
+                return self._code(entry, stream)
+            why = f"the llic stream ({len(stream)} bytes) is not smaller than the file"
+        entry.reason = f"--transcode: {why}; kept verbatim"
+        return self._store(entry, data, "kept-compressed")
+
+    def _encode(self, loaded: formats.Loaded) -> bytes:
+        return llic_imaging.encode(
+            loaded.array, metadata=loaded.metadata, numthreads=self.numthreads
+        )
+
+    def _code(self, entry: Entry, stream: bytes) -> Entry:
+        """Write the llic ``stream`` as ``<relpath>.llic``, then prove it restores the file.
 
         The proof decodes the bytes on disk and rebuilds the file with the format adapter, so
         an entry is ``ok`` only when the archive as written gives back the original SHA-256.
         """
-        stream = llic_imaging.encode(
-            loaded.array, metadata=loaded.metadata, numthreads=self.numthreads
-        )
         archived = f"{entry.path}.llic"
         dest = self.out / archived
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -222,6 +263,7 @@ def compress_tree(
     numthreads: int | None = None,
     delete_originals: bool = False,
     resume: bool = True,
+    transcode: bool = False,
     progress: Progress | None = None,
 ) -> ArchiveReport:
     """Archive every file below ``src_dir`` into ``out_dir`` and record it in ``manifest.json``.
@@ -229,9 +271,12 @@ def compress_tree(
     Each DICOM instance with native pixel data becomes ``<relpath>.llic`` (stored words coded
     by llic, everything else kept in the stream's metadata); it counts as ``ok`` only after the
     written file was decoded and rebuilt into the original bytes (same SHA-256). Instances with
-    compressed pixel data (``kept-compressed``), DICOMDIR and non-DICOM files (``copied``) are
-    stored verbatim as ``<relpath>.keep``. A file that cannot be archived gets a ``failed`` entry
-    with a one-line error and the run goes on; :attr:`ArchiveReport.exit_code` is then 1.
+    compressed pixel data (``kept-compressed``), instances without Pixel Data (``stored``),
+    DICOMDIR and non-DICOM files (``copied``) are stored verbatim as ``<relpath>.keep``. A file
+    that cannot be archived gets a ``failed`` entry with a one-line error and the run goes on;
+    :attr:`ArchiveReport.exit_code` is then 1. DICOMDIRs are checked against the study:
+    references to missing files and instances no DICOMDIR references become
+    :attr:`ArchiveReport.warnings`, and referenced files are read as DICOM whatever their name.
 
     Parameters
     ----------
@@ -244,6 +289,11 @@ def compress_tree(
         Skip files whose manifest entry has the same size and SHA-256 and whose archived file
         still has the recorded SHA-256 (after a crash, or on a study that grew). Without it
         every file is archived again.
+    transcode
+        Decode compressed instances and code them with llic when the original fragments can be
+        rebuilt byte for byte from the decoded pixels (the same encoder reproduces them; see
+        :func:`llic_imaging.formats.dicom.load_encapsulated`) and the stream is smaller. Other
+        compressed instances are kept verbatim with the reason in ``reason``.
     progress
         ``progress(done, total, file_report)`` after each file.
 
@@ -268,8 +318,17 @@ def compress_tree(
     with lock(out):
         manifest = Manifest.open(out, src.resolve())
         files = walk(src)
+        filesets = FileSets.read(files)
         with tempfile.TemporaryDirectory(dir=out, prefix=TEMP_PREFIX) as scratch:
-            job = _Compressor(src, out, manifest, Path(scratch), numthreads)
+            job = _Compressor(
+                src,
+                out,
+                manifest,
+                Path(scratch),
+                numthreads,
+                transcode=transcode,
+                referenced=filesets.referenced,
+            )
             try:
                 for done, (rel, path, problem) in enumerate(files, 1):
                     file_report = job.run(rel, path, problem, resume=resume)
@@ -279,6 +338,8 @@ def compress_tree(
                         progress(done, len(files), file_report)
             finally:
                 manifest.save()
+            unreferenced = filesets.unreferenced(manifest.entries[f.path] for f in report.files)
+            report.warnings = sorted(filesets.warnings + unreferenced, key=lambda w: w.path)
             if delete_originals:  # only now: the saved manifest lists every archived file
                 for file_report in report.files:
                     if file_report.status in ARCHIVED or file_report.status == "skipped":

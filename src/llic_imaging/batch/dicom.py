@@ -1,5 +1,6 @@
-"""pydicom boundary of the archive: identify an instance cheaply, and export it to a standard
-transfer syntax (``restore --transfer-syntax``). pydicom errors become ``FormatError`` here.
+"""pydicom boundary of the archive: identify an instance cheaply, list what a DICOMDIR
+references, and export an instance to a standard transfer syntax (``restore --transfer-syntax``).
+pydicom errors become ``FormatError`` here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 from llic_imaging.errors import FormatError
 from llic_imaging.formats import import_optional
 
-__all__ = ["EXPORT_SYNTAXES", "Described", "describe", "export", "syntax_name"]
+__all__ = ["EXPORT_SYNTAXES", "Described", "describe", "export", "referenced_files", "uid_name"]
 
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 _BIG_ENDIAN = "1.2.840.10008.1.2.2"
@@ -45,12 +46,13 @@ def describe(path: Path) -> Described:
 
     The manifest wants the SOPInstanceUID even of files that fail later; a file that pydicom
     cannot parse simply has none, and the format adapter then says what is wrong with it.
+    Files without the Part 10 preamble are read too (``force``), as the adapter reads them.
     """
     pydicom = import_optional("pydicom", "dicom")
     try:
         with warnings.catch_warnings():  # pydicom warns about invalid values; we only look
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
             meta = getattr(ds, "file_meta", None) or pydicom.Dataset()
             sop = ds.get("SOPInstanceUID") or meta.get("MediaStorageSOPInstanceUID")
             cls = ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")
@@ -60,11 +62,33 @@ def describe(path: Path) -> Described:
     return Described(*(str(v) if v else None for v in (sop, cls, syntax)))
 
 
-def syntax_name(uid: str) -> str:
+def uid_name(uid: str) -> str:
     """``1.2.840.10008.1.2.4.80`` -> ``JPEG-LS Lossless Image Compression`` (the UID if unknown)."""
     pydicom = import_optional("pydicom", "dicom")
     name = pydicom.uid.UID(uid).name
     return name or uid
+
+
+def referenced_files(path: Path) -> list[str]:
+    """The files a DICOMDIR references, as ``/``-separated paths relative to its folder.
+
+    Each directory record's ReferencedFileID holds the path's components (one value or several).
+
+    Raises
+    ------
+    FormatError
+        If ``path`` cannot be read as a DICOMDIR with a Directory Record Sequence.
+    """
+    pydicom = import_optional("pydicom", "dicom")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            records = pydicom.dcmread(path, force=True).DirectoryRecordSequence
+            ids = [r.ReferencedFileID for r in records if r.get("ReferencedFileID")]
+    except Exception as exc:  # noqa: BLE001  pydicom raises many types for damaged files
+        msg = f"cannot read the DICOMDIR's directory records: {exc}"
+        raise FormatError(msg) from exc
+    return sorted({"/".join([i] if isinstance(i, str) else i) for i in ids})
 
 
 def _to_little_endian(ds: Any) -> None:
@@ -120,9 +144,9 @@ def export(data: bytes, name: str) -> bytes:
         back = pydicom.dcmread(io.BytesIO(out))
         same = expected is None or np.array_equal(back.pixel_array, expected)
     except Exception as exc:  # pydicom and its plugins raise many types
-        msg = f"cannot export to {syntax_name(target)}: {exc}"
+        msg = f"cannot export to {uid_name(target)}: {exc}"
         raise FormatError(msg) from exc
     if not same or back.get("SOPInstanceUID") != ds.get("SOPInstanceUID"):
-        msg = f"export to {syntax_name(target)} changed the pixel values or the SOPInstanceUID"
+        msg = f"export to {uid_name(target)} changed the pixel values or the SOPInstanceUID"
         raise FormatError(msg)
     return out

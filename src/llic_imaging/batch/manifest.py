@@ -34,10 +34,11 @@ __all__ = [
 MANIFEST = "manifest.json"
 KIND = "llic-dicom-archive"
 VERSION = 1
-# ok: coded by llic; kept-compressed: encapsulated DICOM stored verbatim; copied: any other
-# file (DICOMDIR, reports, ...) stored verbatim; failed: not archived, ``error`` says why.
-STATUSES = ("ok", "kept-compressed", "copied", "failed")
-ARCHIVED = frozenset(STATUSES[:3])
+# ok: coded by llic; kept-compressed: encapsulated DICOM stored verbatim; stored: DICOM without
+# Pixel Data (SR, KO, PR, ...) stored verbatim; copied: any other file (DICOMDIR, reports, ...)
+# stored verbatim; failed: not archived, ``error`` says why.
+STATUSES = ("ok", "kept-compressed", "stored", "copied", "failed")
+ARCHIVED = frozenset(STATUSES[:4])
 TEMP_PREFIX = ".llic-dicom-"
 # Temporary names of ``_fileio.write_atomic``: ".<name>.<16 hex digits>.tmp" beside the target.
 _WRITE_ATOMIC_TEMP = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")
@@ -46,7 +47,11 @@ _FLUSH_SECONDS = 1.0
 
 @dataclass
 class Entry:
-    """What the archive knows about one source file (the JSON object in ``manifest.json``)."""
+    """What the archive knows about one source file (the JSON object in ``manifest.json``).
+
+    ``reason`` says why a DICOM instance is stored verbatim instead of coded: no Pixel Data, or
+    why ``--transcode`` could not recode its compressed pixels.
+    """
 
     path: str
     size: int | None
@@ -58,6 +63,7 @@ class Entry:
     archived_size: int | None = None
     archived_sha256: str | None = None
     model: str | None = None
+    reason: str | None = None
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,7 +10,15 @@ from typing import Any
 
 from llic_imaging.errors import LlicError
 
-__all__ = ["ArchiveReport", "FileReport", "Progress", "error_text", "one_line", "summarise"]
+__all__ = [
+    "ArchiveReport",
+    "ArchiveWarning",
+    "FileReport",
+    "Progress",
+    "error_text",
+    "one_line",
+    "summarise",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -19,11 +27,12 @@ _log = logging.getLogger(__name__)
 class FileReport:
     """The outcome of one file in one run.
 
-    ``status`` is the manifest status (``ok``, ``kept-compressed``, ``copied``, ``failed``) or
-    what this run did instead: ``skipped`` (already archived or restored and verified) and
-    ``unlisted`` (``verify`` found a file the manifest does not name). ``original_bytes`` and
-    ``archived_bytes`` are the sizes of the original (or exported) file and of its archived
-    form, whichever way this run went.
+    ``status`` is the manifest status (``ok``, ``kept-compressed``, ``stored``, ``copied``,
+    ``failed``) or what this run did instead: ``skipped`` (already archived or restored and
+    verified) and ``unlisted`` (``verify`` found a file the manifest does not name).
+    ``original_bytes`` and ``archived_bytes`` are the sizes of the original (or exported) file
+    and of its archived form, whichever way this run went. ``reason`` is the manifest's: why a
+    DICOM instance is stored verbatim.
     """
 
     path: str
@@ -32,6 +41,7 @@ class FileReport:
     archived_bytes: int = 0
     seconds: float = 0.0
     archived: str | None = None
+    reason: str | None = None
     error: str | None = None
     deleted: bool = False
 
@@ -43,7 +53,17 @@ class FileReport:
         return asdict(self)
 
 
-_ORDER = ("ok", "kept-compressed", "copied", "skipped", "unlisted", "failed")
+_ORDER = ("ok", "kept-compressed", "stored", "copied", "skipped", "unlisted", "failed")
+
+
+@dataclass(frozen=True)
+class ArchiveWarning:
+    """Something about the study worth a look that is no failure: a file a DICOMDIR references
+    is missing, or a DICOM instance is in no DICOMDIR of its folder."""
+
+    path: str
+    message: str
+
 
 Progress = Callable[[int, int, FileReport], None]
 """``progress(done, total, report)``, called after each file so front-ends can draw a bar."""
@@ -55,13 +75,14 @@ class ArchiveReport:
 
     The CLI prints :meth:`summary` as its final table and :meth:`to_dict` as ``--json``, and
     exits with :attr:`exit_code`: one failed file makes the whole run fail, after the rest of
-    the batch was done.
+    the batch was done. ``warnings`` never change the exit code.
     """
 
     command: str
     source: str
     target: str | None
     files: list[FileReport] = field(default_factory=list)
+    warnings: list[ArchiveWarning] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -85,6 +106,7 @@ class ArchiveReport:
             "failures": len(self.failures),
             "summary": self.summary(),
             "files": [f.to_dict() for f in self.files],
+            "warnings": [asdict(w) for w in self.warnings],
         }
 
 

@@ -168,7 +168,7 @@ def restore_tree(
         ``"explicit"``, ``"rle"`` or ``"jpegls"``: write the DICOM instances (coded and
         kept-compressed ones) as standard DICOM in that transfer syntax instead, with the same
         SOPInstanceUID and pixel values, for viewers that cannot read the originals' syntax.
-        Copied files stay verbatim. These files are *not* byte-identical to the originals.
+        Stored and copied files stay verbatim. These files are *not* byte-identical to the originals.
 
     Raises
     ------
@@ -335,7 +335,7 @@ def archive_info(archive_dir: str | os.PathLike[str]) -> dict[str, Any]:
     archive = Path(archive_dir)
     manifest = Manifest.load(archive)
     entries = [manifest.entries[k] for k in sorted(manifest.entries)]
-    syntaxes = Counter(dicom.syntax_name(e.transfer_syntax) for e in entries if e.transfer_syntax)
+    syntaxes = Counter(dicom.uid_name(e.transfer_syntax) for e in entries if e.transfer_syntax)
     return {
         "archive": str(archive),
         **{k: manifest.header.get(k) for k in ("source", "created", "updated", "llic_imaging")},

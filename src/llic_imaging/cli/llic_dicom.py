@@ -114,16 +114,20 @@ def _emit_json(obj: Any, json_to: str | None) -> None:
 def _finish(
     report: batch.ArchiveReport, json_to: str | None, where: Callable[[batch.FileReport], str]
 ) -> int:
-    """Print failures (stderr), the table (stdout) and the JSON report; return the exit code."""
+    """Print failures and warnings (stderr), the table (stdout) and the JSON report; return the
+    exit code."""
     for f in report.failures:
         click.echo(f"{where(f)}: {f.error}", err=True)
+    for w in report.warnings:
+        click.echo(f"{Path(report.source) / w.path}: warning: {w.message}", err=True)
     _emit_json(report.to_dict(), json_to)
     if json_to != "-" and verbosity() >= 0:
         click.echo(_summary_table(report.summary(), restoring=report.command != "compress"))
         failed = len(report.failures)
+        warned = f", {len(report.warnings)} warnings" if report.warnings else ""
         click.echo(
             f"{report.command}: {len(report.files)} files in {report.seconds:.1f} s, "
-            f"{failed} failed" + (f" (exit {EXIT_DATA})" if failed else "")
+            f"{failed} failed{warned}" + (f" (exit {EXIT_DATA})" if failed else "")
         )
     return report.exit_code
 
@@ -144,7 +148,7 @@ def cli() -> None:
 
 
 @cli.command(
-    epilog="\b\nExamples:\n  llic-dicom compress study/ -o archive/ --threads 2\n  llic-dicom compress study/ -o archive/ --json report.json   # rerun: resumes"
+    epilog="\b\nExamples:\n  llic-dicom compress study/ -o archive/ --threads 2\n  llic-dicom compress study/ -o archive/ --json report.json   # rerun: resumes\n  llic-dicom compress study/ -o archive/ --transcode   # recode RLE/JPEG-LS where exact"
 )
 @click.argument("study", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -167,6 +171,13 @@ def cli() -> None:
     show_default=True,
     help="Skip files already archived whose archived copy still verifies.",
 )
+@click.option(
+    "--transcode",
+    is_flag=True,
+    help="Code compressed (RLE, JPEG-LS, lossless JPEG) instances with llic when their original "
+    "fragments can be rebuilt byte for byte and the result is smaller; others are kept verbatim "
+    "with the reason in the report.",
+)
 @json_opt
 @verbose_opt
 @quiet_opt
@@ -176,13 +187,16 @@ def compress(
     numthreads: int | None,
     delete_originals: bool,
     resume: bool,
+    transcode: bool,
     json_to: str | None,
 ) -> int:
     """Archive every file below STUDY into the archive folder -o.
 
-    DICOM instances with native pixel data are coded with llic; compressed ones, DICOMDIR and
-    other files are kept verbatim. Each file is verified (restored and compared by SHA-256)
-    before it counts as archived; a file that fails is reported and the run goes on (exit 1).
+    DICOM instances with native pixel data are coded with llic; compressed ones (unless
+    --transcode recodes them), instances without pixel data, DICOMDIR and other files are kept
+    verbatim. Each file is verified (restored and compared by SHA-256) before it counts as
+    archived; a file that fails is reported and the run goes on (exit 1). A DICOMDIR that
+    references missing files, or instances no DICOMDIR references, give warnings (exit 0).
     """
     with _usage_errors(), _bar("compress") as tick:
         report = batch.compress_tree(
@@ -191,6 +205,7 @@ def compress(
             numthreads=numthreads,
             delete_originals=delete_originals,
             resume=resume,
+            transcode=transcode,
             progress=tick,
         )
     return _finish(report, json_to, lambda f: str(study / f.path))
