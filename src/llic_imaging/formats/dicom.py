@@ -59,7 +59,8 @@ class EncapsulatedPixelDataError(FormatError):
     """The Pixel Data is already compressed (JPEG, JPEG-LS, JPEG 2000, RLE, ...).
 
     Such files cannot be split into stored words without losing the original codestream, so
-    callers (``llic-dicom``) catch this and archive the file verbatim instead of recoding it.
+    callers (``llic-dicom``) catch this and archive the file verbatim, or recode it with
+    :func:`load_encapsulated` where that rebuilds the original bytes.
     """
 
     def __init__(self, message: str, *, transfer_syntax: str = ""):
@@ -159,8 +160,8 @@ def _split(path: str) -> tuple[bytes, bytes, bytes, dict[str, Any]]:
     layout = _layout(ds, path)
     if raw.length == _UNDEFINED:
         msg = (
-            f"{path}: Pixel Data is encapsulated ({layout['transfer_syntax']}); compressed DICOM is "
-            "archived verbatim, not recoded (use formats.planes to read its pixels)"
+            f"{path}: Pixel Data is encapsulated ({layout['transfer_syntax']}); load_encapsulated "
+            "recodes it where the original bytes can be rebuilt, formats.planes reads its pixels"
         )
         raise EncapsulatedPixelDataError(msg, transfer_syntax=layout["transfer_syntax"])
     start, need = raw.value_tell, _nbytes(layout)
