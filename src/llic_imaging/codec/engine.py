@@ -240,30 +240,30 @@ def decode_tiles(
         params = [parsed[i][0] for i in idx]
         decoders = ChunkDecoders([parsed[i][1] for i in idx], [p.vmax for p in params])
         tp = _tile_params(geo, params, device)
-        caches = net.new_caches(geo.n_patches * len(idx), patch, device)
-        caches.set_inside(torch.from_numpy(np.tile(geo.inside, (len(idx), 1, 1))).to(device))
-        per_tile = geo.n_patches * patch * patch
-        values = np.zeros((len(idx), per_tile), np.int64)
-        for pos in geo.step_positions:
-            n = pos.size
-            if n == 0:
-                continue
-            allpos = torch.from_numpy(
-                (np.arange(len(idx))[:, None] * per_tile + pos[None, :]).reshape(-1)
-            ).to(device)
-            k = allpos // (patch * patch)
-            pred = net.step(caches, allpos, TileParams(tp.shift[k], tp.mid[k], tp.vmax[k]), q)
-            mu = pred.mu16.cpu().numpy().astype(np.int64).reshape(len(idx), n)
-            sc = pred.scale.cpu().numpy().astype(np.int64).reshape(len(idx), n)
-            step_vals = decoders.decode_step(mu, sc)
-            values[:, pos] = step_vals
-            caches.write_pixels(
-                allpos, torch.from_numpy(step_vals.reshape(-1).astype(np.float32)).to(device)
+        tp = TileParams(tp.shift[:, None], tp.mid[:, None], tp.vmax[:, None])
+        inside = torch.from_numpy(np.tile(geo.inside, (len(idx), 1, 1))).to(device)
+        caches = net.new_caches(inside)
+        pixels = np.zeros((len(idx) * geo.n_patches, patch, patch), np.float32)
+        for s, mask in enumerate(geo.step_inside):
+            pred = net.step(caches, s, tp, q)
+            mu, sc = (
+                t.cpu().numpy().astype(np.int64).reshape(len(idx), *mask.shape)[:, mask]
+                for t in (pred.mu16, pred.scale)
             )
+            values = decoders.decode_step(mu, sc)
+            step_vals = np.zeros((len(idx), *mask.shape), np.float32)
+            step_vals[:, mask] = values
+            step_vals = step_vals.reshape(-1, mask.shape[1])
+            caches.at(caches.pixels, s).copy_(torch.from_numpy(step_vals).to(device))
+            first, n = geo.step_rows(s)
+            r = np.arange(first, first + n)
+            pixels[:, r, s - 2 * r] = step_vals
+        pixels = pixels.astype(np.int64).reshape(len(idx), geo.n_patches, patch, patch)
         for b, i in enumerate(idx):
             r = refs[i]
-            tile = geo.from_patches(values[b].reshape(geo.n_patches, patch, patch))
-            out[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] = tile + params[b].vmin
+            out[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] = (
+                geo.from_patches(pixels[b]) + params[b].vmin
+            )
             if progress:
                 progress(1)
 

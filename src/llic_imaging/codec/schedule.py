@@ -107,6 +107,22 @@ class Geometry:
         r, c = np.indices((self.patch, self.patch))
         return c + 2 * r
 
+    def step_rows(self, s: int) -> tuple[int, int]:
+        """First patch row and number of rows holding a position of step ``s`` (c = s - 2r)."""
+        p = self.patch
+        first = max(0, (s - p + 2) // 2)
+        return first, max(0, min(p - 1, s // 2) - first + 1)
+
+    @cached_property
+    def step_inside(self) -> list[np.ndarray]:
+        """For each step, ``(n_patches, rows)`` bool: which of its positions lie inside the tile."""
+        out = []
+        for s in range(self.steps):
+            first, n = self.step_rows(s)
+            r = np.arange(first, first + n)
+            out.append(self.inside[:, r, s - 2 * r])
+        return out
+
     @cached_property
     def step_positions(self) -> list[np.ndarray]:
         """For each step, the flat indices ``patch * P * P + r * P + c`` coded in it (inside only).

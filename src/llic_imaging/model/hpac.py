@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llic_imaging.codec.schedule import mask_taps
+from llic_imaging.codec.schedule import Geometry, mask_taps
 from llic_imaging.model import quant
 
 __all__ = ["Caches", "HpacConfig", "HpacNet", "Prediction", "TileParams"]
@@ -250,63 +250,78 @@ class HpacNet(nn.Module):
         return torch.stack(cols, dim=-1).reshape(npatch, ps * ps, -1)
 
     # ------------------------------------------------------------------ step-wise (CSI)
-    def new_caches(self, n_patches: int, patch: int, device: torch.device | str = "cpu") -> Caches:
-        return Caches(self, n_patches, patch, device)
+    def new_caches(self, inside: torch.Tensor) -> Caches:
+        """Decoder state for (NP, P, P) patches; ``inside`` marks positions inside the tile."""
+        return Caches(self, inside)
 
-    def step(self, caches: Caches, pos: torch.Tensor, p: TileParams, q: dict) -> Prediction:
-        """Predict positions ``pos`` (flat patch indices of one step) from the caches.
+    def step(self, caches: Caches, s: int, p: TileParams, q: dict) -> Prediction:
+        """Predict the positions of step ``s`` of every patch, ``(NP, rows)``, from the caches.
 
-        ``p`` holds the per-position side information (already gathered to ``pos``).
+        ``p`` holds per-patch side information shaped ``(NP, 1)``. Positions outside the tile
+        are computed too (their features are zeroed before caching) and ignored by the caller.
         """
-        rows = caches.rows(pos)
-        n = rows.shape[0]
-        ia = (rows[:, None] + caches.off_a[None, :]).reshape(-1)
-        nb = caches.pixels.index_select(0, ia).reshape(n, -1)
-        av = caches.inside.index_select(0, ia).reshape(n, -1)
+        nb = torch.stack([caches.at(caches.pixels, s, *t) for t in caches.taps_a], dim=-1)
+        av = torch.stack([caches.at(caches.inside, s, *t) for t in caches.taps_a], dim=-1)
         inp, anchor = self._inputs(nb, av, p.shift, p.mid.to(nb.dtype))
         x = quant.requant(_mm(inp, q["embed"]), 0, quant.RES_MAX)
-        for i, qb in enumerate(q["blocks"]):
+        keep = caches.at(caches.inside, s)[..., None]
+        for cache, qb in zip(caches.feats, q["blocks"], strict=True):
             a, v = self._gate_inputs(x, qb)
-            cache = caches.feats[i]
-            cache.index_copy_(0, rows, a)
-            dwacc = qb["dw_bias"].expand(n, -1).clone()
-            for t, off in enumerate(caches.off_b.tolist()):  # masked depthwise, tap by tap
-                dwacc.addcmul_(cache.index_select(0, rows + off), qb["dw"][t])
+            a = caches.at(cache, s).copy_(a * keep)
+            dwacc = qb["dw_bias"].expand_as(a).clone()
+            for t, tap in enumerate(caches.taps_b):  # masked depthwise over cached steps
+                dwacc.addcmul_(caches.at(cache, s, *tap), qb["dw"][t])
             x = self._block_tail(x, v, dwacc, qb)
         return self._head(_mm(x, q["head"]), anchor, p)
 
 
 class Caches:
-    """Decoder state for Cache-then-Select Inference: padded per-patch canvases, flat rows.
+    """Decoder state for Cache-then-Select Inference, stored step by step.
 
+    Step ``s`` of a P x P patch holds the positions ``(r, s - 2r)`` for a band of rows; a
+    neighbour at ``(dr, dc)`` of all of them is the same band shifted by ``dr`` rows in step
+    ``s + dc + 2 dr``. So each step keeps one ``(NP, rows[, C])`` block: its band plus the zero
+    rows its later readers reach beyond it (and steps before 0 are all zeros). Every read is a
+    row slice of a block written in the last few steps, which stays in cache; no gathers.
     ``pixels`` holds decoded values, ``feats[i]`` the gate inputs ``W_A x`` of block ``i``;
-    both are zero outside the tile and at positions not decoded yet (masks never read those).
+    both are zero outside the tile.
     """
 
-    def __init__(self, net: HpacNet, n_patches: int, patch: int, device: torch.device | str):
+    def __init__(self, net: HpacNet, inside: torch.Tensor):
         cfg = net.config
-        self.pad = pad = max(cfg.embed_kernel, cfg.dw_kernel) // 2
-        self.patch = patch
-        self.side = side = patch + 2 * pad
-        n = n_patches * side * side
-        self.pixels = torch.zeros(n, device=device)
-        self.inside = torch.zeros(n, device=device)
-        self.feats = [torch.zeros(n, cfg.channels, device=device) for _ in range(cfg.blocks)]
-        self.off_a = torch.as_tensor(net.taps_a[:, 0] * side + net.taps_a[:, 1], device=device)
-        self.off_b = torch.as_tensor(net.taps_b[:, 0] * side + net.taps_b[:, 1], device=device)
+        npatch, p, _ = inside.shape
+        geo = Geometry(p, p, p)
+        self.band = [geo.step_rows(s) for s in range(geo.steps)]
+        taps = sorted({(dr, dc) for dr, dc in np.concatenate([net.taps_a, net.taps_b]).tolist()})
+        self.lead = lead = max(-(dc + 2 * dr) for dr, dc in taps)  # zero steps before step 0
+        lo = [f for f, _ in self.band]
+        hi = [f + n for f, n in self.band]
+        for s, (first, n) in enumerate(self.band):  # widen sources to every row a reader asks for
+            for dr, dc in taps:
+                src = s + dc + 2 * dr
+                if src >= 0:
+                    lo[src], hi[src] = min(lo[src], first + dr), max(hi[src], first + n + dr)
+        self.base = [-lead] * lead + lo  # first stored row of every block, zero blocks first
+        rows = [1] * lead + [h - b for h, b in zip(hi, lo, strict=True)]
+        dev = inside.device
+        self.pixels = [torch.zeros(npatch, r, device=dev) for r in rows]
+        self.inside = [torch.zeros(npatch, r, device=dev) for r in rows]
+        for s, (first, n) in enumerate(self.band):
+            r = torch.arange(first, first + n)
+            self.at(self.inside, s).copy_(inside[:, r, s - 2 * r])
+        self.feats = [
+            [torch.zeros(npatch, r, cfg.channels, device=dev) for r in rows]
+            for _ in range(cfg.blocks)
+        ]
+        self.taps_a = [tuple(t) for t in net.taps_a.tolist()]
+        self.taps_b = [tuple(t) for t in net.taps_b.tolist()]
 
-    def rows(self, pos: torch.Tensor) -> torch.Tensor:
-        """Flat patch positions (patch * P * P + r * P + c) -> rows of the padded canvases."""
-        p2 = self.patch * self.patch
-        k, rc = pos // p2, pos % p2
-        r, c = rc // self.patch, rc % self.patch
-        return k * self.side * self.side + (r + self.pad) * self.side + (c + self.pad)
-
-    def set_inside(self, inside: torch.Tensor) -> None:
-        """Mark tile positions from an (NP, P, P) bool tensor."""
-        npatch = inside.shape[0]
-        pos = torch.arange(npatch * self.patch * self.patch, device=self.inside.device)
-        self.inside[self.rows(pos)] = inside.reshape(-1).to(self.inside.dtype)
-
-    def write_pixels(self, pos: torch.Tensor, values: torch.Tensor) -> None:
-        self.pixels[self.rows(pos)] = values.to(self.pixels.dtype)
+    def at(self, blocks: list[torch.Tensor], s: int, dr: int = 0, dc: int = 0) -> torch.Tensor:
+        """The neighbours at ``(dr, dc)`` of step ``s``'s positions: a ``(NP, rows[, C])`` view."""
+        first, n = self.band[s]
+        src = s + dc + 2 * dr
+        if src < 0:
+            block = blocks[src + self.lead]
+            return block[:, :1].expand(block.shape[0], n, *block.shape[2:])
+        start = first + dr - self.base[src + self.lead]
+        return blocks[src + self.lead][:, start : start + n]
