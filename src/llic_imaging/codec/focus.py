@@ -40,6 +40,7 @@ class Tables:
     mu16: np.ndarray  # (n,) the distribution's parameters, for edge splits
     scale: np.ndarray
     vmax: np.ndarray  # (n,) each pixel's chunk range R (pixels of several chunks may share a group)
+    edge_rows: np.ndarray  # rows whose window reaches past 0 or R (the only ones clipped or split)
 
 
 def _window(
@@ -82,7 +83,7 @@ def tables(
         if e.size:
             g = np.take(_grid_rows(w), key[e], axis=0)
             freqs[e] = _clipped(g, lo[e], sh[e], w, vm[e])
-        groups.append((idx, Tables(w, freqs, lo, sh, mu16[idx], scale[idx], vm)))
+        groups.append((idx, Tables(w, freqs, lo, sh, mu16[idx], scale[idx], vm, e)))
     order = np.concatenate([i for i, _ in groups]) if groups else np.zeros(0, np.int64)
     return order, groups
 
@@ -173,22 +174,31 @@ class EdgeSplit:
 
 
 def edge_split(t: Tables, sym: np.ndarray) -> EdgeSplit:
-    """Which pixels of a group get an edge symbol, and its frequencies (same on both sides)."""
-    esc = sym >= t.width
-    s = np.where(esc, 0, sym)
-    raw_lo = t.low + (s << t.shift)
-    raw_hi = raw_lo + (np.int64(1) << t.shift) - 1
-    lo, size = _bin_range(t, s)
-    vmax = t.vmax
-    fb = t.freqs[np.arange(s.size), s].astype(np.int64)
-    ok = ~esc & (size >= 2) & (fb >= 2)
-    lower = ok & (raw_lo <= 0)
-    upper = ok & ~lower & (raw_hi >= vmax)
-    x16 = np.where(lower, 8, 16 * vmax - 8)
-    f = intcdf.cdf_at(x16, t.mu16, t.scale)
-    fe = np.clip(np.where(lower, f, intcdf.TOTAL - f), 1, np.maximum(fb - 1, 1))
-    freqs = np.stack([fe, fb - fe], axis=1).astype(np.float64)
-    return EdgeSplit(lower | upper, np.where(lower, 0, vmax), freqs, np.where(lower, lo + 1, lo))
+    """Which pixels of a group get an edge symbol, and its frequencies (same on both sides).
+
+    Only rows whose window reaches a range edge can hold one, so only those are evaluated.
+    """
+    n, e = sym.size, t.edge_rows
+    mask, edge, base = np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    freqs = np.zeros((n, 2), np.float64)
+    if e.size:
+        s = sym[e]
+        esc = s >= t.width
+        s = np.where(esc, 0, s)
+        low, shift, vmax = t.low[e], t.shift[e], t.vmax[e]
+        raw_lo = low + (s << shift)
+        raw_hi = raw_lo + (np.int64(1) << shift) - 1
+        lo = np.maximum(raw_lo, 0)
+        size = np.minimum(raw_hi, vmax) - lo + 1
+        fb = t.freqs[e, s].astype(np.int64)
+        ok = ~esc & (size >= 2) & (fb >= 2)
+        lower = ok & (raw_lo <= 0)
+        upper = ok & ~lower & (raw_hi >= vmax)
+        f = intcdf.cdf_at(np.where(lower, 8, 16 * vmax - 8), t.mu16[e], t.scale[e])
+        fe = np.clip(np.where(lower, f, intcdf.TOTAL - f), 1, np.maximum(fb - 1, 1))
+        mask[e], edge[e], base[e] = lower | upper, np.where(lower, 0, vmax), lo + lower
+        freqs[e, 0], freqs[e, 1] = fe, fb - fe
+    return EdgeSplit(mask, edge, freqs, base)
 
 
 def code_lengths(mu16: np.ndarray, scale: np.ndarray, values: np.ndarray, vmax: int) -> np.ndarray:
@@ -204,7 +214,7 @@ def code_lengths(mu16: np.ndarray, scale: np.ndarray, values: np.ndarray, vmax: 
         b = np.log2(t.freqs.sum(1) / f)
         e = edge_split(t, sym)
         is_edge = v[idx] == e.edge
-        with np.errstate(divide="ignore"):  # rows outside e.mask may hold a zero; unused
+        with np.errstate(divide="ignore", invalid="ignore"):  # rows outside e.mask: 0/0, unused
             split_bits = np.where(
                 is_edge,
                 np.log2(e.freqs.sum(1) / e.freqs[:, 0]),
