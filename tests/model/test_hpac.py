@@ -72,6 +72,30 @@ def test_dense_equals_stepwise_on_real_image(
     assert torch.equal(sc[inside], d.scale.reshape(-1)[inside])
 
 
+@pytest.mark.parametrize(
+    "config",
+    [
+        HpacConfig(blocks=2, mlp_ratio=1, shift_input=1),
+        HpacConfig(channels=16, embed_kernel=5, dw_kernel=5, shift_input=1),
+    ],
+    ids=["lite-shift-input", "other-kernels"],
+)
+def test_dense_equals_stepwise_for_other_architectures(
+    ct_slice: np.ndarray, config: HpacConfig
+) -> None:
+    """Every architecture the configs allow keeps the two paths identical (random weights)."""
+    torch.manual_seed(0)
+    net = HpacNet(config).eval().requires_grad_(False)
+    img = ct_slice[:70, :45]
+    geo = Geometry(70, 45, PATCH)
+    p = _params(geo.n_patches, 3, int(np.median(img)), int(img.max()))
+    d = _dense(net, img, geo, p)
+    mu, sc = _stepwise(net, img, geo, p)
+    inside = torch.from_numpy(geo.inside.reshape(-1))
+    assert torch.equal(mu[inside], d.mu16.reshape(-1)[inside])
+    assert torch.equal(sc[inside], d.scale.reshape(-1)[inside])
+
+
 def test_no_step_sees_its_own_or_later_pixels(net: HpacNet, ct_slice: np.ndarray) -> None:
     """Perturb every pixel of step >= s (and every other patch): predictions of step s stay put."""
     img = ct_slice[:64, :64].copy()

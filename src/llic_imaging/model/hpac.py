@@ -45,6 +45,9 @@ class HpacConfig:
     mlp_ratio: int = 2
     embed_kernel: int = 7
     dw_kernel: int = 3
+    shift_input: int = (
+        0  # 1: the tile's input shift is an embedding input (flat areas of busy tiles)
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,7 +131,7 @@ class HpacNet(nn.Module):
         self.taps_a = mask_taps(cfg.embed_kernel, include_current=False)
         self.taps_b = mask_taps(cfg.dw_kernel, include_current=True)
         ta = len(self.taps_a)
-        self.embed = QLinear(3 * ta, cfg.channels)
+        self.embed = QLinear(3 * ta + cfg.shift_input, cfg.channels)
         self.blocks = nn.ModuleList(
             Block(cfg.channels, cfg.mlp_ratio, len(self.taps_b)) for _ in range(cfg.blocks)
         )
@@ -156,7 +159,11 @@ class HpacNet(nn.Module):
         fine = torch.clamp(torch.round(d * s0), -quant.ACT_MAX, quant.ACT_MAX)
         coarse = torch.clamp(torch.round(d * (s0 * 2.0**-4)), -quant.ACT_MAX, quant.ACT_MAX)
         flag = avail * float(1 << quant.A_FRAC)
-        return torch.cat([fine, coarse, flag], dim=-1), anchor
+        parts = [fine, coarse, flag]
+        if self.config.shift_input:  # lets flat contexts predict a small scale whatever sh is
+            sh = (shift.to(d.dtype) * float(1 << (quant.A_FRAC - 1)))[..., None]
+            parts.append(sh.expand(*d.shape[:-1], 1))
+        return torch.cat(parts, dim=-1), anchor
 
     def _head(self, acc: torch.Tensor, anchor: torch.Tensor, p: TileParams) -> Prediction:
         """Map head outputs (..., 2) to integer (mu16, scale level); ``p`` broadcasts to ``anchor``."""

@@ -2,6 +2,9 @@
 
 Side information (vmin, range, input shift, mid) is computed by the codec's own
 ``codec.engine.chunk_params`` so the network trains on exactly what the encoder will feed it.
+With ``context`` set to the codec's tile size, it is computed on a tile-sized window around the
+crop, as the encoder does: a flat crop inside a busy tile then teaches the model what padding
+next to anatomy costs (crops alone never show it).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from llic_imaging import corpus
-from llic_imaging.codec.engine import chunk_params
+from llic_imaging.codec.engine import ChunkParams, chunk_params
 
 __all__ = ["Batch", "CropSampler"]
 
@@ -28,9 +31,17 @@ class CropSampler:
     """Draw crops with group-balanced sampling (every benchmark group equally often)."""
 
     def __init__(
-        self, planes: list[np.ndarray], groups: list[str], crop: int, augment: dict, seed: int
+        self,
+        planes: list[np.ndarray],
+        groups: list[str],
+        crop: int,
+        augment: dict,
+        seed: int,
+        *,
+        context: int = 0,
     ):
         self.crop = crop
+        self.context = context
         self.augment = augment
         self.rng = np.random.default_rng(seed)
         keep = [i for i, p in enumerate(planes) if min(p.shape) >= crop and p.min() != p.max()]
@@ -41,21 +52,27 @@ class CropSampler:
         self.groups = [np.asarray(v) for _, v in sorted(by_group.items())]
 
     @classmethod
-    def from_corpus(cls, crop: int, augment: dict, seed: int, split: str = "train") -> CropSampler:
+    def from_corpus(
+        cls, crop: int, augment: dict, seed: int, split: str = "train", *, context: int = 0
+    ) -> CropSampler:
         planes, groups = [], []
         for p in corpus.iter_planes(split=split):
             planes.append(np.asarray(p.array))
             groups.append(p.group)
-        return cls(planes, groups, crop, augment, seed)
+        return cls(planes, groups, crop, augment, seed, context=context)
 
-    def _crop(self) -> np.ndarray:
+    def _window(self) -> np.ndarray:
+        """An augmented region the size of a coded tile (``context``), or of a crop if 0."""
         rng = self.rng
         g = self.groups[rng.integers(len(self.groups))]
         a = self.planes[g[rng.integers(len(g))]]
+        wh, ww = (self.crop, self.crop)
+        if self.context:
+            wh, ww = min(self.context, a.shape[0]), min(self.context, a.shape[1])
         for _ in range(8):
-            y = rng.integers(a.shape[0] - self.crop + 1)
-            x = rng.integers(a.shape[1] - self.crop + 1)
-            c = a[y : y + self.crop, x : x + self.crop]
+            y = rng.integers(a.shape[0] - wh + 1)
+            x = rng.integers(a.shape[1] - ww + 1)
+            c = a[y : y + wh, x : x + ww]
             if c.min() != c.max():
                 break
         aug = self.augment
@@ -73,9 +90,19 @@ class CropSampler:
             c = c + int(rng.integers(0, 4096))
         return np.ascontiguousarray(c)
 
+    def _sample(self) -> tuple[np.ndarray, ChunkParams]:
+        """A crop (minus vmin) and the side information of the window it was cut from."""
+        w = self._window()
+        p = chunk_params(w)
+        if w.shape != (self.crop, self.crop):
+            y = self.rng.integers(w.shape[0] - self.crop + 1)
+            x = self.rng.integers(w.shape[1] - self.crop + 1)
+            w = w[y : y + self.crop, x : x + self.crop]
+        return w - p.vmin, p
+
     def batch(self, size: int) -> Batch:
-        crops = [self._crop() for _ in range(size)]
-        params = [chunk_params(c) for c in crops]
-        u = np.stack([c - p.vmin for c, p in zip(crops, params, strict=True)])
+        samples = [self._sample() for _ in range(size)]
+        params = [p for _, p in samples]
+        u = np.stack([c for c, _ in samples])
         col = lambda name: np.asarray([getattr(p, name) for p in params], np.int64)  # noqa: E731
         return Batch(u, col("shift"), col("mid"), col("vmax"))
