@@ -166,16 +166,18 @@ def _jpegls() -> Codec:
     )
 
 
-def _llic(numthreads: int | None) -> Codec:
+def _llic(numthreads: int | None, model: str | None) -> Codec:
     import llic_imaging
+    from llic_imaging.model import zoo
 
     # Signed planes go in as they are: handling them is the codec's job.
     return Codec(
         "llic",
         lambda plane: Prepared(plane, bits_needed(plane)),
-        lambda p: llic_imaging.encode(p.array, numthreads=numthreads),
+        lambda p: llic_imaging.encode(p.array, numthreads=numthreads, model=model),
         lambda data, p: llic_imaging.decode(data, numthreads=numthreads),
-        f"public API, llic_imaging {llic_imaging.version()}, numthreads={numthreads}",
+        f"public API, llic_imaging {llic_imaging.version()}, model {zoo.model_info(model).name}, "
+        f"numthreads={numthreads}",
     )
 
 
@@ -190,7 +192,9 @@ _CLASSICAL: dict[str, Callable[[], Codec]] = {
 CODECS: tuple[str, ...] = ("llic", *_CLASSICAL)
 
 
-def resolve(names: tuple[str, ...], numthreads: int | None) -> list[Codec]:
+def resolve(
+    names: tuple[str, ...], numthreads: int | None, model: str | None = None
+) -> list[Codec]:
     """Build the named codecs and prove each round-trips a tiny plane before a long run starts.
 
     The probe also takes first-use costs (imports, model load) out of the first plane's timing.
@@ -211,7 +215,7 @@ def resolve(names: tuple[str, ...], numthreads: int | None) -> list[Codec]:
     codecs = []
     for name in names:
         try:
-            codec = _llic(numthreads) if name == "llic" else _CLASSICAL[name]()
+            codec = _llic(numthreads, model) if name == "llic" else _CLASSICAL[name]()
             prepared = codec.prepare(probe)
             ok = np.array_equal(codec.decode(codec.encode(prepared), prepared), prepared.array)
         except Exception as exc:

@@ -50,7 +50,10 @@ def synthetic_plane(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 def measure_memory(
-    shape: tuple[int, int] = (8192, 8192), *, numthreads: int | None = None
+    shape: tuple[int, int] = (8192, 8192),
+    *,
+    numthreads: int | None = None,
+    model: str | None = None,
 ) -> dict[str, Any]:
     """Encode and decode a synthetic uint16 plane with llic in a fresh process; report peak RSS.
 
@@ -58,9 +61,9 @@ def measure_memory(
     -------
     dict
         ``shape``, ``dtype``, ``peak_rss_bytes``, ``exact``, ``compressed_bytes``, ``bps``,
-        ``encode_s``, ``decode_s`` and ``numthreads``.
+        ``encode_s``, ``decode_s``, ``numthreads`` and ``model``.
     """
-    result, peak = peak_memory(_llic_round_trip, tuple(shape), numthreads)
+    result, peak = peak_memory(_llic_round_trip, tuple(shape), numthreads, model)
     return {"shape": list(shape), "dtype": "uint16", "peak_rss_bytes": peak, **result}
 
 
@@ -71,12 +74,14 @@ def _call_and_measure(fn: Callable[..., T], *args: Any) -> tuple[T, int]:
     return result, peak if sys.platform == "darwin" else peak * 1024
 
 
-def _llic_round_trip(shape: tuple[int, int], numthreads: int | None) -> dict[str, Any]:
+def _llic_round_trip(
+    shape: tuple[int, int], numthreads: int | None, model: str | None
+) -> dict[str, Any]:
     import llic_imaging
 
     plane = synthetic_plane(*shape)
     t0 = time.perf_counter()
-    data = llic_imaging.encode(plane, numthreads=numthreads)
+    data = llic_imaging.encode(plane, numthreads=numthreads, model=model)
     t1 = time.perf_counter()
     decoded = llic_imaging.decode(data, numthreads=numthreads)
     t2 = time.perf_counter()
@@ -87,4 +92,5 @@ def _llic_round_trip(shape: tuple[int, int], numthreads: int | None) -> dict[str
         "encode_s": t1 - t0,
         "decode_s": t2 - t1,
         "numthreads": numthreads,
+        "model": model,
     }

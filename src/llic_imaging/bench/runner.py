@@ -38,6 +38,7 @@ def run(
     codecs: Iterable[str] = DEFAULT_CODECS,
     split: str = "validation",
     numthreads: int | None = None,
+    model: str | None = None,
     json_path: str | os.PathLike[str] | None = None,
     markdown_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
@@ -63,6 +64,8 @@ def run(
         hold files of the committed lists (the shared corpus); any other folder is taken whole.
     numthreads
         Passed to ``llic_imaging.encode/decode``; ``None`` is the library default.
+    model
+        Model llic encodes with (``None``: the default model); for comparing trained variants.
     json_path, markdown_path
         Where to write :meth:`BenchReport.to_dict` as JSON and the generated markdown section
         (between the ``bench`` markers of an existing file, e.g. ``docs/benchmarks.md``).
@@ -94,7 +97,7 @@ def run(
         raise ValueError(msg)
     started = time.perf_counter()
     created = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    resolved = resolve(names, numthreads)
+    resolved = resolve(names, numthreads, model)
     label, selection, files, given = _select(source, split)
     results: list[PlaneResult] = []
     from tqdm import tqdm
@@ -120,7 +123,7 @@ def run(
         runtime_s=0.0,
         settings={c.name: c.settings for c in resolved},
         environment=_environment(),
-        memory=measure_memory(numthreads=numthreads) if memory else None,
+        memory=measure_memory(numthreads=numthreads, model=model) if memory else None,
         created=created,
     )
     report.runtime_s = time.perf_counter() - started
