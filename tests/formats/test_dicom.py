@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _formats_data import data_params, manifest, path_of
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
@@ -13,6 +12,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from _formats_data import data_params, manifest, path_of
 from llic_imaging import formats
 from llic_imaging.errors import FormatError, LlicError
 

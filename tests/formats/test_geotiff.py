@@ -5,28 +5,13 @@ import sys
 import numpy as np
 import pytest
 import rasterio
-from _formats_data import data_params, path_of
 from affine import Affine
 
+from _formats_data import assert_same_geotiff, data_params, path_of
 from llic_imaging import formats
 from llic_imaging.errors import FormatError, MissingDependencyError
-from llic_imaging.formats.geotiff import describe
 
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
-
-
-def _fields(path):
-    with rasterio.open(path) as src:
-        return describe(src), src.read(), src.dataset_mask()
-
-
-def _assert_same(a, b, *, ignore=()):
-    (fa, pa, ma), (fb, pb, mb) = _fields(a), _fields(b)
-    np.testing.assert_array_equal(pb, pa)
-    np.testing.assert_array_equal(mb, ma)
-    for key in fa:
-        if key not in ignore:
-            assert fb[key] == fa[key], key
 
 
 @pytest.mark.parametrize("row", data_params("satellite/"))
@@ -43,7 +28,7 @@ def test_real_files_keep_pixels_and_every_field(tmp_path, row):
     )
     out = tmp_path / "out.tif"
     formats.save(out, loaded.array, loaded.metadata)
-    _assert_same(path, out)
+    assert_same_geotiff(path, out)
     if loaded.exact == "bytes":
         assert out.read_bytes() == path.read_bytes()
 
@@ -86,7 +71,7 @@ def test_synthetic_fields_round_trip(tmp_path, compress):
     loaded = formats.load(src)
     np.testing.assert_array_equal(loaded.array, data)
     formats.save(tmp_path / "b.tif", loaded.array, loaded.metadata)
-    _assert_same(src, tmp_path / "b.tif")
+    assert_same_geotiff(src, tmp_path / "b.tif")
     assert loaded.exact == ("bytes" if compress is None else "pixels+metadata")
     if compress is None:
         assert (tmp_path / "b.tif").read_bytes() == src.read_bytes()
@@ -101,7 +86,7 @@ def test_colormap_round_trip(tmp_path):
         )
     loaded = formats.load(src)
     formats.save(tmp_path / "b.tif", loaded.array, loaded.metadata)
-    _assert_same(src, tmp_path / "b.tif")
+    assert_same_geotiff(src, tmp_path / "b.tif")
     with rasterio.open(tmp_path / "b.tif") as out:
         assert out.colormap(1)[2] == (0, 255, 0, 255)
 
@@ -116,7 +101,7 @@ def test_internal_mask_round_trip(tmp_path):
             dst.write_mask(mask)
     loaded = formats.load(src)
     formats.save(tmp_path / "b.tif", loaded.array, loaded.metadata)
-    _assert_same(src, tmp_path / "b.tif")
+    assert_same_geotiff(src, tmp_path / "b.tif")
     with rasterio.open(tmp_path / "b.tif") as out:
         np.testing.assert_array_equal(out.dataset_mask(), mask)
 
@@ -126,7 +111,7 @@ def test_creation_option_overrides(tmp_path):
     src = _write(tmp_path / "a.tif", data)
     loaded = formats.load(src)
     formats.save(tmp_path / "b.tif", loaded.array, loaded.metadata, compress="zstd", predictor=2)
-    _assert_same(src, tmp_path / "b.tif", ignore=("compress", "predictor"))
+    assert_same_geotiff(src, tmp_path / "b.tif", ignore=("compress", "predictor"))
     with rasterio.open(tmp_path / "b.tif") as out:
         assert out.tags(ns="IMAGE_STRUCTURE")["COMPRESSION"] == "ZSTD"
         assert out.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "2"

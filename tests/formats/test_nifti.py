@@ -6,8 +6,8 @@ import zlib
 import nibabel as nib
 import numpy as np
 import pytest
-from _formats_data import data_params, path_of
 
+from _formats_data import data_params, path_of
 from llic_imaging import formats
 from llic_imaging.errors import FormatError
 

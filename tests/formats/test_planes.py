@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _formats_data import data_params, path_of
 
+from _formats_data import data_params, path_of
 from llic_imaging import formats
 
 FORMAT_OF = {"dcm": "dicom", "gz": "nifti", "tif": "geotiff", "TIF": "geotiff"}
