@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import torch
 
-from llic_imaging.train.export import export
+from llic_imaging.train.export import WEIGHTS_DIR, export
 from llic_imaging.train.loop import TrainConfig, train
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "hpac-small-v1.toml"
@@ -48,6 +48,12 @@ DEFAULT_CONFIG = Path(__file__).parent / "configs" / "hpac-small-v1.toml"
     default=False,
     help="Write the weights into the package when training is complete.",
 )
+@click.option(
+    "--weights-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="With --export: write into this folder instead of the package (encode/decode find it via $LLIC_MODEL_PATH).",
+)
 def main(
     config_path: str,
     out_dir: str,
@@ -56,6 +62,7 @@ def main(
     max_steps: int | None,
     fresh: bool,
     do_export: bool,
+    weights_dir: str | None,
 ) -> None:
     """Train an HPAC model on the train split of the shared corpus (quantisation-aware)."""
     if threads:
@@ -66,9 +73,17 @@ def main(
     click.echo(f"trained {cfg.name} in {time.time() - t0:.0f} s")
     if do_export:
         record = {
-            "training_config": f"train/configs/{Path(config_path).name}",
+            "training_config": _config_record(Path(config_path)),
             "steps": cfg.steps,
             "hardware": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, device {device}",
             "split": "splits/train.txt",
         }
-        click.echo(f"exported {export(net.cpu(), cfg.name, record)}")
+        folder = Path(weights_dir) if weights_dir else WEIGHTS_DIR
+        click.echo(f"exported {export(net.cpu(), cfg.name, record, weights_dir=folder)}")
+
+
+def _config_record(path: Path) -> str:
+    """How the registry names the recipe: package-relative for a shipped config, else as given."""
+    if path.resolve().parent == DEFAULT_CONFIG.parent.resolve():
+        return f"train/configs/{path.name}"
+    return str(path)

@@ -35,6 +35,7 @@ class TrainConfig:
     steps: int = 1000
     batch: int = 12
     crop: int = 64
+    context: int = 0  # side information from a window this large around each crop (0: the crop)
     lr: float = 2e-3
     lr_final: float = 1e-4
     weight_decay: float = 0.0
@@ -83,13 +84,18 @@ def train(
     sampler: CropSampler | None = None,
     max_steps: int | None = None,
 ) -> HpacNet:
-    """Train (or continue training) and return the network; logs go to ``out_dir/log.jsonl``."""
+    """Train (or continue training) and return the network; logs go to ``out_dir/log.jsonl``.
+
+    ``sampler`` defaults to crops of the train split (``CropSampler.from_corpus``).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     dev = torch.device(device)
     net = HpacNet(HpacConfig(**cfg.model)).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sampler = sampler or CropSampler.from_corpus(cfg.crop, cfg.augment, cfg.seed)
+    sampler = sampler or CropSampler.from_corpus(
+        cfg.crop, cfg.augment, cfg.seed, context=cfg.context
+    )
     step = 0
     ckpt = out_dir / "checkpoint.pt"
     if resume and ckpt.exists():
@@ -100,7 +106,12 @@ def train(
         step = state["step"]
     last = min(cfg.steps, step + max_steps) if max_steps else cfg.steps
     t0 = time.time()
-    with open(out_dir / "log.jsonl", "a") as log:
+    log_path = out_dir / "log.jsonl"
+    if step and log_path.exists():  # drop records of steps after the checkpoint (a crash)
+        lines = log_path.read_text().splitlines(keepends=True)
+        log_path.write_text("".join(r for r in lines if json.loads(r)["step"] <= step))
+    # a run from step 0 starts a new log (--fresh used to append to the old run's records)
+    with open(log_path, "a" if step else "w") as log:
         while step < last:
             for g in opt.param_groups:
                 g["lr"] = _lr(cfg, step)

@@ -2,6 +2,9 @@
 
 Uses the same integer mean (1/16 px) and scale level the integer tables are indexed with
 (straight-through gradients), with the range tails folded into the end values as in coding.
+This is the full-alphabet ideal: the coder's focus window (``codec.focus``) matches it to
+~0.01 bit per pixel in the bulk of the distribution, but caps an outlier beyond the window at
+escape + uniform value bits, which the logistic tail here does not model.
 """
 
 from __future__ import annotations
@@ -17,16 +20,23 @@ __all__ = ["bits"]
 def bits(
     mu16: torch.Tensor, scale: torch.Tensor, v: torch.Tensor, vmax: torch.Tensor
 ) -> torch.Tensor:
-    """-log2 P(v) per pixel; all arguments broadcast to ``v``'s shape."""
-    mu = mu16 / 16.0
-    inv_s = torch.exp2(4.0 - scale / 8.0)
-    a = (v + 0.5 - mu) * inv_s
-    b = (v - 0.5 - mu) * inv_s
-    upper = F.logsigmoid(a)  # log P(x < v + 0.5)
-    lower_c = F.logsigmoid(-b)  # log P(x > v - 0.5)
-    delta = torch.sigmoid(a) - torch.sigmoid(b)
-    z = (v - mu) * inv_s
-    log_mid = z - 2.0 * F.softplus(z) + torch.log(inv_s)  # density at v times a unit bin
-    logp = torch.where(delta > 1e-6, torch.log(delta.clamp_min(1e-12)), log_mid)
-    logp = torch.where(v <= 0, upper, torch.where(v >= vmax, lower_c, logp))
-    return -logp / math.log(2.0)
+    """-log2 P(v) per pixel; all arguments broadcast to ``v``'s shape (result in ``v``'s dtype).
+
+    Computed in float64 and on the tail side of the distribution: in float32, the bin mass
+    ``sigmoid(a) - sigmoid(b)`` cancels for wide scales (thousands of pixels: 16-bit noise)
+    and in the upper tail (both terms near 1), costing up to ~0.2 bit and ~20 % gradient error.
+    """
+    mu = mu16.double() / 16.0
+    inv_s = torch.exp2(4.0 - scale.double() / 8.0)
+    v64 = v.double()
+    a = (v64 + 0.5 - mu) * inv_s  # bin edges in logistic units
+    b = (v64 - 0.5 - mu) * inv_s
+    # sigmoid(a) - sigmoid(b) == sigmoid(-b) - sigmoid(-a): take the side where both are small,
+    # as log-sigmoids (no underflow), and the difference of nearly equal terms with expm1.
+    up = b > 0
+    hi = F.logsigmoid(torch.where(up, -b, a))
+    lo = F.logsigmoid(torch.where(up, -a, b))
+    logp = hi + torch.log(-torch.expm1(lo - hi))
+    vmax = vmax.double()
+    logp = torch.where(v64 <= 0, F.logsigmoid(a), torch.where(v64 >= vmax, F.logsigmoid(-b), logp))
+    return (-logp / math.log(2.0)).to(v.dtype)
