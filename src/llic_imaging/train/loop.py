@@ -36,6 +36,7 @@ class TrainConfig:
     batch: int = 12
     crop: int = 64
     context: int = 0  # side information from a window this large around each crop (0: the crop)
+    loss: str = "logistic"  # "focus": charge outliers what the coder charges (escape + value)
     lr: float = 2e-3
     lr_final: float = 1e-4
     weight_decay: float = 0.0
@@ -51,8 +52,13 @@ class TrainConfig:
             return cls(**tomllib.load(f))
 
 
-def batch_bits(net: HpacNet, batch: Batch, device: torch.device) -> tuple[torch.Tensor, int]:
-    """Total bits of a batch of crops under the network, and the number of samples."""
+def batch_bits(
+    net: HpacNet, batch: Batch, device: torch.device, *, focus: bool = False
+) -> tuple[torch.Tensor, int]:
+    """Total bits of a batch of crops under the network, and the number of samples.
+
+    ``focus``: the coder's cost of outliers (``train.loss.bits``) instead of the logistic tail.
+    """
     b, h, w = batch.u.shape
     geo = Geometry(h, w, PATCH)
     u = torch.from_numpy(geo.to_patches(batch.u).reshape(-1, PATCH, PATCH).astype(np.float32)).to(
@@ -66,7 +72,7 @@ def batch_bits(net: HpacNet, batch: Batch, device: torch.device) -> tuple[torch.
 
     tp = TileParams(col(batch.shift), col(batch.mid), col(batch.vmax))
     pred = net.dense(u, inside, tp)
-    total = bits(pred.mu16, pred.scale, u, tp.vmax[:, None, None]) * inside
+    total = bits(pred.mu16, pred.scale, u, tp.vmax[:, None, None], focus=focus) * inside
     return total.sum(), b * h * w
 
 
@@ -115,7 +121,7 @@ def train(
         while step < last:
             for g in opt.param_groups:
                 g["lr"] = _lr(cfg, step)
-            total, n = batch_bits(net, sampler.batch(cfg.batch), dev)
+            total, n = batch_bits(net, sampler.batch(cfg.batch), dev, focus=cfg.loss == "focus")
             loss = total / n
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -4,23 +4,42 @@ Uses the same integer mean (1/16 px) and scale level the integer tables are inde
 (straight-through gradients), with the range tails folded into the end values as in coding.
 This is the full-alphabet ideal: the coder's focus window (``codec.focus``) matches it to
 ~0.01 bit per pixel in the bulk of the distribution, but caps an outlier beyond the window at
-escape + uniform value bits, which the logistic tail here does not model.
+escape + uniform value bits, which the logistic tail does not model. ``focus=True`` charges
+what the coder charges there instead (:func:`bits`), so training does not widen every
+prediction to hedge against edges that cost the file only a bounded escape.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from llic_imaging.codec import intcdf
+
 __all__ = ["bits"]
+
+_LN2 = math.log(2.0)
+_FLOOR = -float(
+    np.log2(intcdf.TOTAL)
+)  # log2 of the smallest table frequency: every symbol has >= 1
 
 
 def bits(
-    mu16: torch.Tensor, scale: torch.Tensor, v: torch.Tensor, vmax: torch.Tensor
+    mu16: torch.Tensor,
+    scale: torch.Tensor,
+    v: torch.Tensor,
+    vmax: torch.Tensor,
+    *,
+    focus: bool = False,
 ) -> torch.Tensor:
     """-log2 P(v) per pixel; all arguments broadcast to ``v``'s shape (result in ``v``'s dtype).
+
+    ``focus=True``: the coder's cost instead. A value outside the focus window of its scale
+    level costs the escape (the window's outside mass within the range, at least one table
+    count) plus ``log2(R + 1)``; any symbol costs at most ``log2 TOTAL`` bits.
 
     Computed in float64 and on the tail side of the distribution: in float32, the bin mass
     ``sigmoid(a) - sigmoid(b)`` cancels for wide scales (thousands of pixels: 16-bit noise)
@@ -39,4 +58,24 @@ def bits(
     logp = hi + torch.log(-torch.expm1(lo - hi))
     vmax = vmax.double()
     logp = torch.where(v64 <= 0, F.logsigmoid(a), torch.where(v64 >= vmax, F.logsigmoid(-b), logp))
-    return (-logp / math.log(2.0)).to(v.dtype)
+    if not focus:
+        return (-logp / _LN2).to(v.dtype)
+    low, high = _window(mu16, scale)
+    inf = torch.tensor(-math.inf, dtype=torch.float64, device=v.device)
+    lo_tail = torch.where(low > 0, F.logsigmoid((low - 0.5 - mu) * inv_s), inf)
+    hi_tail = torch.where(high < vmax, F.logsigmoid((mu - high - 0.5) * inv_s), inf)
+    log_esc = torch.logaddexp(lo_tail, hi_tail)
+    escaped = (v64 < low) | (v64 > high)
+    log2p = torch.clamp(torch.where(escaped, log_esc, logp) / _LN2, min=_FLOOR)
+    return (torch.where(escaped, torch.log2(vmax + 1.0), 0.0) - log2p).to(v.dtype)
+
+
+def _window(mu16: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """First and last value of the focus window (``codec.focus``) of every pixel (no gradient)."""
+    j = scale.detach().long().clamp(0, intcdf.N_SCALES - 1)
+    widths = torch.as_tensor(intcdf.n_bins(np.arange(intcdf.N_SCALES)), device=j.device)
+    shifts = torch.as_tensor(intcdf.bin_shift(np.arange(intcdf.N_SCALES)), device=j.device)
+    w, q = widths[j].double(), torch.exp2(shifts[j].double())
+    c = torch.floor((mu16.detach().double() + 8.0) / 16.0)
+    low = c - torch.floor(w / 2) * q
+    return low, low + w * q - 1
