@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import llic_imaging
-from llic_imaging import FormatError, ModelError, StreamError
+from llic_imaging import FormatError, ModelError, StreamError, container
 
 
 def roundtrip(a: np.ndarray, **opts) -> bytes:
@@ -280,3 +280,31 @@ def test_read_window_reads_only_sections_and_touched_tiles(tmp_path, monkeypatch
     path.write_bytes(stream[:-1])
     with pytest.raises(StreamError, match="truncated"):
         llic_imaging.read_window(path, window)
+
+
+@pytest.mark.parametrize("patch", [16, 64, 128])
+def test_other_patch_sizes_round_trip_and_are_recorded(patch: int) -> None:
+    rng = np.random.default_rng(patch)
+    a = (np.cumsum(rng.integers(-3, 4, (70, 150)), axis=1) + 2000).astype(np.uint16)
+    data = llic_imaging.encode(a, patch=patch, tile=64)
+    c = container.read(data)
+    assert c.header["patch"] == patch
+    assert np.array_equal(llic_imaging.decode(data), a)
+    payload = sum(len(c.payload(i)) for i in range(len(c.chunks)))
+    rates = llic_imaging.rate_map(a, patch=patch, tile=64)
+    assert abs(rates.sum() / (8 * payload) - 1) < 0.03
+
+
+def test_unknown_patch_sizes_are_refused() -> None:
+    with pytest.raises(ValueError, match="patch must be one of"):
+        llic_imaging.encode(np.zeros((8, 8), np.uint8), patch=48)
+    data = llic_imaging.encode(np.arange(64, dtype=np.uint8).reshape(8, 8))
+    c = container.read(data)
+    forged = container.write(
+        {**c.header, "patch": 48},
+        [(k, c.payload(i)) for i, k in enumerate(c.chunks)],
+        metadata=c.metadata,
+        array_sha256=c.array_sha256,
+    )
+    with pytest.raises(llic_imaging.StreamError, match="unsupported tile"):
+        llic_imaging.decode(forged)
