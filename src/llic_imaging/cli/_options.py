@@ -1,6 +1,6 @@
 """Shared click options, exit codes, per-file error reporting, progress and JSON output for the CLIs.
 
-Users: ``level_opt``, ``model_opt``, ``tile_opt`` (compress, demo); ``numthreads_opt`` (all but
+Users: ``level_opt``, ``model_opt``, ``tile_opt``, ``patch_opt`` (compress, demo); ``numthreads_opt`` (all but
 info); ``device_opt`` (compress, restore, verify, demo); ``output_opt``, ``overwrite_opt`` (compress,
 restore); ``json_opt`` (all but bench); ``verbose_opt``, ``quiet_opt`` (every command). ``llic-dicom``
 uses ``numthreads_opt``, ``verbose_opt``, ``quiet_opt``, ``verbosity`` and the exit codes.
@@ -37,6 +37,7 @@ __all__ = [
     "numthreads_opt",
     "output_opt",
     "overwrite_opt",
+    "patch_opt",
     "per_file",
     "progress",
     "quiet_opt",
@@ -119,6 +120,14 @@ tile_opt = click.option(
     default=None,
     help="Tile edge in pixels, 8 to 4096; each tile is an independently decodable chunk "
     "(default 256).",
+)
+patch_opt = click.option(
+    "--patch",
+    type=click.Choice(["16", "32", "64", "128"]),
+    default=None,
+    callback=lambda _ctx, _param, value: None if value is None else int(value),
+    help="Patch edge in pixels (default 32): larger patches code a little smaller and decode "
+    "slower (more network steps per tile).",
 )
 level_opt = click.option(
     "--level",

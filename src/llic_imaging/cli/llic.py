@@ -27,6 +27,7 @@ from llic_imaging.cli._options import (
     numthreads_opt,
     output_opt,
     overwrite_opt,
+    patch_opt,
     per_file,
     progress,
     quiet_opt,
@@ -159,6 +160,7 @@ def cli() -> None:
 @level_opt
 @model_opt
 @tile_opt
+@patch_opt
 @numthreads_opt
 @device_opt
 @overwrite_opt
@@ -380,6 +382,7 @@ def bench(
 @level_opt
 @model_opt
 @tile_opt
+@patch_opt
 @numthreads_opt
 @device_opt
 @json_opt
