@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import llic_imaging
 from llic_imaging import FormatError, ModelError, StreamError, container
+from llic_imaging.model import zoo
 
 
 def roundtrip(a: np.ndarray, **opts) -> bytes:
@@ -141,7 +142,7 @@ def test_info_and_metadata() -> None:
     assert d["dtype"] == "int16"
     assert d["bits_per_sample"] == 16
     assert d["chunk_count"] == 4
-    assert d["model"] == "hpac-small-v1"
+    assert d["model"] == zoo.DEFAULT_MODEL
     assert len(d["model_sha256"]) == 64
     assert llic_imaging.metadata(s) == b"hello"
     assert llic_imaging.check(s) is True

@@ -15,6 +15,7 @@ import pytest
 from _archive_data import copy_bundled, sha256, tree_digests
 
 from llic_imaging import batch
+from llic_imaging.model import zoo
 
 # One torch thread: on two busy cores, two threads made a 128x128 decode 80x slower (0.5 s -> 40 s).
 THREADS = 1
@@ -86,7 +87,7 @@ def test_manifest_records_what_the_issue_asks(archived) -> None:
         ds = pydicom.dcmread(study / rel, stop_before_pixels=True)
         assert entries[rel]["sop_instance_uid"] == ds.SOPInstanceUID
         assert entries[rel]["transfer_syntax"] == ds.file_meta.TransferSyntaxUID
-    assert entries["CT_small.dcm"]["model"] == "hpac-small-v1"
+    assert entries["CT_small.dcm"]["model"] == zoo.DEFAULT_MODEL
     assert entries["series1/rle.dcm"]["transfer_syntax"] == "1.2.840.10008.1.2.5"
     assert entries["notes.txt"]["sop_instance_uid"] is None
 
@@ -138,7 +139,7 @@ def test_info_summarises_from_the_manifest(archived) -> None:
     assert info["summary"]["total"]["original_bytes"] == sum(
         (study / rel).stat().st_size for rel in STATUSES
     )
-    assert info["models"] == {"hpac-small-v1": 2}
+    assert info["models"] == {zoo.DEFAULT_MODEL: 2}
     assert info["transfer_syntaxes"]["RLE Lossless"] == 1
     assert info["failed"] == []
     assert info["summary"] == report.summary() | {"total": info["summary"]["total"]}

@@ -13,6 +13,7 @@ import pytest
 from _archive_data import bundled, sha256, write_dicom
 
 from llic_imaging import batch, container
+from llic_imaging.model import zoo
 
 ERRORS = {
     "truncated.dcm": "truncated",
@@ -110,7 +111,7 @@ def test_verify_names_the_model_of_a_foreign_llic(bad_study, tmp_path: Path) -> 
     report = batch.verify_tree(copy, numthreads=1)
     results = {f.path: f for f in report.failures}
     assert set(results) == {"good.dcm", *ERRORS}
-    assert "stream was made with model hpac-small-v1" in results["good.dcm"].error
+    assert f"stream was made with model {zoo.DEFAULT_MODEL}" in results["good.dcm"].error
     assert "not the one the manifest recorded" in results["good.dcm"].error
     assert [f.status for f in report.files if f.path == "notes.txt"] == ["copied"]
     assert [f.status for f in report.files if f.path == "report_sr.dcm"] == ["stored"]
