@@ -119,7 +119,7 @@ def encode(
     level
         Reserved for effort levels; only ``None``/1 exist today.
     model
-        Shipped model name (default ``hpac-small-v1``); its name and SHA-256 go in the header.
+        Installed model name (default ``model.zoo.DEFAULT_MODEL``); its name and SHA-256 go in the header.
     tile
         Side of the independently decodable tiles in pixels (default 256, minimum 8).
     patch

@@ -25,7 +25,7 @@ from llic_imaging.errors import ModelError
 
 __all__ = ["DEFAULT_MODEL", "MODEL_PATH_ENV", "ModelInfo", "available", "load", "model_info"]
 
-DEFAULT_MODEL = "hpac-small-v1"
+DEFAULT_MODEL = "hpac-small-v3"
 MODEL_PATH_ENV = "LLIC_MODEL_PATH"
 
 
