@@ -176,7 +176,7 @@ def _llic(numthreads: int | None, model: str | None) -> Codec:
         lambda plane: Prepared(plane, bits_needed(plane)),
         lambda p: llic_imaging.encode(p.array, numthreads=numthreads, model=model),
         lambda data, p: llic_imaging.decode(data, numthreads=numthreads),
-        f"public API, llic_imaging {llic_imaging.version()}, model {zoo.model_info(model).name}, "
+        f"public API, {llic_imaging.version()}; coding with {zoo.model_info(model).name}, "
         f"numthreads={numthreads}",
     )
 
