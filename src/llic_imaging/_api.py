@@ -313,18 +313,8 @@ def _decode(
     # SHA-256 checks below (or the per-chunk crc32 for windows), so no wider buffer is needed.
     out = np.zeros((1 if index is not None else n, hgt, wid), spec.dtype)
     net, _, dev = _load_model(h["model"], device)
-    # Threads decode tiles side by side; torch's own threads do not pay on per-step tensors.
-    with _runtime(1):
-        decode_tiles(
-            net,
-            sel,
-            payloads,
-            out,
-            patch=int(h["patch"]),
-            device=dev,
-            workers=numthreads or 1,
-            progress=progress,
-        )
+    with _runtime(numthreads):
+        decode_tiles(net, sel, payloads, out, patch=int(h["patch"]), device=dev, progress=progress)
     if index is None:
         arr = from_stack(out, spec)
         _verify(_array_sha256(arr), c.array_sha256, "array")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import struct
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -215,15 +214,9 @@ def decode_tiles(
     *,
     patch: int,
     device: torch.device,
-    workers: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> None:
-    """Decode chunk payloads into ``out`` (an (N, H, W) array of the stored dtype) at their tiles.
-
-    ``workers > 1`` splits every batch of tiles into that many parts decoded in threads (torch
-    kernels release the GIL). Per-step tensors are too small for torch's own threads to pay,
-    but independent tiles are not; each tile decodes the same whatever its batch (tested).
-    """
+    """Decode chunk payloads into ``out`` (an (N, H, W) array of the stored dtype) at their tiles."""
     parsed = [ChunkParams.unpack(p) for p in payloads]
     lim = np.iinfo(out.dtype)
     for p, _ in parsed:
@@ -242,10 +235,30 @@ def decode_tiles(
     if progress:
         progress(len(refs) - len(coded))
     q = net.qparams()
-
-    def decode_batch(geo: Geometry, idx: list[int]) -> None:
+    for geo, sub in _batches([refs[i] for i in coded], patch):
+        idx = [coded[i] for i in sub]
         params = [parsed[i][0] for i in idx]
-        pixels = _decode_batch(net, q, geo, [parsed[i][1] for i in idx], params, device)
+        decoders = ChunkDecoders([parsed[i][1] for i in idx], [p.vmax for p in params])
+        tp = _tile_params(geo, params, device)
+        tp = TileParams(tp.shift[:, None], tp.mid[:, None], tp.vmax[:, None])
+        inside = torch.from_numpy(np.tile(geo.inside, (len(idx), 1, 1))).to(device)
+        caches = net.new_caches(inside)
+        pixels = np.zeros((len(idx) * geo.n_patches, patch, patch), np.float32)
+        for s, mask in enumerate(geo.step_inside):
+            pred = net.step(caches, s, tp, q)
+            mu, sc = (
+                t.cpu().numpy().astype(np.int64).reshape(len(idx), *mask.shape)[:, mask]
+                for t in (pred.mu16, pred.scale)
+            )
+            values = decoders.decode_step(mu, sc)
+            step_vals = np.zeros((len(idx), *mask.shape), np.float32)
+            step_vals[:, mask] = values
+            step_vals = step_vals.reshape(-1, mask.shape[1])
+            caches.at(caches.pixels, s).copy_(torch.from_numpy(step_vals).to(device))
+            first, n = geo.step_rows(s)
+            r = np.arange(first, first + n)
+            pixels[:, r, s - 2 * r] = step_vals
+        pixels = pixels.astype(np.int64).reshape(len(idx), geo.n_patches, patch, patch)
         for b, i in enumerate(idx):
             r = refs[i]
             out[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] = (
@@ -253,47 +266,6 @@ def decode_tiles(
             )
             if progress:
                 progress(1)
-
-    batches = list(_batches([refs[i] for i in coded], patch))
-    parts = [
-        (geo, [coded[i] for i in part])
-        for geo, sub in batches
-        for part in np.array_split(np.asarray(sub), min(workers, len(sub)))
-    ]
-    if workers <= 1 or len(parts) == 1:
-        for geo, idx in parts:
-            decode_batch(geo, idx)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        for future in [pool.submit(decode_batch, geo, idx) for geo, idx in parts]:
-            future.result()
-
-
-def _decode_batch(
-    net, q: dict, geo: Geometry, words: list[bytes], params: list[ChunkParams], device
-) -> np.ndarray:
-    """Step-wise decoding of equal-size tiles -> their values as ``(tiles, patches, P, P)``."""
-    n_tiles, patch = len(words), geo.patch
-    decoders = ChunkDecoders(words, [p.vmax for p in params])
-    tp = _tile_params(geo, params, device)
-    tp = TileParams(tp.shift[:, None], tp.mid[:, None], tp.vmax[:, None])
-    inside = torch.from_numpy(np.tile(geo.inside, (n_tiles, 1, 1))).to(device)
-    caches = net.new_caches(inside)
-    pixels = np.zeros((n_tiles * geo.n_patches, patch, patch), np.float32)
-    for s, mask in enumerate(geo.step_inside):
-        pred = net.step(caches, s, tp, q)
-        mu, sc = (
-            t.cpu().numpy().astype(np.int64).reshape(n_tiles, *mask.shape)[:, mask]
-            for t in (pred.mu16, pred.scale)
-        )
-        step_vals = np.zeros((n_tiles, *mask.shape), np.float32)
-        step_vals[:, mask] = decoders.decode_step(mu, sc)
-        step_vals = step_vals.reshape(-1, mask.shape[1])
-        caches.at(caches.pixels, s).copy_(torch.from_numpy(step_vals).to(device))
-        first, n = geo.step_rows(s)
-        r = np.arange(first, first + n)
-        pixels[:, r, s - 2 * r] = step_vals
-    return pixels.astype(np.int64).reshape(n_tiles, geo.n_patches, patch, patch)
 
 
 def rate_tiles(
