@@ -356,3 +356,34 @@ def test_real_file_compresses_and_verifies(shared_data: Path, tmp_path: Path, re
     result = run("verify", archive, original, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["ok"] is True
+
+
+def test_restore_geotiff_as_cog_with_other_compression(tmp_path: Path) -> None:
+    """`llic restore --cog --compress zstd --predictor 2`: new layout, same pixels and georeferencing."""
+    rasterio = pytest.importorskip("rasterio")
+    src = Path(__file__).resolve().parents[2] / "samples" / "scene_u16.tif"
+    stream = tmp_path / "scene.tif.llic"
+    out = tmp_path / "scene.tif"
+    assert run("compress", src, "-o", stream, "-q").exit_code == 0
+    args = ("--cog", "--compress", "zstd", "--predictor", "2", "-q")
+    assert run("restore", stream, "-o", out, *args).exit_code == 0
+    with rasterio.open(src) as a, rasterio.open(out) as b:
+        assert np.array_equal(a.read(), b.read())
+        assert (a.crs, a.transform, a.nodata, a.descriptions) == (
+            b.crs,
+            b.transform,
+            b.nodata,
+            b.descriptions,
+        )
+        assert b.compression.name.lower() == "zstd"
+        assert b.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == "2"
+        assert b.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+
+
+def test_geotiff_options_refuse_other_formats(tmp_path: Path, npy_file: Path) -> None:
+    stream = tmp_path / "a.npy.llic"
+    assert run("compress", npy_file, "-o", stream, "-q").exit_code == 0
+    result = run("restore", stream, "-o", tmp_path / "a.npy", "--cog")
+    assert result.exit_code == 1
+    assert "not 'geotiff'" in result.stderr
+    assert not (tmp_path / "a.npy").exists()

@@ -145,11 +145,15 @@ def compress_file(src: Path, dst: Path, **options: Any) -> Compressed:
     )
 
 
-def restore_file(src: Path, dst: Path, **options: Any) -> Restored:
+def restore_file(
+    src: Path, dst: Path, *, geotiff: dict[str, Any] | None = None, **options: Any
+) -> Restored:
     """Decode the ``.llic`` file ``src`` and write the original file format to ``dst``.
 
     ``decode`` checks every chunk checksum and the SHA-256 of the whole array, so a restored
     file is either exact or not written at all (``formats.save`` writes atomically).
+    ``geotiff``: GDAL creation options (and ``cog``) for a GeoTIFF output; a stream of another
+    format is then refused with ``FormatError``.
 
     Raises
     ------
@@ -160,7 +164,10 @@ def restore_file(src: Path, dst: Path, **options: Any) -> Restored:
     start = time.perf_counter()
     data = src.read_bytes()
     array = llic_imaging.decode(data, **options)
-    formats.save(dst, array, llic_imaging.metadata(data))
+    if geotiff:
+        formats.save(dst, array, llic_imaging.metadata(data), format="geotiff", **geotiff)
+    else:
+        formats.save(dst, array, llic_imaging.metadata(data))
     _log.info("restored %s -> %s", src, dst)
     return Restored(
         input=str(src),

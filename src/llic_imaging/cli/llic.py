@@ -203,10 +203,24 @@ def compress(
 
 
 @cli.command(
-    epilog="\b\nExamples:\n  llic restore ct.dcm.llic -o ct.dcm\n  llic restore archive/ -o restored/"
+    epilog="\b\nExamples:\n  llic restore ct.dcm.llic -o ct.dcm\n  llic restore archive/ -o restored/\n"
+    "  llic restore scene.tif.llic -o scene.tif --cog --compress zstd --predictor 2"
 )
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @output_opt
+@click.option("--cog", is_flag=True, help="GeoTIFF outputs: write a Cloud Optimized GeoTIFF.")
+@click.option(
+    "--compress",
+    type=click.Choice(["none", "deflate", "lzw", "zstd", "lzma", "packbits"], case_sensitive=False),
+    default=None,
+    help="GeoTIFF outputs: GDAL compression instead of the source's (changes the bytes).",
+)
+@click.option(
+    "--predictor",
+    type=click.IntRange(1, 3),
+    default=None,
+    help="GeoTIFF outputs: GDAL predictor (2: horizontal differencing).",
+)
 @numthreads_opt
 @device_opt
 @overwrite_opt
@@ -218,12 +232,22 @@ def restore(
     output: Path | None,
     overwrite: bool,
     as_json: bool,
+    cog: bool,
+    compress: str | None,
+    predictor: int | None,
     **options: Any,
 ) -> None:
     """Restore .llic streams to the files they were made from.
 
     Without -o, NAME.llic is restored to NAME next to it. Directories contribute their *.llic files.
+    --cog, --compress and --predictor rewrite GeoTIFF outputs (same pixels and georeferencing,
+    new bytes); a stream of another format is then reported as a data error.
     """
+    geotiff: dict[str, Any] = {"cog": True} if cog else {}
+    if compress:
+        geotiff["compress"] = compress.lower()
+    if predictor:
+        geotiff["predictor"] = predictor
     pairs = _plan(
         inputs,
         output,
@@ -236,7 +260,9 @@ def restore(
     with tile_bar("restore", show=len(pairs) == 1) as tick:
         for src, dst in progress(pairs, total=len(pairs), desc="restore"):
             with per_file(src, failures):
-                results.append(_files.restore_file(src, dst, progress=tick, **options))
+                results.append(
+                    _files.restore_file(src, dst, geotiff=geotiff, progress=tick, **options)
+                )
     if as_json:
         echo_json([r.to_dict() for r in results])
     elif verbosity() >= 0:

@@ -204,20 +204,22 @@ def save(
     blobs: dict[str, bytes],
     **options: Any,
 ) -> None:
-    """Rebuild the GeoTIFF; ``options`` are GDAL creation options (``compress="zstd"``, ...).
+    """Rebuild the GeoTIFF; ``options`` are GDAL creation options (``compress="zstd"``, ...)
+    plus ``cog=True`` to lay the file out as a Cloud Optimized GeoTIFF.
 
     Without options an uncompressed source is spliced back byte for byte; otherwise rasterio
     writes a new file with the same profile and fields, and overviews are rebuilt with the
     source's factors (nearest resampling unless a ``rio_overview`` tag says otherwise).
     """
     stack = np.asarray(array).reshape(info["count"], info["height"], info["width"])
-    if "skeleton" in info and not options:
+    force_cog = bool(options.pop("cog", False))
+    if "skeleton" in info and not options and not force_cog:
         tiff.splice(path, stack, info["skeleton"], blobs["skeleton"])
         return
     rasterio = import_optional("rasterio", "geo")
     profile = _profile(info, options)
     env = {"GDAL_TIFF_INTERNAL_MASK": True} if "mask" in blobs else {}
-    cog = info["layout"] == "COG"
+    cog = force_cog or info["layout"] == "COG"
     with atomic_path(path) as tmp, rasterio.Env(**env), warnings.catch_warnings():
         # A GCP-referenced raster has no geotransform by design; rasterio warns about that.
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
