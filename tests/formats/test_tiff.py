@@ -129,3 +129,19 @@ def test_planes_names(tmp_path):
     tifffile.imwrite(tmp_path / "a.tif", _rgb("uint8", (2, 8, 9, 3)), photometric="rgb")
     names = [n for n, _ in formats.planes(tmp_path / "a.tif")]
     assert names == ["p0/s0", "p0/s1", "p0/s2", "p1/s0", "p1/s1", "p1/s2"]
+
+
+@pytest.mark.parametrize("flavour", ["ome", "imagej"])
+def test_compressed_ome_and_imagej_keep_their_description(tmp_path, flavour):
+    """The ImageDescription (OME-XML, ImageJ header) survives the compressed rewrite, so readers
+    still see the series (tifffile refuses it as an extra tag)."""
+    a = (np.arange(3 * 40 * 50) % 1000).reshape(3, 40, 50).astype(np.uint16)
+    src, out = tmp_path / "a.tif", tmp_path / "b.tif"
+    tifffile.imwrite(src, a, compression="zlib", metadata={"axes": "ZYX"}, **{flavour: True})
+    loaded = formats.load(src)
+    assert loaded.exact == "pixels+metadata"
+    formats.save(out, loaded.array, loaded.metadata)
+    with tifffile.TiffFile(src) as t0, tifffile.TiffFile(out) as t1:
+        assert t1.pages[0].description == t0.pages[0].description
+        assert np.array_equal(t1.asarray(), a)
+        assert getattr(t1, f"is_{flavour}")

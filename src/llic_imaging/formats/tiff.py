@@ -69,6 +69,9 @@ def _page_planes(page: Any, path: str) -> np.ndarray:
     raise FormatError(msg)
 
 
+_DESCRIPTION = 270  # ImageDescription
+
+
 def _tag_value(tag: Any) -> list[Any]:
     """JSON form of a tag value: ``[kind, payload]`` that :func:`_extratag` turns back."""
     value = tag.value
@@ -311,8 +314,11 @@ def _rewrite(
                 "rowsperstrip": page["rowsperstrip"],
                 "colormap": np.asarray(page["colormap"], np.uint16) if "colormap" in page else None,
                 "metadata": None,
-                "extratags": [_extratag(*t) for t in page["tags"]],
+                "extratags": [_extratag(*t) for t in page["tags"] if t[0] != _DESCRIPTION],
             }
+            # tifffile refuses ImageDescription as an extra tag (OME-XML, ImageJ headers)
+            for _, _, _, (kind, value) in (t for t in page["tags"] if t[0] == _DESCRIPTION):
+                kwargs["description"] = value if kind == "s" else bytes.fromhex(value)
             if page["resolution"] is not None:
                 kwargs["resolution"] = tuple(tuple(r) for r in page["resolution"])
                 kwargs["resolutionunit"] = page["resolutionunit"]
