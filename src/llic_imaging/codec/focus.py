@@ -25,6 +25,7 @@ __all__ = [
     "tables",
     "to_symbols",
     "to_values",
+    "window_bounds",
     "window_width",
 ]
 
@@ -57,6 +58,12 @@ def _window(
 def window_width(scale: np.ndarray) -> np.ndarray:
     """Number of focus bins of each pixel (its group key)."""
     return intcdf.n_bins(np.asarray(scale, np.int64)).astype(np.int64)
+
+
+def window_bounds(mu16: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last value of each pixel's focus window (values outside it are escapes)."""
+    _, width, shift, low = _window(np.asarray(mu16, np.int64), np.asarray(scale, np.int64))
+    return low, low + (width << shift) - 1
 
 
 def tables(
@@ -133,11 +140,14 @@ def _clipped(
     return freqs
 
 
-def _bin_range(t: Tables, sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    lo = t.low + (sym << t.shift)
-    hi = lo + (np.int64(1) << t.shift) - 1
+def _bin_range(
+    low: np.ndarray, shift: np.ndarray, vmax: np.ndarray, sym: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """First value and size of bin ``sym``, clipped to ``[0, vmax]``."""
+    lo = low + (sym << shift)
+    hi = lo + (np.int64(1) << shift) - 1
     lo = np.maximum(lo, 0)
-    hi = np.minimum(hi, t.vmax)
+    hi = np.minimum(hi, vmax)
     return lo, hi - lo + 1
 
 
@@ -148,14 +158,14 @@ def to_symbols(t: Tables, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     sym = rel >> t.shift
     esc = (rel < 0) | (sym >= t.width)
     sym = np.where(esc, t.width, sym)
-    lo, size = _bin_range(t, np.where(esc, 0, sym))
+    lo, size = _bin_range(t.low, t.shift, t.vmax, np.where(esc, 0, sym))
     return sym, np.where(esc, 0, v - lo), np.where(esc, 1, size)
 
 
 def to_values(t: Tables, sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Decoder side: (first value of the decoded bin, bin size); escapes give size 0."""
     esc = sym >= t.width
-    lo, size = _bin_range(t, np.where(esc, 0, sym))
+    lo, size = _bin_range(t.low, t.shift, t.vmax, np.where(esc, 0, sym))
     return lo, np.where(esc, 0, size)
 
 
@@ -186,14 +196,12 @@ def edge_split(t: Tables, sym: np.ndarray) -> EdgeSplit:
         esc = s >= t.width
         s = np.where(esc, 0, s)
         low, shift, vmax = t.low[e], t.shift[e], t.vmax[e]
-        raw_lo = low + (s << shift)
-        raw_hi = raw_lo + (np.int64(1) << shift) - 1
-        lo = np.maximum(raw_lo, 0)
-        size = np.minimum(raw_hi, vmax) - lo + 1
+        lo, size = _bin_range(low, shift, vmax, s)
+        raw_lo = low + (s << shift)  # before clipping: does the bin reach an edge?
         fb = t.freqs[e, s].astype(np.int64)
         ok = ~esc & (size >= 2) & (fb >= 2)
         lower = ok & (raw_lo <= 0)
-        upper = ok & ~lower & (raw_hi >= vmax)
+        upper = ok & ~lower & (raw_lo + (np.int64(1) << shift) - 1 >= vmax)
         f = intcdf.cdf_at(np.where(lower, 8, 16 * vmax - 8), t.mu16[e], t.scale[e])
         fe = np.clip(np.where(lower, f, intcdf.TOTAL - f), 1, np.maximum(fb - 1, 1))
         mask[e], edge[e], base[e] = lower | upper, np.where(lower, 0, vmax), lo + lower

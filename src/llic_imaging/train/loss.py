@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from llic_imaging.codec import intcdf
+from llic_imaging.codec.focus import window_bounds
 
 __all__ = ["bits"]
 
@@ -71,11 +72,7 @@ def bits(
 
 
 def _window(mu16: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """First and last value of the focus window (``codec.focus``) of every pixel (no gradient)."""
-    j = scale.detach().long().clamp(0, intcdf.N_SCALES - 1)
-    widths = torch.as_tensor(intcdf.n_bins(np.arange(intcdf.N_SCALES)), device=j.device)
-    shifts = torch.as_tensor(intcdf.bin_shift(np.arange(intcdf.N_SCALES)), device=j.device)
-    w, q = widths[j].double(), torch.exp2(shifts[j].double())
-    c = torch.floor((mu16.detach().double() + 8.0) / 16.0)
-    low = c - torch.floor(w / 2) * q
-    return low, low + w * q - 1
+    """First and last value of the coder's focus window of every pixel (no gradient)."""
+    as_np = lambda t: t.detach().cpu().numpy().astype(np.int64)  # noqa: E731
+    low, high = window_bounds(as_np(mu16), as_np(scale))
+    return tuple(torch.from_numpy(b).to(mu16.device, torch.float64) for b in (low, high))
