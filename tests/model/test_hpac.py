@@ -35,11 +35,21 @@ def _stepwise(net: HpacNet, img: np.ndarray, geo: Geometry, p: TileParams):
         q = net.qparams()
         for s in range(geo.steps):
             pred = net.step(caches, s, pp, q)
-            first, n = geo.step_rows(s)
-            r = torch.arange(first, first + n)
-            mu[:, r, s - 2 * r], sc[:, r, s - 2 * r] = pred.mu16, pred.scale
-            caches.at(caches.pixels, s).copy_(u[:, r, s - 2 * r])  # zero outside the tile
+            r, c = (torch.from_numpy(i) for i in geo.step_cells(s))
+            mu[:, r, c], sc[:, r, c] = pred.mu16, pred.scale
+            caches.at(caches.pixels, s).copy_(u[:, r, c])  # zero outside the tile
     return mu.reshape(-1), sc.reshape(-1)
+
+
+def _assert_paths_agree(net: HpacNet, img: np.ndarray, *, shift: int) -> None:
+    """Dense teacher forcing and step-wise decoding give identical integers inside the tile."""
+    geo = Geometry(*img.shape, PATCH)
+    p = _params(geo.n_patches, shift, int(np.median(img)), int(img.max()))
+    d = _dense(net, img, geo, p)
+    mu, sc = _stepwise(net, img, geo, p)
+    inside = torch.from_numpy(geo.inside.reshape(-1))
+    assert torch.equal(mu[inside], d.mu16.reshape(-1)[inside])
+    assert torch.equal(sc[inside], d.scale.reshape(-1)[inside])
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +72,7 @@ def ct_slice() -> np.ndarray:
 def test_dense_equals_stepwise_on_real_image(
     net: HpacNet, ct_slice: np.ndarray, h: int, w: int
 ) -> None:
-    img = ct_slice[:h, :w]
-    geo = Geometry(h, w, PATCH)
-    p = _params(geo.n_patches, 2, int(np.median(img)), int(img.max()))
-    d = _dense(net, img, geo, p)
-    mu, sc = _stepwise(net, img, geo, p)
-    inside = torch.from_numpy(geo.inside.reshape(-1))
-    assert torch.equal(mu[inside], d.mu16.reshape(-1)[inside])
-    assert torch.equal(sc[inside], d.scale.reshape(-1)[inside])
+    _assert_paths_agree(net, ct_slice[:h, :w], shift=2)
 
 
 @pytest.mark.parametrize(
@@ -86,14 +89,7 @@ def test_dense_equals_stepwise_for_other_architectures(
     """Every architecture the configs allow keeps the two paths identical (random weights)."""
     torch.manual_seed(0)
     net = HpacNet(config).eval().requires_grad_(False)
-    img = ct_slice[:70, :45]
-    geo = Geometry(70, 45, PATCH)
-    p = _params(geo.n_patches, 3, int(np.median(img)), int(img.max()))
-    d = _dense(net, img, geo, p)
-    mu, sc = _stepwise(net, img, geo, p)
-    inside = torch.from_numpy(geo.inside.reshape(-1))
-    assert torch.equal(mu[inside], d.mu16.reshape(-1)[inside])
-    assert torch.equal(sc[inside], d.scale.reshape(-1)[inside])
+    _assert_paths_agree(net, ct_slice[:70, :45], shift=3)
 
 
 def test_no_step_sees_its_own_or_later_pixels(net: HpacNet, ct_slice: np.ndarray) -> None:

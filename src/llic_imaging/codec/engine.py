@@ -255,9 +255,7 @@ def decode_tiles(
             step_vals[:, mask] = values
             step_vals = step_vals.reshape(-1, mask.shape[1])
             caches.at(caches.pixels, s).copy_(torch.from_numpy(step_vals).to(device))
-            first, n = geo.step_rows(s)
-            r = np.arange(first, first + n)
-            pixels[:, r, s - 2 * r] = step_vals
+            pixels[:, *geo.step_cells(s)] = step_vals
         pixels = pixels.astype(np.int64).reshape(len(idx), geo.n_patches, patch, patch)
         for b, i in enumerate(idx):
             r = refs[i]

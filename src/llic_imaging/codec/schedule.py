@@ -113,15 +113,16 @@ class Geometry:
         first = max(0, (s - p + 2) // 2)
         return first, max(0, min(p - 1, s // 2) - first + 1)
 
+    def step_cells(self, s: int) -> tuple[np.ndarray, np.ndarray]:
+        """Patch rows and columns of step ``s``'s positions, in stream order (index arrays)."""
+        first, n = self.step_rows(s)
+        r = np.arange(first, first + n)
+        return r, s - 2 * r
+
     @cached_property
     def step_inside(self) -> list[np.ndarray]:
         """For each step, ``(n_patches, rows)`` bool: which of its positions lie inside the tile."""
-        out = []
-        for s in range(self.steps):
-            first, n = self.step_rows(s)
-            r = np.arange(first, first + n)
-            out.append(self.inside[:, r, s - 2 * r])
-        return out
+        return [self.inside[:, *self.step_cells(s)] for s in range(self.steps)]
 
     @cached_property
     def step_positions(self) -> list[np.ndarray]:

@@ -45,9 +45,8 @@ class HpacConfig:
     mlp_ratio: int = 2
     embed_kernel: int = 7
     dw_kernel: int = 3
-    shift_input: int = (
-        0  # 1: the tile's input shift is an embedding input (flat areas of busy tiles)
-    )
+    # 1: the tile's input shift is an embedding input (flat areas of busy tiles)
+    shift_input: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -313,9 +312,9 @@ class Caches:
         dev = inside.device
         self.pixels = [torch.zeros(npatch, r, device=dev) for r in rows]
         self.inside = [torch.zeros(npatch, r, device=dev) for r in rows]
-        for s, (first, n) in enumerate(self.band):
-            r = torch.arange(first, first + n)
-            self.at(self.inside, s).copy_(inside[:, r, s - 2 * r])
+        for s in range(geo.steps):
+            r, c = (torch.from_numpy(i).to(dev) for i in geo.step_cells(s))
+            self.at(self.inside, s).copy_(inside[:, r, c])
         self.feats = [
             [torch.zeros(npatch, r, cfg.channels, device=dev) for r in rows]
             for _ in range(cfg.blocks)
