@@ -32,21 +32,16 @@ SPEED_FILE = "medical/CT_bad_sequence.dcm"  # 512x512 16-bit, validation split
 BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 
 
-def macs_per_pixel(config: dict[str, int]) -> int:
-    """Multiply-accumulates per pixel of one dense pass (the decoder does the same work)."""
+def size(config: dict[str, int]) -> tuple[int, int]:
+    """Parameters, and multiply-accumulates per pixel of one dense pass (the decoder does the
+    same work step by step)."""
     from llic_imaging.model.hpac import HpacConfig, HpacNet
 
     net = HpacNet(HpacConfig.from_dict(config))
     c, r = net.config.channels, net.config.mlp_ratio
-    embed = net.embed.weight.numel()
     block = 2 * c * c + c * c + 2 * r * c * c + len(net.taps_b) * c
-    return embed + net.config.blocks * block + net.head.weight.numel()
-
-
-def params(config: dict[str, int]) -> int:
-    from llic_imaging.model.hpac import HpacConfig, HpacNet
-
-    return sum(p.numel() for p in HpacNet(HpacConfig.from_dict(config)).parameters())
+    macs = net.embed.weight.numel() + net.config.blocks * block + net.head.weight.numel()
+    return sum(p.numel() for p in net.parameters()), macs
 
 
 def speed(model: str, source: Path) -> dict[str, float]:
@@ -111,12 +106,12 @@ def main() -> None:
         out = RESULTS / f"ablation-{model}.json"
         if not out.exists():
             bench.run(args.source, codecs=("llic",), model=model, numthreads=1, json_path=out)
-        info = zoo.model_info(model)
+        n_params, macs = size(zoo.model_info(model).config)
         rows.append(
             {
                 "model": model,
-                "params": params(info.config),
-                "macs": macs_per_pixel(info.config),
+                "params": n_params,
+                "macs": macs,
                 "bps": group_means(out, "llic"),
                 "speed": speed(model, args.source),
             }
