@@ -45,7 +45,7 @@ def encode_chunk(
     step = np.repeat(np.arange(n_steps), step_sizes)
     order = _sorted_by_width(step, scale)
     step, v = step[order], np.asarray(values, np.int64)[order]
-    _, groups = focus.tables(np.asarray(mu16)[order], np.asarray(scale)[order], vmax)
+    groups = focus.tables(np.asarray(mu16)[order], np.asarray(scale)[order], vmax)
     off = np.zeros(v.size, np.int64)
     size = np.ones(v.size, np.int64)
     flagged = np.zeros(v.size, bool)
@@ -115,9 +115,7 @@ class ChunkDecoders:
         chunk = np.repeat(np.arange(n_chunks), n)
         order = _sorted_by_width(chunk, scale.reshape(-1))
         chunk = chunk[order]
-        _, groups = focus.tables(
-            mu16.reshape(-1)[order], scale.reshape(-1)[order], self.vmax[chunk]
-        )
+        groups = focus.tables(mu16.reshape(-1)[order], scale.reshape(-1)[order], self.vmax[chunk])
         coders = self._coders
         syms = [np.zeros(idx.size, np.int64) for idx, _ in groups]
         bounds = [_bounds(chunk[idx], n_chunks) for idx, _ in groups]

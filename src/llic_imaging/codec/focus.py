@@ -68,12 +68,11 @@ def window_bounds(mu16: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.n
 
 def tables(
     mu16: np.ndarray, scale: np.ndarray, vmax: int | np.ndarray
-) -> tuple[np.ndarray, list[tuple[np.ndarray, Tables]]]:
+) -> list[tuple[np.ndarray, Tables]]:
     """Group pixels by window width and build their integer frequency rows.
 
-    ``vmax`` is one range for all pixels or one per pixel. Returns ``(order, groups)``:
-    ``groups`` is a list of ``(indices, Tables)`` in ascending width, ``order`` the
-    concatenation of the indices (the coding order inside a step).
+    ``vmax`` is one range for all pixels or one per pixel. Returns ``(indices, Tables)`` per
+    group in ascending width (the coding order of bin symbols inside a step).
     """
     mu16 = np.asarray(mu16, np.int64)
     scale = np.asarray(scale, np.int64)
@@ -91,8 +90,7 @@ def tables(
             g = np.take(_grid_rows(w), key[e], axis=0)
             freqs[e] = _clipped(g, lo[e], sh[e], w, vm[e])
         groups.append((idx, Tables(w, freqs, lo, sh, mu16[idx], scale[idx], vm, e)))
-    order = np.concatenate([i for i, _ in groups]) if groups else np.zeros(0, np.int64)
-    return order, groups
+    return groups
 
 
 _ROWS: dict[int, np.ndarray] = {}
@@ -215,7 +213,7 @@ def code_lengths(mu16: np.ndarray, scale: np.ndarray, values: np.ndarray, vmax: 
     if vmax == 0:
         return bits
     v = np.asarray(values, np.int64)
-    _, groups = tables(mu16, scale, vmax)
+    groups = tables(mu16, scale, vmax)
     for idx, t in groups:
         sym, _, size = to_symbols(t, v[idx])
         f = t.freqs[np.arange(idx.size), sym]
