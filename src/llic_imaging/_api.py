@@ -127,7 +127,8 @@ def encode(
         the first row and column of a patch have little context, so larger patches code
         smaller (about 1-5 % from 32 to 64) but take ``3 * patch - 2`` decoder steps per tile.
     numthreads, device
-        CPU threads and ``"cpu"``/``"cuda"``; the stream does not depend on either.
+        CPU threads (default 1) and ``"cpu"``/``"cuda"``; the stream does not depend on
+        either.
     metadata
         Bytes stored verbatim (format adapters keep what they need to rebuild files there).
     progress
@@ -314,7 +315,15 @@ def _decode(
     out = np.zeros((1 if index is not None else n, hgt, wid), spec.dtype)
     net, _, dev = _load_model(h["model"], device)
     with _runtime(numthreads):
-        decode_tiles(net, sel, payloads, out, patch=int(h["patch"]), device=dev, progress=progress)
+        decode_tiles(
+            net,
+            sel,
+            payloads,
+            out,
+            patch=int(h["patch"]),
+            device=dev,
+            progress=progress,
+        )
     if index is None:
         arr = from_stack(out, spec)
         _verify(_array_sha256(arr), c.array_sha256, "array")

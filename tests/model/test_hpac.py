@@ -160,6 +160,6 @@ def test_parameter_count_is_small() -> None:
 
 def test_luts_match_generator() -> None:
     gen = quant.generate_luts()
-    shipped = quant._lut_arrays()
+    shipped = quant.lut_tables()
     for k in gen:
         np.testing.assert_array_equal(gen[k], shipped[k])

@@ -20,7 +20,8 @@ from llic_imaging.codec import focus
 from llic_imaging.codec.entropy import ChunkDecoders, encode_chunk
 from llic_imaging.codec.schedule import Geometry
 from llic_imaging.errors import StreamError
-from llic_imaging.model.hpac import TileParams
+from llic_imaging.model.cpu_kernel import CpuSteps
+from llic_imaging.model.hpac import TileParams, TorchSteps
 
 __all__ = [
     "ChunkParams",
@@ -139,47 +140,58 @@ def _tile_params(geo: Geometry, params: list[ChunkParams], device: torch.device)
 def _dense(net, geo: Geometry, tiles: list[np.ndarray], params: list[ChunkParams], device):
     """Teacher-forced prediction for a batch of equal-size tiles -> (mu16, scale, u) per tile.
 
-    Patches are independent, so the pass runs over cache-sized groups of patches: whole-image
-    tensors are several times slower on CPU (allocation and memory traffic dominate).
+    On CPU the compiled kernel runs every step over the known pixels. Elsewhere the torch
+    dense pass runs over cache-sized groups of patches (patches are independent): whole-image
+    tensors are several times slower (allocation and memory traffic dominate).
     """
     u = np.stack(
         [geo.to_patches(t.astype(np.int64) - p.vmin) for t, p in zip(tiles, params, strict=True)]
     )
-    u = torch.from_numpy(u.reshape(-1, geo.patch, geo.patch).astype(np.float32)).to(device)
-    inside = torch.from_numpy(np.tile(geo.inside, (len(tiles), 1, 1)).astype(np.float32)).to(device)
+    u = u.reshape(-1, geo.patch, geo.patch).astype(np.float32)
     tp = _tile_params(geo, params, device)
-    mu = torch.empty_like(u)
-    sc = torch.empty_like(u)
-    step = max(1, _DENSE_PIXELS // (geo.patch * geo.patch))
-    for k in range(0, u.shape[0], step):
-        sl = slice(k, k + step)
-        pred = net.dense(u[sl], inside[sl], TileParams(tp.shift[sl], tp.mid[sl], tp.vmax[sl]))
-        mu[sl], sc[sl] = pred.mu16, pred.scale
+    inside = np.tile(geo.inside, (len(tiles), 1, 1)).astype(np.float32)
+    if device.type == "cpu":
+        k = CpuSteps(net, inside, *(t.numpy() for t in (tp.shift, tp.mid, tp.vmax)))
+        k.pixels[:] = u
+        mu, sc = k.dense()
+    else:
+        ut, it = torch.from_numpy(u).to(device), torch.from_numpy(inside).to(device)
+        mu, sc = torch.empty_like(ut), torch.empty_like(ut)
+        step = max(1, _DENSE_PIXELS // (geo.patch * geo.patch))
+        for k in range(0, ut.shape[0], step):
+            sl = slice(k, k + step)
+            pred = net.dense(ut[sl], it[sl], TileParams(tp.shift[sl], tp.mid[sl], tp.vmax[sl]))
+            mu[sl], sc[sl] = pred.mu16, pred.scale
+        mu, sc = mu.cpu().numpy(), sc.cpu().numpy()
     shape = (len(tiles), -1)
-    as_np = lambda t: t.reshape(shape).cpu().numpy().astype(np.int64)  # noqa: E731
-    return as_np(mu), as_np(sc), as_np(u)
+    return tuple(a.reshape(shape).astype(np.int64) for a in (mu, sc, u))
 
 
-def _predict(
-    net, stack: np.ndarray, refs: list[TileRef], patch: int, device: torch.device
-) -> tuple[list[ChunkParams], Iterator[tuple[Geometry, int, np.ndarray, np.ndarray, np.ndarray]]]:
-    """Side information of every tile, and teacher-forced predictions of the coded ones.
-
-    The iterator yields ``(geometry, tile index, mu16, scale, u)`` per coded tile, batch by
-    batch: the shared front half of encoding and of the rate map.
-    """
+def _side_info(
+    stack: np.ndarray, refs: list[TileRef]
+) -> tuple[list[np.ndarray], list[ChunkParams], list[int]]:
+    """Every tile's pixels and side information, and the indices of the coded (non-constant) ones."""
     tiles = [stack[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] for r in refs]
     params = [chunk_params(t) for t in tiles]
-    coded = [i for i, p in enumerate(params) if p.kind == _KIND_CODED]
+    return tiles, params, [i for i, p in enumerate(params) if p.kind == _KIND_CODED]
 
-    def predictions() -> Iterator[tuple[Geometry, int, np.ndarray, np.ndarray, np.ndarray]]:
-        for geo, sub in _batches([refs[i] for i in coded], patch):
-            idx = [coded[i] for i in sub]
-            mu, sc, u = _dense(net, geo, [tiles[i] for i in idx], [params[i] for i in idx], device)
-            for b, i in enumerate(idx):
-                yield geo, i, mu[b], sc[b], u[b]
 
-    return params, predictions()
+def _predictions(
+    net,
+    tiles: list[np.ndarray],
+    params: list[ChunkParams],
+    refs: list[TileRef],
+    coded: list[int],
+    patch: int,
+    device: torch.device,
+) -> Iterator[tuple[Geometry, int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Teacher-forced ``(geometry, tile index, mu16, scale, u)`` of the ``coded`` tiles, batch
+    by batch: the shared front half of encoding and of the rate map."""
+    for geo, sub in _batches([refs[i] for i in coded], patch):
+        idx = [coded[i] for i in sub]
+        mu, sc, u = _dense(net, geo, [tiles[i] for i in idx], [params[i] for i in idx], device)
+        for b, i in enumerate(idx):
+            yield geo, i, mu[b], sc[b], u[b]
 
 
 def encode_tiles(
@@ -192,18 +204,26 @@ def encode_tiles(
     progress: Callable[[int], None] | None = None,
 ) -> list[bytes]:
     """Chunk payloads (header + range-coded words) of every tile in ``refs``, in order."""
-    params, predictions = _predict(net, stack, refs, patch, device)
+    tiles, params, coded = _side_info(stack, refs)
     payloads: list[bytes] = [p.pack() for p in params]
-    coded = 0
-    for geo, i, mu, sc, u in predictions:
+    if progress:
+        progress(len(refs) - len(coded))
+    for geo, i, mu, sc, u in _predictions(net, tiles, params, refs, coded, patch, device):
         pos, sizes = geo.stream_order, geo.step_sizes
         payloads[i] += encode_chunk(mu[pos], sc[pos], u[pos], params[i].vmax, sizes)
-        coded += 1
         if progress:
             progress(1)
-    if progress:
-        progress(len(refs) - coded)
     return payloads
+
+
+def _stepper(net, geo: Geometry, params: list[ChunkParams], device: torch.device):
+    """Step-wise predictor of a batch: the compiled kernel on CPU, torch elsewhere (same integers)."""
+    tp = _tile_params(geo, params, device)
+    inside = np.tile(geo.inside, (len(params), 1, 1))
+    if device.type == "cpu":
+        side = (t.numpy() for t in (tp.shift, tp.mid, tp.vmax))
+        return CpuSteps(net, inside.astype(np.float32), *side)
+    return TorchSteps(net, torch.from_numpy(inside).to(device), tp)
 
 
 def decode_tiles(
@@ -234,46 +254,61 @@ def decode_tiles(
             coded.append(i)
     if progress:
         progress(len(refs) - len(coded))
-    q = net.qparams()
+
     for geo, sub in _batches([refs[i] for i in coded], patch):
         idx = [coded[i] for i in sub]
         params = [parsed[i][0] for i in idx]
-        decoders = ChunkDecoders([parsed[i][1] for i in idx], [p.vmax for p in params])
-        tp = _tile_params(geo, params, device)
-        tp = TileParams(tp.shift[:, None], tp.mid[:, None], tp.vmax[:, None])
-        inside = torch.from_numpy(np.tile(geo.inside, (len(idx), 1, 1))).to(device)
-        caches = net.new_caches(inside)
-        pixels = np.zeros((len(idx) * geo.n_patches, patch, patch), np.float32)
-        for s, mask in enumerate(geo.step_inside):
-            pred = net.step(caches, s, tp, q)
-            mu, sc = (
-                t.cpu().numpy().astype(np.int64).reshape(len(idx), *mask.shape)[:, mask]
-                for t in (pred.mu16, pred.scale)
-            )
-            values = decoders.decode_step(mu, sc)
-            step_vals = np.zeros((len(idx), *mask.shape), np.float32)
-            step_vals[:, mask] = values
-            step_vals = step_vals.reshape(-1, mask.shape[1])
-            caches.at(caches.pixels, s).copy_(torch.from_numpy(step_vals).to(device))
-            pixels[:, *geo.step_cells(s)] = step_vals
-        pixels = pixels.astype(np.int64).reshape(len(idx), geo.n_patches, patch, patch)
-        for b, i in enumerate(idx):
-            r = refs[i]
-            out[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] = (
-                geo.from_patches(pixels[b]) + params[b].vmin
-            )
-            if progress:
-                progress(1)
+        _decode_batch(net, geo, idx, params, [parsed[i][1] for i in idx], refs, out, device)
+        if progress:
+            progress(len(idx))
+
+
+def _decode_batch(
+    net,
+    geo: Geometry,
+    idx: list[int],
+    params: list[ChunkParams],
+    words: list[bytes],
+    refs: list[TileRef],
+    out: np.ndarray,
+    device: torch.device,
+) -> None:
+    """Decode one batch of equal-size tiles, step by step, into ``out``."""
+    decoders = ChunkDecoders(words, [p.vmax for p in params])
+    steps = _stepper(net, geo, params, device)
+    patch = geo.patch
+    pixels = np.zeros((len(idx) * geo.n_patches, patch, patch), np.float32)
+    for s, mask in enumerate(geo.step_inside):
+        mu, sc = (
+            np.asarray(t).astype(np.int64).reshape(len(idx), *mask.shape)[:, mask]
+            for t in steps.predict(s)
+        )
+        step_vals = np.zeros((len(idx), *mask.shape), np.float32)
+        step_vals[:, mask] = decoders.decode_step(mu, sc)
+        step_vals = step_vals.reshape(-1, mask.shape[1])
+        steps.write(s, step_vals)
+        pixels[:, *geo.step_cells(s)] = step_vals
+    pixels = pixels.astype(np.int64).reshape(len(idx), geo.n_patches, patch, patch)
+    for b, i in enumerate(idx):
+        r = refs[i]
+        out[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] = (
+            geo.from_patches(pixels[b]) + params[b].vmin
+        )
 
 
 def rate_tiles(
-    net, stack: np.ndarray, refs: Iterable[TileRef], *, patch: int, device: torch.device
+    net,
+    stack: np.ndarray,
+    refs: Iterable[TileRef],
+    *,
+    patch: int,
+    device: torch.device,
 ) -> np.ndarray:
     """Bits per sample of every pixel under the integer tables (float32, shape of ``stack``)."""
     refs = list(refs)
     rates = np.zeros(stack.shape, np.float32)
-    params, predictions = _predict(net, stack, refs, patch, device)
-    for geo, i, mu, sc, u in predictions:
+    tiles, params, coded = _side_info(stack, refs)
+    for geo, i, mu, sc, u in _predictions(net, tiles, params, refs, coded, patch, device):
         bits = focus.code_lengths(mu, sc, u, params[i].vmax)
         r = refs[i]
         rates[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] = geo.from_patches(

@@ -27,7 +27,7 @@ from torch import nn
 from llic_imaging.codec.schedule import Geometry, mask_taps
 from llic_imaging.model import quant
 
-__all__ = ["Caches", "HpacConfig", "HpacNet", "Prediction", "TileParams"]
+__all__ = ["Caches", "HpacConfig", "HpacNet", "Prediction", "TileParams", "TorchSteps"]
 
 N_SCALES = 160  # must match codec.intcdf.N_SCALES
 SCALE_BIAS = 32  # j = 32 is a 1-pixel scale
@@ -279,6 +279,25 @@ class HpacNet(nn.Module):
                 dwacc.addcmul_(caches.at(cache, s, *tap), qb["dw"][t])
             x = self._block_tail(x, v, dwacc, qb)
         return self._head(_mm(x, q["head"]), anchor, p)
+
+
+class TorchSteps:
+    """Decoder interface of the torch step path (GPU): the same as ``cpu_kernel.CpuSteps``."""
+
+    def __init__(self, net: HpacNet, inside: torch.Tensor, p: TileParams):
+        self.net, self.q = net, net.qparams()
+        self.caches = net.new_caches(inside)
+        self.p = TileParams(p.shift[:, None], p.mid[:, None], p.vmax[:, None])
+
+    def predict(self, s: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(mu16, scale)`` of step ``s``'s positions, ``(NP, rows)`` each."""
+        pred = self.net.step(self.caches, s, self.p, self.q)
+        return pred.mu16.cpu().numpy(), pred.scale.cpu().numpy()
+
+    def write(self, s: int, values: np.ndarray) -> None:
+        """The decoded values of step ``s``, ``(NP, rows)``."""
+        dst = self.caches.at(self.caches.pixels, s)
+        dst.copy_(torch.from_numpy(np.asarray(values, np.float32)).to(dst.device))
 
 
 class Caches:

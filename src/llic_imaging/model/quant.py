@@ -29,6 +29,7 @@ __all__ = [
     "W_MAX",
     "generate_luts",
     "lut",
+    "lut_tables",
     "quant_bias",
     "quant_weight",
     "requant",
@@ -70,7 +71,8 @@ def generate_luts() -> dict[str, np.ndarray]:
 
 
 @cache
-def _lut_arrays() -> dict[str, np.ndarray]:
+def lut_tables() -> dict[str, np.ndarray]:
+    """The shipped activation tables (int32 over [-LUT_MAX, LUT_MAX]), by name."""
     ref = resources.files("llic_imaging.model").joinpath(f"lut-v{LUT_VERSION}.npz")
     with resources.as_file(ref) as path, np.load(path) as z:
         return {k: z[k] for k in z.files}
@@ -89,7 +91,7 @@ def lut(x: torch.Tensor, name: str, scale: float = 1.0) -> torch.Tensor:
     key = (name, scale, str(x.device))
     table = _LUT_CACHE.get(key)
     if table is None:
-        table = torch.from_numpy(_lut_arrays()[name].astype(np.float32) * scale).to(x.device)
+        table = torch.from_numpy(lut_tables()[name].astype(np.float32) * scale).to(x.device)
         _LUT_CACHE[key] = table
     i = x.detach() + LUT_MAX if x.requires_grad else x.add_(LUT_MAX)  # inference: x is a temporary
     y = table.index_select(0, i.to(torch.int32).reshape(-1)).reshape(x.shape)

@@ -1,8 +1,8 @@
-"""Torch runtime settings under which the integer network is exact (a context manager).
+"""Runtime settings under which the integer network is exact (a context manager).
 
 NNPACK (chosen by torch for some CPU convs when oneDNN is off) and TF32 on GPUs compute with
 transforms or reduced mantissas and break integer exactness; they are switched off here and the
-previous settings are restored on exit. Thread count is free: exact sums do not depend on it.
+previous settings are restored on exit. Thread counts are free: exact sums do not depend on them.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numba
 import torch
 
 __all__ = ["deterministic", "resolve_device"]
@@ -30,9 +31,10 @@ def resolve_device(device: str | None) -> torch.device:
 
 @contextmanager
 def deterministic(numthreads: int | None = None) -> Iterator[None]:
-    """Run the block with exactness-preserving torch settings and ``numthreads`` CPU threads (default 1)."""
+    """Run the block with exactness-preserving settings and ``numthreads`` CPU threads (default 1)."""
     saved = (
         torch.get_num_threads(),
+        numba.get_num_threads(),
         torch._C._get_nnpack_enabled(),
         torch.backends.cuda.matmul.allow_tf32,
         torch.backends.cudnn.allow_tf32,
@@ -43,7 +45,10 @@ def deterministic(numthreads: int | None = None) -> Iterator[None]:
     try:
         # One thread unless asked: per-step tensors are small, and torch's spinning worker
         # threads slow coding by 10-80x when other processes share the cores (measured).
-        torch.set_num_threads(int(numthreads or 1))
+        # The compiled CPU kernel (model.cpu_kernel) runs patches on numba's threads.
+        threads = int(numthreads or 1)
+        torch.set_num_threads(threads)
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
         torch.backends.nnpack.set_flags(False)
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
@@ -53,9 +58,10 @@ def deterministic(numthreads: int | None = None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(saved[0])
-        torch.backends.nnpack.set_flags(saved[1])
-        torch.backends.cuda.matmul.allow_tf32 = saved[2]
-        torch.backends.cudnn.allow_tf32 = saved[3]
-        torch.backends.cudnn.deterministic = saved[4]
-        torch.backends.cudnn.benchmark = saved[5]
-        torch.set_grad_enabled(saved[6])
+        numba.set_num_threads(saved[1])
+        torch.backends.nnpack.set_flags(saved[2])
+        torch.backends.cuda.matmul.allow_tf32 = saved[3]
+        torch.backends.cudnn.allow_tf32 = saved[4]
+        torch.backends.cudnn.deterministic = saved[5]
+        torch.backends.cudnn.benchmark = saved[6]
+        torch.set_grad_enabled(saved[7])

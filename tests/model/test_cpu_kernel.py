@@ -1,0 +1,110 @@
+"""The compiled CPU path gives the torch paths' integers: dense, step by step, any thread count."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+import torch
+
+from llic_imaging.codec.schedule import Geometry
+from llic_imaging.model import zoo
+from llic_imaging.model.cpu_kernel import CpuSteps
+from llic_imaging.model.hpac import HpacConfig, HpacNet, TileParams, TorchSteps
+from llic_imaging.model.runtime import deterministic
+
+PATCH = 32
+
+
+@pytest.fixture(scope="module")
+def ct_slice() -> np.ndarray:
+    """A real CT slice: the pydicom CT sample (pip-installed, MIT)."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    a = np.frombuffer(ds.PixelData, "<i2").reshape(ds.Rows, ds.Columns).astype(np.int64)
+    return a - a.min()
+
+
+def _setup(img: np.ndarray, shift: int) -> tuple[Geometry, np.ndarray, np.ndarray, TileParams]:
+    geo = Geometry(*img.shape, PATCH)
+    u = geo.to_patches(img).astype(np.float32)
+    n = geo.n_patches
+    full = lambda v: torch.full((n,), float(v))  # noqa: E731
+    p = TileParams(full(shift), full(int(np.median(img))), full(int(img.max())))
+    return geo, u, geo.inside.astype(np.float32), p
+
+
+def _cpu(net: HpacNet, inside: np.ndarray, p: TileParams) -> CpuSteps:
+    return CpuSteps(net, inside, p.shift.numpy(), p.mid.numpy(), p.vmax.numpy())
+
+
+def _check_dense(net: HpacNet, img: np.ndarray, shift: int) -> None:
+    geo, u, inside, p = _setup(img, shift)
+    with deterministic():
+        ref = net.dense(torch.from_numpy(u), torch.from_numpy(inside), p)
+    k = _cpu(net, inside, p)
+    k.pixels[:] = u
+    mu, sc = k.dense()
+    m = geo.inside
+    np.testing.assert_array_equal(mu[m], ref.mu16.numpy()[m])
+    np.testing.assert_array_equal(sc[m], ref.scale.numpy()[m])
+
+
+@pytest.fixture(scope="module")
+def shipped() -> list[HpacNet]:
+    return [zoo.load(name)[0] for name in zoo.available()]
+
+
+@pytest.mark.parametrize(("h", "w"), [(128, 128), (70, 45), (33, 97), (1, 5)])
+def test_dense_equals_torch_dense_for_every_shipped_model(
+    shipped: list[HpacNet], ct_slice: np.ndarray, h: int, w: int
+) -> None:
+    for net in shipped:
+        _check_dense(net, ct_slice[:h, :w], shift=2)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [HpacConfig(channels=16, embed_kernel=5, dw_kernel=5, shift_input=1), HpacConfig(channels=8)],
+    ids=["other-kernels", "other-widths"],
+)
+def test_dense_equals_torch_dense_for_other_architectures(
+    ct_slice: np.ndarray, config: HpacConfig
+) -> None:
+    """Border and ring sizes follow the kernels (random weights, so every layer is busy)."""
+    torch.manual_seed(0)
+    net = HpacNet(config).eval().requires_grad_(False)
+    _check_dense(net, ct_slice[:70, :45], shift=3)
+
+
+def test_step_by_step_equals_torch_steps(shipped: list[HpacNet], ct_slice: np.ndarray) -> None:
+    """The decoder interface: predict a step, write its pixels, go on (edge patches included)."""
+    net = shipped[0]
+    geo, u, inside, p = _setup(ct_slice[:70, :45], shift=1)
+    with deterministic():
+        ref = TorchSteps(net, torch.from_numpy(geo.inside), p)
+        k = _cpu(net, inside, p)
+        for s, mask in enumerate(geo.step_inside):
+            got, want = k.predict(s), ref.predict(s)
+            for a, b in zip(got, want, strict=True):
+                np.testing.assert_array_equal(a[mask], b[mask])
+            values = u[:, *geo.step_cells(s)]
+            k.write(s, values)
+            ref.write(s, values * mask)  # the torch caches hold zero outside the tile
+
+
+def test_thread_count_does_not_change_results(
+    shipped: list[HpacNet], ct_slice: np.ndarray
+) -> None:
+    geo, u, inside, p = _setup(ct_slice[:96, :128], shift=2)
+    out = []
+    for threads in (1, 2):
+        with deterministic(threads):
+            assert numba.get_num_threads() == min(threads, numba.config.NUMBA_NUM_THREADS)
+            k = _cpu(shipped[0], inside, p)
+            k.pixels[:] = u
+            out.append(tuple(a.copy() for a in k.dense()))
+    for a, b in zip(*out, strict=True):
+        np.testing.assert_array_equal(a, b)
