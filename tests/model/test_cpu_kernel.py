@@ -108,3 +108,17 @@ def test_thread_count_does_not_change_results(
             out.append(tuple(a.copy() for a in k.dense()))
     for a, b in zip(*out, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_concurrent_decodes_from_python_threads(ct_slice: np.ndarray) -> None:
+    """Threaded callers (dask's threaded scheduler, napari workers) share numba's thread pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import llic_imaging
+
+    img = ct_slice.astype(np.uint16)
+    data = llic_imaging.encode(img, tile=64)
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: llic_imaging.decode(data, numthreads=2), range(6)))
+    for r in results:
+        np.testing.assert_array_equal(r, img)
