@@ -309,3 +309,41 @@ def test_unknown_patch_sizes_are_refused() -> None:
     )
     with pytest.raises(llic_imaging.StreamError, match="unsupported tile"):
         llic_imaging.decode(forged)
+
+
+def test_auto_model_picks_the_cheapest_candidate_on_the_probe(tmp_path, monkeypatch) -> None:
+    """``model="auto"``: the default model and its fine-tunes (``<default>-*``) compete on a
+    probe of a few windows; the winner is recorded and decodes. A copy of the fast model under
+    a fine-tune's name stands in for a per-domain model."""
+    import json
+    import shutil
+    from importlib import resources
+
+    import torch
+
+    from llic_imaging.codec.engine import probe_bits, probe_refs
+    from llic_imaging.model.runtime import deterministic
+
+    shipped = resources.files("llic_imaging.weights")
+    entry = json.loads(shipped.joinpath("MODELS.json").read_text())["hpac-lite-v2"]
+    with resources.as_file(shipped.joinpath(entry["file"])) as src:
+        shutil.copy(src, tmp_path / entry["file"])
+    name = f"{zoo.DEFAULT_MODEL}-fast"
+    (tmp_path / "MODELS.json").write_text(json.dumps({name: entry}))
+    monkeypatch.setenv(zoo.MODEL_PATH_ENV, str(tmp_path))
+    assert zoo.auto_candidates() == [zoo.DEFAULT_MODEL, name]
+
+    rng = np.random.default_rng(5)
+    img = (np.cumsum(rng.integers(-40, 41, (300, 260)), axis=1) % 4096).astype(np.uint16)
+    refs = probe_refs(img[None], 256)
+    assert 1 <= len(refs) <= 4
+    assert all(r.h <= 128 and r.w <= 128 for r in refs)
+    cpu = torch.device("cpu")
+    with deterministic():
+        nets = [zoo.load(n)[0] for n in zoo.auto_candidates()]
+        costs = [probe_bits(net, img[None], refs, patch=32, device=cpu) for net in nets]
+    data = llic_imaging.encode(img, model="auto")
+    assert llic_imaging.info(data).model == zoo.auto_candidates()[int(np.argmin(costs))]
+    np.testing.assert_array_equal(llic_imaging.decode(data), img)
+    const = llic_imaging.encode(np.full((40, 40), 7, np.uint16), model="auto")
+    assert llic_imaging.info(const).model == zoo.DEFAULT_MODEL  # nothing to probe

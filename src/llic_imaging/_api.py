@@ -119,7 +119,9 @@ def encode(
     level
         Reserved for effort levels; only ``None``/1 exist today.
     model
-        Installed model name (default ``model.zoo.DEFAULT_MODEL``); its name and SHA-256 go in the header.
+        Installed model name (default ``model.zoo.DEFAULT_MODEL``); its name and SHA-256 go in the
+        header. ``"auto"``: whichever of ``model.zoo.auto_candidates()`` (the default model and
+        its per-domain fine-tunes) codes a probe of up to four 128x128 windows smallest.
     tile
         Side of the independently decodable tiles in pixels (default 256, minimum 8).
     patch
@@ -143,6 +145,7 @@ def encode(
     """
     from llic_imaging.codec.engine import encode_tiles, tile_grid
     from llic_imaging.model.runtime import deterministic
+    from llic_imaging.model.zoo import AUTO
 
     stack, spec = to_stack(data)
     tile, patch = _tiling(tile, patch)
@@ -152,9 +155,11 @@ def encode(
     if metadata is not None and not isinstance(metadata, bytes | bytearray | memoryview):
         msg = f"metadata must be bytes, got {type(metadata).__name__}"
         raise TypeError(msg)
-    net, minfo, dev = _load_model(model, device)
-    refs = tile_grid(stack.shape, tile)
     with deterministic(numthreads):
+        if model == AUTO:
+            model = _choose_model(stack, tile, patch, device)
+        net, minfo, dev = _load_model(model, device)
+        refs = tile_grid(stack.shape, tile)
         payloads = encode_tiles(net, stack, refs, patch=patch, device=dev, progress=progress)
     header: dict[str, Any] = {
         "codec": CODEC,
@@ -175,6 +180,22 @@ def encode(
     return container.write(
         header, chunks, metadata=bytes(metadata or b""), array_sha256=_array_sha256(stack)
     )
+
+
+def _choose_model(stack: np.ndarray, tile: int, patch: int, device: str | None) -> str:
+    """``model="auto"``: the candidate with the fewest bits on a small probe (ties: the default)."""
+    from llic_imaging.codec.engine import probe_bits, probe_refs
+    from llic_imaging.model import zoo
+
+    names = zoo.auto_candidates()
+    refs = probe_refs(stack, tile)
+    if len(names) == 1 or not refs:
+        return names[0]
+    costs = []
+    for name in names:
+        net, _, dev = _load_model(name, device)
+        costs.append(probe_bits(net, stack, refs, patch=patch, device=dev))
+    return names[int(np.argmin(costs))]
 
 
 def _tiling(tile: int | None, patch: int | None) -> tuple[int, int]:

@@ -95,9 +95,7 @@ def test_step_by_step_equals_torch_steps(shipped: list[HpacNet], ct_slice: np.nd
             ref.write(s, values * mask)  # the torch caches hold zero outside the tile
 
 
-def test_thread_count_does_not_change_results(
-    shipped: list[HpacNet], ct_slice: np.ndarray
-) -> None:
+def test_thread_count_does_not_change_results(shipped: list[HpacNet], ct_slice: np.ndarray) -> None:
     geo, u, inside, p = _setup(ct_slice[:96, :128], shift=2)
     out = []
     for threads in (1, 2):

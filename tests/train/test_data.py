@@ -168,3 +168,21 @@ def test_from_corpus_reads_the_train_split_only(
     assert set(read) == train & present
     assert train & present == train, "some train files are missing from ../shared/data"
     assert len(s.planes) == len(read)
+
+
+def test_from_corpus_keeps_only_the_groups_asked_for(
+    shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per-domain fine-tunes (``groups`` in a config) draw only from those benchmark groups."""
+    monkeypatch.setenv("LLIC_DATA", str(shared_data))
+
+    def fake_read_planes(file: corpus.CorpusFile, **_: object) -> list[corpus.Plane]:
+        return [corpus.Plane(file, "p0", np.arange(64 * 64, dtype=np.uint16).reshape(64, 64))]
+
+    monkeypatch.setattr(corpus, "read_planes", fake_read_planes)
+    s = CropSampler.from_corpus(32, {}, 0, groups=["satellite 16-bit"])
+    everything = CropSampler.from_corpus(32, {}, 0)
+    assert 0 < len(s.planes) < len(everything.planes)
+    assert len(s.groups) == 1
+    with pytest.raises(ValueError, match="no train planes"):
+        CropSampler.from_corpus(32, {}, 0, groups=["no such group"])

@@ -119,3 +119,14 @@ def test_unknown_config_keys_are_refused(tmp_path: Path) -> None:
     path.write_text('name = "x"\nstesp = 10\n')
     with pytest.raises(TypeError, match="stesp"):
         TrainConfig.from_toml(path)
+
+
+def test_init_starts_from_an_installed_model(tiny_cfg: TrainConfig, tmp_path: Path) -> None:
+    """A fine-tune's step 0 is the named model; a mismatched architecture is refused."""
+    shipped, info = zoo.load("hpac-small-v3")
+    cfg = replace(tiny_cfg, init="hpac-small-v3", model=dict(info.config), steps=1, lr=1e-12)
+    net = train(cfg, tmp_path / "ft", sampler=make_sampler(cfg))
+    for (k, a), b in zip(shipped.state_dict().items(), net.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=k)
+    with pytest.raises(ValueError, match="config"):
+        train(replace(tiny_cfg, init="hpac-small-v3"), tmp_path / "bad", sampler=make_sampler(cfg))

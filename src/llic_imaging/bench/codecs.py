@@ -171,12 +171,17 @@ def _llic(numthreads: int | None, model: str | None) -> Codec:
     from llic_imaging.model import zoo
 
     # Signed planes go in as they are: handling them is the codec's job.
+    coding = (
+        f"the cheapest of {', '.join(zoo.auto_candidates())} per plane (model=auto)"
+        if model == zoo.AUTO
+        else zoo.model_info(model).name
+    )
     return Codec(
         "llic",
         lambda plane: Prepared(plane, bits_needed(plane)),
         lambda p: llic_imaging.encode(p.array, numthreads=numthreads, model=model),
         lambda data, p: llic_imaging.decode(data, numthreads=numthreads),
-        f"public API, {llic_imaging.version()}; coding with {zoo.model_info(model).name}, "
+        f"public API, {llic_imaging.version()}; coding with {coding}, "
         f"numthreads={numthreads}",
     )
 

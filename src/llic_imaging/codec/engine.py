@@ -25,6 +25,8 @@ from llic_imaging.model.hpac import TileParams, TorchSteps
 
 __all__ = [
     "ChunkParams",
+    "probe_bits",
+    "probe_refs",
     "TileRef",
     "chunk_params",
     "decode_tiles",
@@ -296,6 +298,16 @@ def _decode_batch(
         )
 
 
+def _tile_bits(
+    net, stack: np.ndarray, refs: list[TileRef], patch: int, device: torch.device
+) -> Iterator[tuple[TileRef, np.ndarray]]:
+    """Bits of every pixel of each coded tile under the integer tables, ``(ref, (h, w))``."""
+    tiles, params, coded = _side_info(stack, refs)
+    for geo, i, mu, sc, u in _predictions(net, tiles, params, refs, coded, patch, device):
+        bits = focus.code_lengths(mu, sc, u, params[i].vmax)
+        yield refs[i], geo.from_patches(bits.reshape(geo.n_patches, patch, patch))
+
+
 def rate_tiles(
     net,
     stack: np.ndarray,
@@ -305,13 +317,28 @@ def rate_tiles(
     device: torch.device,
 ) -> np.ndarray:
     """Bits per sample of every pixel under the integer tables (float32, shape of ``stack``)."""
-    refs = list(refs)
     rates = np.zeros(stack.shape, np.float32)
-    tiles, params, coded = _side_info(stack, refs)
-    for geo, i, mu, sc, u in _predictions(net, tiles, params, refs, coded, patch, device):
-        bits = focus.code_lengths(mu, sc, u, params[i].vmax)
-        r = refs[i]
-        rates[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] = geo.from_patches(
-            bits.reshape(geo.n_patches, patch, patch)
-        )
+    for r, bits in _tile_bits(net, stack, list(refs), patch, device):
+        rates[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] = bits
     return rates
+
+
+def probe_refs(stack: np.ndarray, tile: int, *, count: int = 4, side: int = 128) -> list[TileRef]:
+    """A cheap rate probe: the central ``side`` x ``side`` windows of up to ``count`` textured
+    tiles spread evenly over the stack (constant tiles cost nothing under any model)."""
+    textured = [
+        r
+        for r in tile_grid(stack.shape, tile)
+        if np.ptp(stack[r.plane, r.y : r.y + r.h, r.x : r.x + r.w]) > 0
+    ]
+    pick = [textured[int(k)] for k in np.linspace(0, len(textured) - 1, count)] if textured else []
+    out = []
+    for r in dict.fromkeys(pick):  # unique, in order
+        h, w = min(side, r.h), min(side, r.w)
+        out.append(TileRef(r.plane, r.y + (r.h - h) // 2, r.x + (r.w - w) // 2, h, w))
+    return out
+
+
+def probe_bits(net, stack: np.ndarray, refs: list[TileRef], *, patch: int, device) -> float:
+    """Total code length in bits of the windows ``refs`` (see :func:`probe_refs`)."""
+    return float(sum(bits.sum() for _, bits in _tile_bits(net, stack, refs, patch, device)))

@@ -23,9 +23,19 @@ from typing import Any
 
 from llic_imaging.errors import ModelError
 
-__all__ = ["DEFAULT_MODEL", "MODEL_PATH_ENV", "ModelInfo", "available", "load", "model_info"]
+__all__ = [
+    "AUTO",
+    "DEFAULT_MODEL",
+    "MODEL_PATH_ENV",
+    "ModelInfo",
+    "auto_candidates",
+    "available",
+    "load",
+    "model_info",
+]
 
 DEFAULT_MODEL = "hpac-small-v3"
+AUTO = "auto"  # encode(model="auto"): the cheapest of auto_candidates() on a rate probe
 MODEL_PATH_ENV = "LLIC_MODEL_PATH"
 
 
@@ -70,6 +80,12 @@ def _registry() -> dict[str, tuple[dict[str, Any], str | None]]:
 def available() -> list[str]:
     """Names of the installed models (shipped and on ``$LLIC_MODEL_PATH``)."""
     return sorted(_registry())
+
+
+def auto_candidates() -> list[str]:
+    """The default model and its installed per-domain fine-tunes (``<default>-<domain>``,
+    e.g. ``hpac-small-v3-sat``): the models ``model="auto"`` chooses from."""
+    return [DEFAULT_MODEL] + [n for n in available() if n.startswith(DEFAULT_MODEL + "-")]
 
 
 def model_info(name: str | None = None) -> ModelInfo:

@@ -9,6 +9,7 @@ next to anatomy costs (crops alone never show it).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,13 +54,26 @@ class CropSampler:
 
     @classmethod
     def from_corpus(
-        cls, crop: int, augment: dict, seed: int, split: str = "train", *, context: int = 0
+        cls,
+        crop: int,
+        augment: dict,
+        seed: int,
+        split: str = "train",
+        *,
+        context: int = 0,
+        groups: Sequence[str] = (),
     ) -> CropSampler:
-        planes, groups = [], []
+        """Planes of a corpus split; ``groups`` (benchmark group names) keeps only those."""
+        planes, kept = [], []
         for p in corpus.iter_planes(split=split):
+            if groups and p.group not in groups:
+                continue
             planes.append(np.asarray(p.array))
-            groups.append(p.group)
-        return cls(planes, groups, crop, augment, seed, context=context)
+            kept.append(p.group)
+        if not planes:
+            msg = f"no {split} planes in groups {list(groups)}"
+            raise ValueError(msg)
+        return cls(planes, kept, crop, augment, seed, context=context)
 
     def _window(self) -> np.ndarray:
         """An augmented region the size of a coded tile (``context``), or of a crop if 0."""

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from llic_imaging.codec.schedule import Geometry
+from llic_imaging.model import zoo
 from llic_imaging.model.hpac import HpacConfig, HpacNet, TileParams
 from llic_imaging.train.data import Batch, CropSampler
 from llic_imaging.train.loss import bits
@@ -45,6 +46,9 @@ class TrainConfig:
     checkpoint_every: int = 250
     model: dict[str, int] = field(default_factory=dict)
     augment: dict[str, Any] = field(default_factory=dict)
+    # fine-tuning: start from an installed model's weights, train on some benchmark groups only
+    init: str = ""
+    groups: list[str] = field(default_factory=list)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> TrainConfig:
@@ -100,10 +104,16 @@ def train(
     net = HpacNet(HpacConfig(**cfg.model)).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sampler = sampler or CropSampler.from_corpus(
-        cfg.crop, cfg.augment, cfg.seed, context=cfg.context
+        cfg.crop, cfg.augment, cfg.seed, context=cfg.context, groups=cfg.groups
     )
     step = 0
     ckpt = out_dir / "checkpoint.pt"
+    if cfg.init:  # a checkpoint below replaces these when the run resumes
+        start, info = zoo.load(cfg.init)
+        if info.config != net.config.to_dict():
+            msg = f"init model {cfg.init} has config {info.config}, this run {net.config.to_dict()}"
+            raise ValueError(msg)
+        net.load_state_dict(start.state_dict())
     if resume and ckpt.exists():
         state = torch.load(ckpt, map_location=dev, weights_only=False)
         net.load_state_dict(state["model"])
