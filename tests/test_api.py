@@ -311,39 +311,63 @@ def test_unknown_patch_sizes_are_refused() -> None:
         llic_imaging.decode(forged)
 
 
-def test_auto_model_picks_the_cheapest_candidate_on_the_probe(tmp_path, monkeypatch) -> None:
-    """``model="auto"``: the default model and its fine-tunes (``<default>-*``) compete on a
-    probe of a few windows; the winner is recorded and decodes. A copy of the fast model under
-    a fine-tune's name stands in for a per-domain model."""
-    import json
-    import shutil
-    from importlib import resources
-
+def _probe_winner(img: np.ndarray, names: list[str]) -> str:
     import torch
 
     from llic_imaging.codec.engine import probe_bits, probe_refs
     from llic_imaging.model.runtime import deterministic
 
+    refs = probe_refs(img[None], 256)
+    assert 1 <= len(refs) <= 4
+    assert all(r.h <= 128 and r.w <= 128 for r in refs)
+    with deterministic():
+        nets = [zoo.load(n)[0] for n in names]
+        costs = [probe_bits(n, img[None], refs, patch=32, device=torch.device("cpu")) for n in nets]
+    return names[int(np.argmin(costs))]
+
+
+def test_automatic_model_choice_for_8_bit_data() -> None:
+    """8-bit data: the default model and the shipped 8-bit fine-tune compete on a probe; the
+    winner is recorded, decodes, and the rate map uses the same model."""
+    names = zoo.auto_candidates(8)
+    assert names == [zoo.DEFAULT_MODEL, "hpac-small-v3-med8"]
+    rng = np.random.default_rng(5)
+    img = (np.cumsum(rng.integers(-3, 4, (300, 260)), axis=1) % 200).astype(np.uint8)
+    data = llic_imaging.encode(img)
+    assert llic_imaging.info(data).model == _probe_winner(img, names)
+    assert llic_imaging.info(llic_imaging.encode(img, model="auto")).model == _probe_winner(
+        img, names
+    )
+    np.testing.assert_array_equal(llic_imaging.decode(data), img)
+    c = container.read(data)
+    payload_bits = sum(e.length for e in c.chunks) * 8
+    rates = llic_imaging.rate_map(img)
+    assert abs(rates.sum() - payload_bits) <= 0.01 * payload_bits + 8 * 64 * len(c.chunks)
+    const = llic_imaging.encode(np.full((40, 40), 7, np.uint8))
+    assert llic_imaging.info(const).model == zoo.DEFAULT_MODEL  # nothing to probe
+    named = llic_imaging.encode(img, model=zoo.DEFAULT_MODEL)
+    assert llic_imaging.info(named).model == zoo.DEFAULT_MODEL  # a name overrides the choice
+
+
+def test_automatic_choice_weighs_registered_fine_tunes_of_the_data_s_domain(
+    tmp_path, monkeypatch
+) -> None:
+    """16-bit data is coded with the default model unless a 16-bit fine-tune is installed; a
+    copy of the fast model registered as one (``"domain": "16-bit"``) stands in for it."""
+    import json
+    import shutil
+    from importlib import resources
+
+    assert zoo.auto_candidates(16) == [zoo.DEFAULT_MODEL]
     shipped = resources.files("llic_imaging.weights")
     entry = json.loads(shipped.joinpath("MODELS.json").read_text())["hpac-lite-v2"]
     with resources.as_file(shipped.joinpath(entry["file"])) as src:
         shutil.copy(src, tmp_path / entry["file"])
-    name = f"{zoo.DEFAULT_MODEL}-fast"
-    (tmp_path / "MODELS.json").write_text(json.dumps({name: entry}))
+    (tmp_path / "MODELS.json").write_text(json.dumps({"ft-16": {**entry, "domain": "16-bit"}}))
     monkeypatch.setenv(zoo.MODEL_PATH_ENV, str(tmp_path))
-    assert zoo.auto_candidates() == [zoo.DEFAULT_MODEL, name]
-
+    assert zoo.auto_candidates(16) == [zoo.DEFAULT_MODEL, "ft-16"]
     rng = np.random.default_rng(5)
     img = (np.cumsum(rng.integers(-40, 41, (300, 260)), axis=1) % 4096).astype(np.uint16)
-    refs = probe_refs(img[None], 256)
-    assert 1 <= len(refs) <= 4
-    assert all(r.h <= 128 and r.w <= 128 for r in refs)
-    cpu = torch.device("cpu")
-    with deterministic():
-        nets = [zoo.load(n)[0] for n in zoo.auto_candidates()]
-        costs = [probe_bits(net, img[None], refs, patch=32, device=cpu) for net in nets]
-    data = llic_imaging.encode(img, model="auto")
-    assert llic_imaging.info(data).model == zoo.auto_candidates()[int(np.argmin(costs))]
+    data = llic_imaging.encode(img)
+    assert llic_imaging.info(data).model == _probe_winner(img, zoo.auto_candidates(16))
     np.testing.assert_array_equal(llic_imaging.decode(data), img)
-    const = llic_imaging.encode(np.full((40, 40), 7, np.uint16), model="auto")
-    assert llic_imaging.info(const).model == zoo.DEFAULT_MODEL  # nothing to probe

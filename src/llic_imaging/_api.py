@@ -119,9 +119,10 @@ def encode(
     level
         Reserved for effort levels; only ``None``/1 exist today.
     model
-        Installed model name (default ``model.zoo.DEFAULT_MODEL``); its name and SHA-256 go in the
-        header. ``"auto"``: whichever of ``model.zoo.auto_candidates()`` (the default model and
-        its per-domain fine-tunes) codes a probe of up to four 128x128 windows smallest.
+        Installed model name; its name and SHA-256 go in the header. ``None`` or ``"auto"``
+        (default): the default model (``model.zoo.DEFAULT_MODEL``), or a per-domain fine-tune
+        for this bit depth (``model.zoo.auto_candidates``) where one codes a probe of up to four
+        128x128 windows smaller. 16-bit data has no fine-tune today, so nothing is probed.
     tile
         Side of the independently decodable tiles in pixels (default 256, minimum 8).
     patch
@@ -145,7 +146,6 @@ def encode(
     """
     from llic_imaging.codec.engine import encode_tiles, tile_grid
     from llic_imaging.model.runtime import deterministic
-    from llic_imaging.model.zoo import AUTO
 
     stack, spec = to_stack(data)
     tile, patch = _tiling(tile, patch)
@@ -156,8 +156,7 @@ def encode(
         msg = f"metadata must be bytes, got {type(metadata).__name__}"
         raise TypeError(msg)
     with deterministic(numthreads):
-        if model == AUTO:
-            model = _choose_model(stack, tile, patch, device)
+        model = _choose_model(stack, spec, model, tile, patch, device)
         net, minfo, dev = _load_model(model, device)
         refs = tile_grid(stack.shape, tile)
         payloads = encode_tiles(net, stack, refs, patch=patch, device=dev, progress=progress)
@@ -182,14 +181,21 @@ def encode(
     )
 
 
-def _choose_model(stack: np.ndarray, tile: int, patch: int, device: str | None) -> str:
-    """``model="auto"``: the candidate with the fewest bits on a small probe (ties: the default)."""
+def _choose_model(
+    stack: np.ndarray, spec: PlaneSpec, model: str | None, tile: int, patch: int, device: str | None
+) -> str:
+    """The named model, or for ``None``/``"auto"`` the candidate for this bit depth with the
+    fewest bits on a small probe (ties: the default model). Call under ``deterministic``."""
     from llic_imaging.codec.engine import probe_bits, probe_refs
     from llic_imaging.model import zoo
 
-    names = zoo.auto_candidates()
+    if model not in (None, zoo.AUTO):
+        return model
+    names = zoo.auto_candidates(spec.bits_per_sample)
+    if len(names) == 1:
+        return names[0]
     refs = probe_refs(stack, tile)
-    if len(names) == 1 or not refs:
+    if not refs:
         return names[0]
     costs = []
     for name in names:
@@ -455,10 +461,10 @@ def rate_map(
     from llic_imaging.model.runtime import deterministic
 
     stack, spec = to_stack(array)
-    net, _, dev = _load_model(model, device)
     tile, patch = _tiling(tile, patch)
     refs = tile_grid(stack.shape, tile)
     with deterministic(numthreads):
+        net, _, dev = _load_model(_choose_model(stack, spec, model, tile, patch, device), device)
         rates = rate_tiles(net, stack, refs, patch=patch, device=dev)
     return rates.reshape(spec.shape)
 

@@ -172,8 +172,9 @@ def _llic(numthreads: int | None, model: str | None) -> Codec:
 
     # Signed planes go in as they are: handling them is the codec's job.
     coding = (
-        f"the cheapest of {', '.join(zoo.auto_candidates())} per plane (model=auto)"
-        if model == zoo.AUTO
+        f"the automatic choice ({zoo.DEFAULT_MODEL}; 8-bit planes: the cheaper of "
+        f"{', '.join(zoo.auto_candidates(8))} on a probe)"
+        if model in (None, zoo.AUTO)
         else zoo.model_info(model).name
     )
     return Codec(
@@ -181,8 +182,7 @@ def _llic(numthreads: int | None, model: str | None) -> Codec:
         lambda plane: Prepared(plane, bits_needed(plane)),
         lambda p: llic_imaging.encode(p.array, numthreads=numthreads, model=model),
         lambda data, p: llic_imaging.decode(data, numthreads=numthreads),
-        f"public API, {llic_imaging.version()}; coding with {coding}, "
-        f"numthreads={numthreads}",
+        f"public API, {llic_imaging.version()}; coding with {coding}, numthreads={numthreads}",
     )
 
 

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "hpac-small-v3"
-AUTO = "auto"  # encode(model="auto"): the cheapest of auto_candidates() on a rate probe
+AUTO = "auto"  # the automatic choice (also what model=None means): see auto_candidates
 MODEL_PATH_ENV = "LLIC_MODEL_PATH"
 
 
@@ -82,10 +82,15 @@ def available() -> list[str]:
     return sorted(_registry())
 
 
-def auto_candidates() -> list[str]:
-    """The default model and its installed per-domain fine-tunes (``<default>-<domain>``,
-    e.g. ``hpac-small-v3-sat``): the models ``model="auto"`` chooses from."""
-    return [DEFAULT_MODEL] + [n for n in available() if n.startswith(DEFAULT_MODEL + "-")]
+def auto_candidates(bits: int) -> list[str]:
+    """Models the automatic choice weighs for data stored with ``bits`` bits per sample: the
+    default model, then installed fine-tunes whose registry entry names that domain
+    (``"domain": "8-bit"`` or ``"16-bit"``). With one candidate nothing is probed."""
+    domain = "8-bit" if bits <= 8 else "16-bit"
+    reg = _registry()
+    return [DEFAULT_MODEL] + sorted(
+        n for n, (entry, _) in reg.items() if entry.get("domain") == domain and n != DEFAULT_MODEL
+    )
 
 
 def model_info(name: str | None = None) -> ModelInfo:
