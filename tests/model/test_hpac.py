@@ -1,4 +1,5 @@
-"""The network: dense teacher forcing == step-wise CSI decoding, causality, integer bounds."""
+"""The network: dense teacher forcing == step-wise CSI decoding == the CPU path, causality,
+integer bounds."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 
 from llic_imaging.codec.schedule import Geometry
 from llic_imaging.model import quant, zoo
+from llic_imaging.model.cpu_kernel import CpuSteps
 from llic_imaging.model.hpac import HpacConfig, HpacNet, TileParams
 from llic_imaging.model.runtime import deterministic
 
@@ -42,7 +44,8 @@ def _stepwise(net: HpacNet, img: np.ndarray, geo: Geometry, p: TileParams):
 
 
 def _assert_paths_agree(net: HpacNet, img: np.ndarray, *, shift: int) -> None:
-    """Dense teacher forcing and step-wise decoding give identical integers inside the tile."""
+    """Dense teacher forcing, step-wise decoding and the CPU path give identical integers
+    inside the tile."""
     geo = Geometry(*img.shape, PATCH)
     p = _params(geo.n_patches, shift, int(np.median(img)), int(img.max()))
     d = _dense(net, img, geo, p)
@@ -50,22 +53,16 @@ def _assert_paths_agree(net: HpacNet, img: np.ndarray, *, shift: int) -> None:
     inside = torch.from_numpy(geo.inside.reshape(-1))
     assert torch.equal(mu[inside], d.mu16.reshape(-1)[inside])
     assert torch.equal(sc[inside], d.scale.reshape(-1)[inside])
+    k = CpuSteps(net, geo.inside.astype(np.float32), *(t.numpy() for t in (p.shift, p.mid, p.vmax)))
+    k.pixels[:] = geo.to_patches(img)
+    cmu, csc = (torch.from_numpy(a.reshape(-1)) for a in k.dense())
+    assert torch.equal(cmu[inside], d.mu16.reshape(-1)[inside])
+    assert torch.equal(csc[inside], d.scale.reshape(-1)[inside])
 
 
 @pytest.fixture(scope="module")
 def net() -> HpacNet:
     return zoo.load()[0]
-
-
-@pytest.fixture(scope="module")
-def ct_slice() -> np.ndarray:
-    """A real CT-like slice: the pydicom CT sample (pip-installed, MIT)."""
-    pydicom = pytest.importorskip("pydicom")
-    from pydicom.data import get_testdata_file
-
-    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
-    a = np.frombuffer(ds.PixelData, "<i2").reshape(ds.Rows, ds.Columns).astype(np.int64)
-    return a - a.min()
 
 
 @pytest.mark.parametrize(("h", "w"), [(128, 128), (70, 45), (33, 97)])
@@ -80,8 +77,9 @@ def test_dense_equals_stepwise_on_real_image(
     [
         HpacConfig(blocks=2, mlp_ratio=1, shift_input=1),
         HpacConfig(channels=16, embed_kernel=5, dw_kernel=5, shift_input=1),
+        HpacConfig(channels=8),
     ],
-    ids=["lite-shift-input", "other-kernels"],
+    ids=["lite-shift-input", "other-kernels", "other-widths"],
 )
 def test_dense_equals_stepwise_for_other_architectures(
     ct_slice: np.ndarray, config: HpacConfig
