@@ -96,3 +96,29 @@ def test_concurrent_decodes_from_python_threads(ct_slice: np.ndarray) -> None:
         results = list(pool.map(lambda _: llic_imaging.decode(data, numthreads=2), range(6)))
     for r in results:
         np.testing.assert_array_equal(r, img)
+
+
+def test_concurrent_decodes_under_numba_s_fallback_thread_pool(tmp_path) -> None:
+    """Where only numba's "workqueue" layer loads, concurrent launches would abort the process;
+    the kernel serialises them there (a real subprocess forced onto that layer)."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "import numba, numpy as np, llic_imaging\n"
+        "img = (np.arange(160 * 150) % 997).reshape(160, 150).astype(np.uint16)\n"
+        "data = llic_imaging.encode(img, tile=64, numthreads=2)\n"
+        "with ThreadPoolExecutor(3) as pool:\n"
+        "    out = list(pool.map(lambda _: llic_imaging.decode(data, numthreads=2), range(6)))\n"
+        "assert all(np.array_equal(o, img) for o in out)\n"
+        "print(numba.threading_layer())\n"
+    )
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "workqueue"
