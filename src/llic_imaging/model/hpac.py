@@ -11,7 +11,9 @@ predecessor CALLIC's gated block. Our reconstruction (the paper body was not ava
 Two paths give *identical* integers: :meth:`HpacNet.dense` (teacher forcing: training and the
 encoder, one pass over all pixels) and :meth:`HpacNet.step` (Cache-then-Select Inference: the
 decoder computes only the positions of the current step and reads earlier positions' features
-from caches). ``tests/model`` asserts the equality and the causality.
+from caches). On the CPU the codec runs a third implementation of the same integers,
+``model.cpu_kernel`` (faster); these two serve training and the GPU. ``tests/model`` asserts the
+equality of all three and the causality.
 """
 
 from __future__ import annotations
