@@ -166,7 +166,7 @@ def _jpegls() -> Codec:
     )
 
 
-def _llic(numthreads: int | None, model: str | None) -> Codec:
+def _llic(numthreads: int | None, model: str | None, patch: int | None = None) -> Codec:
     import llic_imaging
     from llic_imaging.model import zoo
 
@@ -180,7 +180,7 @@ def _llic(numthreads: int | None, model: str | None) -> Codec:
     return Codec(
         "llic",
         lambda plane: Prepared(plane, bits_needed(plane)),
-        lambda p: llic_imaging.encode(p.array, numthreads=numthreads, model=model),
+        lambda p: llic_imaging.encode(p.array, numthreads=numthreads, model=model, patch=patch),
         lambda data, p: llic_imaging.decode(data, numthreads=numthreads),
         f"public API, {llic_imaging.version()}; coding with {coding}, numthreads={numthreads}",
     )
@@ -198,7 +198,10 @@ CODECS: tuple[str, ...] = ("llic", *_CLASSICAL)
 
 
 def resolve(
-    names: tuple[str, ...], numthreads: int | None, model: str | None = None
+    names: tuple[str, ...],
+    numthreads: int | None,
+    model: str | None = None,
+    patch: int | None = None,
 ) -> list[Codec]:
     """Build the named codecs and prove each round-trips a tiny plane before a long run starts.
 
@@ -220,7 +223,7 @@ def resolve(
     codecs = []
     for name in names:
         try:
-            codec = _llic(numthreads, model) if name == "llic" else _CLASSICAL[name]()
+            codec = _llic(numthreads, model, patch) if name == "llic" else _CLASSICAL[name]()
             prepared = codec.prepare(probe)
             ok = np.array_equal(codec.decode(codec.encode(prepared), prepared), prepared.array)
         except Exception as exc:

@@ -39,6 +39,7 @@ def run(
     split: str = "validation",
     numthreads: int | None = None,
     model: str | None = None,
+    patch: int | None = None,
     json_path: str | os.PathLike[str] | None = None,
     markdown_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
@@ -65,7 +66,9 @@ def run(
     numthreads
         Passed to ``llic_imaging.encode/decode``; ``None`` is the library default.
     model
-        Model llic encodes with (``None``: the default model); for comparing trained variants.
+        Model llic encodes with (``None``: the automatic choice); for comparing trained variants.
+    patch
+        llic's patch side (``None``: the default, 32); for the coding-steps ablation.
     json_path, markdown_path
         Where to write :meth:`BenchReport.to_dict` as JSON and the generated markdown section
         (between the ``bench`` markers of an existing file, e.g. ``docs/benchmarks.md``).
@@ -97,7 +100,7 @@ def run(
         raise ValueError(msg)
     started = time.perf_counter()
     created = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    resolved = resolve(names, numthreads, model)
+    resolved = resolve(names, numthreads, model, patch)
     label, selection, files, given = _select(source, split)
     results: list[PlaneResult] = []
     from tqdm import tqdm

@@ -360,6 +360,7 @@ def info(archive: Path, as_json: bool) -> None:
     "--memory", is_flag=True, help="Also measure llic's peak memory on an 8192x8192 uint16 image."
 )
 @model_opt
+@patch_opt
 @numthreads_opt
 @verbose_opt
 @quiet_opt
