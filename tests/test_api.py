@@ -317,12 +317,15 @@ def _probe_winner(img: np.ndarray, names: list[str]) -> str:
     from llic_imaging.codec.engine import probe_bits, probe_refs
     from llic_imaging.model.runtime import deterministic
 
+    patch = 64 if img.dtype.itemsize == 1 else 32  # the default patch by bit depth
     refs = probe_refs(img[None], 256)
     assert 1 <= len(refs) <= 4
     assert all(r.h <= 128 and r.w <= 128 for r in refs)
     with deterministic():
         nets = [zoo.load(n)[0] for n in names]
-        costs = [probe_bits(n, img[None], refs, patch=32, device=torch.device("cpu")) for n in nets]
+        costs = [
+            probe_bits(n, img[None], refs, patch=patch, device=torch.device("cpu")) for n in nets
+        ]
     return names[int(np.argmin(costs))]
 
 
@@ -334,6 +337,7 @@ def test_automatic_model_choice_for_8_bit_data() -> None:
     rng = np.random.default_rng(5)
     img = (np.cumsum(rng.integers(-3, 4, (300, 260)), axis=1) % 200).astype(np.uint8)
     data = llic_imaging.encode(img)
+    assert llic_imaging.info(data).patch == 64  # 8-bit data: the larger default patch
     assert llic_imaging.info(data).model == _probe_winner(img, names)
     assert llic_imaging.info(llic_imaging.encode(img, model="auto")).model == _probe_winner(
         img, names

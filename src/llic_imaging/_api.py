@@ -37,7 +37,8 @@ __all__ = [
 CODEC = "hpac"
 FORMAT = 1  # codec payload format (chunk header, step order, focus coding, CDF grid v1, LUT v1)
 DEFAULT_TILE = 256
-DEFAULT_PATCH = 32
+DEFAULT_PATCH = 32  # 16-bit data: the decode-speed target (0.5 MPix/s) is set on 16-bit slices
+DEFAULT_PATCH_8BIT = 64  # 8-bit data: 2-4 % smaller, ~16 % slower decoding (docs/benchmarks.md)
 PATCHES = (16, 32, 64, 128)  # larger: fewer context-poor first rows/columns, more decoder steps
 _MAX_PLANE_HASHES = 4096
 MAX_TILE = 4096
@@ -126,9 +127,10 @@ def encode(
     tile
         Side of the independently decodable tiles in pixels (default 256, minimum 8).
     patch
-        Side of the patches coded in parallel inside a tile (one of ``PATCHES``, default 32):
-        the first row and column of a patch have little context, so larger patches code
-        smaller (about 1-5 % from 32 to 64) but take ``3 * patch - 2`` decoder steps per tile.
+        Side of the patches coded in parallel inside a tile (one of ``PATCHES``; default 32 for
+        16-bit data, 64 for 8-bit data): the first row and column of a patch have little
+        context, so larger patches code smaller (0.4-4 % from 32 to 64) but take
+        ``3 * patch - 2`` decoder steps per tile (about 16 % slower decoding from 32 to 64).
     numthreads, device
         CPU threads (default 1) and ``"cpu"``/``"cuda"``; the stream does not depend on
         either.
@@ -148,7 +150,7 @@ def encode(
     from llic_imaging.model.runtime import deterministic
 
     stack, spec = to_stack(data)
-    tile, patch = _tiling(tile, patch)
+    tile, patch = _tiling(tile, patch, spec)
     if level not in (None, 1):
         msg = f"level must be None or 1, got {level!r}"
         raise ValueError(msg)
@@ -204,10 +206,12 @@ def _choose_model(
     return names[int(np.argmin(costs))]
 
 
-def _tiling(tile: int | None, patch: int | None) -> tuple[int, int]:
-    """Validated tile and patch sides (defaults for ``None``)."""
+def _tiling(tile: int | None, patch: int | None, spec: PlaneSpec) -> tuple[int, int]:
+    """Validated tile and patch sides (defaults for ``None``, the patch's by bit depth)."""
     tile = DEFAULT_TILE if tile is None else int(tile)
-    patch = DEFAULT_PATCH if patch is None else int(patch)
+    if patch is None:
+        patch = DEFAULT_PATCH_8BIT if spec.bits_per_sample <= 8 else DEFAULT_PATCH
+    patch = int(patch)
     if not 8 <= tile <= MAX_TILE:
         msg = f"tile must be 8 to {MAX_TILE} pixels, got {tile}"
         raise ValueError(msg)
@@ -461,7 +465,7 @@ def rate_map(
     from llic_imaging.model.runtime import deterministic
 
     stack, spec = to_stack(array)
-    tile, patch = _tiling(tile, patch)
+    tile, patch = _tiling(tile, patch, spec)
     refs = tile_grid(stack.shape, tile)
     with deterministic(numthreads):
         net, _, dev = _load_model(_choose_model(stack, spec, model, tile, patch, device), device)
