@@ -150,13 +150,13 @@ def _dense(net, geo: Geometry, tiles: list[np.ndarray], params: list[ChunkParams
         [geo.to_patches(t.astype(np.int64) - p.vmin) for t, p in zip(tiles, params, strict=True)]
     )
     u = u.reshape(-1, geo.patch, geo.patch).astype(np.float32)
-    tp = _tile_params(geo, params, device)
-    inside = np.tile(geo.inside, (len(tiles), 1, 1)).astype(np.float32)
     if device.type == "cpu":
-        k = CpuSteps(net, inside, *(t.numpy() for t in (tp.shift, tp.mid, tp.vmax)))
+        k = _stepper(net, geo, params, device)
         k.pixels[:] = u
         mu, sc = k.dense()
     else:
+        tp = _tile_params(geo, params, device)
+        inside = np.tile(geo.inside, (len(tiles), 1, 1)).astype(np.float32)
         ut, it = torch.from_numpy(u).to(device), torch.from_numpy(inside).to(device)
         mu, sc = torch.empty_like(ut), torch.empty_like(ut)
         step = max(1, _DENSE_PIXELS // (geo.patch * geo.patch))
