@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _reference import ideal_bits
+from _reference import freq_row, ideal_bits
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,11 +22,47 @@ def _sample(rng: np.random.Generator, n: int, vmax: int, lo: int, hi: int):
 def test_tables_are_bounded_and_positive() -> None:
     rng = np.random.default_rng(0)
     mu16, scale, _ = _sample(rng, 5000, 65535, 0, intcdf.N_SCALES)
-    groups = focus.tables(mu16, scale, 65535)
-    for _, t in groups:
-        assert t.freqs.shape[1] <= intcdf.MAX_BINS + 1 <= 513
-        assert (t.freqs >= 0).all()
-        assert (t.freqs.sum(1) > 0).all()
+    p = focus.plan(mu16, scale, 65535, np.zeros(mu16.size, np.int64), 1)
+    runs = p.runs(0)
+    assert sum(b - a for a, b, _ in runs) == mu16.size
+    for _, _, freqs in runs:
+        assert freqs.shape[1] <= intcdf.MAX_BINS + 1 <= 513
+        assert (freqs >= 0).all()
+        assert (freqs.sum(1) > 0).all()
+
+
+@pytest.mark.parametrize("vmax", [1, 37, 4095, 65535])
+def test_rows_match_the_reference_rule(vmax: int) -> None:
+    """The compiled rows equal a plain per-pixel reading of docs/focus-coding.md (2-3)."""
+    rng = np.random.default_rng(vmax)
+    mu16, scale, _ = _sample(rng, 400, vmax, 0, intcdf.N_SCALES)
+    unit = np.sort(rng.integers(0, 3, mu16.size))
+    p = focus.plan(mu16, scale, vmax, unit, 3)
+    for k in range(3):
+        pixels = [i for i in range(mu16.size) if unit[i] == k]
+        coded = [int(p.row[i]) for i in pixels]
+        for a, b, freqs in p.runs(k):
+            for r, row in zip(range(a, b), freqs, strict=True):
+                i = pixels[coded.index(r)]
+                np.testing.assert_array_equal(row, freq_row(mu16[i], scale[i], vmax))
+
+
+def _round_trip(p: focus.Plan, v: np.ndarray) -> focus.Symbols:
+    """Encode ``v`` under plan ``p``, read it back the decoder's way, check it equals ``v``."""
+    sym = focus.encode_symbols(p, v)
+    pending = focus.Pending(p, sym.bins)
+    np.testing.assert_array_equal(pending.flags.idx, sym.flags.idx)
+    np.testing.assert_array_equal(pending.flags.params, sym.flags.params)
+    offsets, escapes = pending.apply_flags(sym.flag_values)
+    for got, want in ((offsets, sym.offsets), (escapes, sym.escapes)):
+        np.testing.assert_array_equal(got.idx, want.idx)
+        np.testing.assert_array_equal(got.params, want.params)
+        np.testing.assert_array_equal(got.bounds, want.bounds)
+    out = pending.values
+    out[offsets.idx] += sym.offset_values
+    out[escapes.idx] = sym.escape_values
+    np.testing.assert_array_equal(out, v)
+    return sym
 
 
 @settings(max_examples=60, deadline=None)
@@ -35,15 +71,16 @@ def test_symbols_map_back_to_values(vmax: int, seed: int, lo: int) -> None:
     rng = np.random.default_rng(seed)
     mu16, scale, v = _sample(rng, 300, vmax, lo, min(intcdf.N_SCALES, lo + 10))
     v[:10] = rng.integers(0, vmax + 1, 10)  # some far outliers -> escapes
-    groups = focus.tables(mu16, scale, vmax)
-    for idx, t in groups:
-        sym, off, size = focus.to_symbols(t, v[idx])
-        assert (t.freqs[np.arange(idx.size), sym] > 0).all(), "a value was given zero probability"
-        first, dsize = focus.to_values(t, sym)
-        esc = sym == t.width
-        np.testing.assert_array_equal((first + off)[~esc], v[idx][~esc])
-        np.testing.assert_array_equal(dsize[~esc], size[~esc])
-        assert ((off >= 0) & (off < np.maximum(size, 1))).all()
+    v[10:20] = rng.choice([0, vmax], 10)  # range edges -> edge flags in wide bins
+    unit = np.sort(rng.integers(0, 4, v.size))
+    p = focus.plan(mu16, scale, vmax, unit, 4)
+    sym = _round_trip(p, v)
+    for k in range(4):
+        for a, b, freqs in p.runs(k):
+            coded = freqs[np.arange(b - a), sym.bins[a:b]]
+            assert (coded > 0).all(), "a value was given zero probability"
+    assert ((sym.offset_values >= 0) & (sym.offset_values < sym.offsets.params)).all()
+    assert (sym.flags.params > 0).all()
 
 
 @pytest.mark.parametrize(

@@ -1,232 +1,501 @@
 """Adaptive Focus Coding: a bounded probability table per pixel, whatever the bit depth.
 
-Pure numpy, integers only. A pixel with predicted mean ``mu16 / 16`` and scale level ``j`` is
-coded as: the index of its bin in a focus window of ``width(j)`` bins (at most 64) of
-``2**q(j)`` values each, centred on ``round(mu)`` -- or an escape symbol when the value lies
-outside the window; then, if the bin holds several values, the offset inside the bin (uniform);
-then, after an escape, the value itself (uniform over the chunk's range). Bins outside the
-chunk's range ``[0, R]`` get no mass and the tails beyond the range fold into the edge bins.
+Integers only. A pixel with predicted mean ``mu16 / 16`` and scale level ``j`` is coded as:
+the index of its bin in a focus window of ``width(j)`` bins (at most 64) of ``2**q(j)`` values
+each, centred on ``round(mu)`` -- or an escape symbol when the value lies outside the window;
+then, for a wide bin that holds a range edge (0 or R), one binary "edge value or not" symbol;
+then, if the bin (still) holds several values, the offset inside it (uniform); then, after an
+escape, the value itself (uniform over the chunk's range). Bins outside the chunk's range
+``[0, R]`` get no mass and the tails beyond the range fold into the edge bins.
 Design and measured overhead: docs/focus-coding.md.
+
+The per-pixel rules are compiled (numba) and shared by the encoder, the decoder and the rate
+map, so there is one implementation of every rule. A :class:`Plan` lays the pixels of several
+coding units (a chunk's steps, or one step of several chunks) out the way the range coder
+consumes them: bin-symbol rows grouped by window width, and the stream order of everything else.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
+import numba
 import numpy as np
 
 from llic_imaging.codec import intcdf
 
 __all__ = [
-    "EdgeSplit",
-    "Tables",
+    "Pending",
+    "Plan",
+    "Run",
+    "Symbols",
     "code_lengths",
-    "edge_split",
-    "tables",
-    "to_symbols",
-    "to_values",
+    "encode_symbols",
+    "plan",
     "window_bounds",
-    "window_width",
 ]
 
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+_TOTAL = intcdf.TOTAL
+_HALF_FRAC = intcdf.N_FRAC // 2
+_Z_MAX = intcdf.Z_MAX
+_Z_SHIFT = intcdf.Z_SHIFT
+
 
 @dataclass(frozen=True)
-class Tables:
-    """Frequency tables of one group of pixels that share a window width."""
+class _Tables:
+    """The frozen integer tables the rules read, as contiguous int64 arrays."""
 
-    width: int  # bins; the escape symbol is column ``width``
-    freqs: np.ndarray  # (n, width + 1) float64 holding exact integers (constriction's input)
-    low: np.ndarray  # (n,) first value of bin 0 (may be < 0)
-    shift: np.ndarray  # (n,) log2 of bin width
-    mu16: np.ndarray  # (n,) the distribution's parameters, for edge splits
-    scale: np.ndarray
-    vmax: np.ndarray  # (n,) each pixel's chunk range R (pixels of several chunks may share a group)
-    edge_rows: np.ndarray  # rows whose window reaches past 0 or R (the only ones clipped or split)
+    grid: np.ndarray  # (N_SCALES, N_FRAC, MAX_BINS + 1) CDF at bin edges
+    rows: np.ndarray  # the same shape, float64: frequency rows of windows inside the range
+    widths: np.ndarray  # (N_SCALES,) bins per window
+    shifts: np.ndarray  # (N_SCALES,) log2 of the bin width
+    zcdf: np.ndarray  # point CDF for range edges
+    invs: np.ndarray  # integer inverse scales
+    group_of: np.ndarray  # (N_SCALES,) index of the scale's width in group_widths
+    group_widths: np.ndarray  # distinct widths, ascending: the order of bin-symbol groups
 
 
-def _window(
-    mu16: np.ndarray, scale: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+@cache
+def _tables() -> _Tables:
+    widths = intcdf.n_bins(np.arange(intcdf.N_SCALES)).astype(np.int64)
+    distinct = np.unique(widths)
+    grid = np.ascontiguousarray(intcdf.cdf_grid(), np.int64)
+    rows = np.zeros(grid.shape, np.float64)
+    for j, w in enumerate(widths):
+        _fill_inside(rows[j], grid[j], w)
+    return _Tables(
+        grid,
+        rows,
+        widths,
+        intcdf.bin_shift(np.arange(intcdf.N_SCALES)).astype(np.int64),
+        *(np.ascontiguousarray(a, np.int64) for a in intcdf.point_tables()),
+        np.searchsorted(distinct, widths).astype(np.int64),
+        distinct,
+    )
+
+
+# ---------------------------------------------------------------- per-pixel rules (compiled)
+
+
+@numba.njit(inline="always", **_JIT)
+def _window(mu16, j, widths, shifts):
+    """(mean fraction index, width, bin shift, first value of bin 0) of one pixel."""
     c = (mu16 + 8) >> 4
-    frac = mu16 - 16 * c + intcdf.N_FRAC // 2
-    width = window_width(scale)
-    shift = intcdf.bin_shift(scale).astype(np.int64)
-    low = c - ((width // 2) << shift)
-    return frac, width, shift, low
+    w = widths[j]
+    q = shifts[j]
+    return mu16 - 16 * c + _HALF_FRAC, w, q, c - ((w // 2) << q)
 
 
-def window_width(scale: np.ndarray) -> np.ndarray:
-    """Number of focus bins of each pixel (its group key)."""
-    return intcdf.n_bins(np.asarray(scale, np.int64)).astype(np.int64)
+@numba.njit(inline="always", **_JIT)
+def _fill_row(out, at, cdf, low, q, w, vmax):
+    """Frequencies of the ``w`` bins and the escape symbol into ``out[at : at + w + 1]``.
 
-
-def window_bounds(mu16: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First and last value of each pixel's focus window (values outside it are escapes)."""
-    _, width, shift, low = _window(np.asarray(mu16, np.int64), np.asarray(scale, np.int64))
-    return low, low + (width << shift) - 1
-
-
-def tables(
-    mu16: np.ndarray, scale: np.ndarray, vmax: int | np.ndarray
-) -> list[tuple[np.ndarray, Tables]]:
-    """Group pixels by window width and build their integer frequency rows.
-
-    ``vmax`` is one range for all pixels or one per pixel. Returns ``(indices, Tables)`` per
-    group in ascending width (the coding order of bin symbols inside a step).
+    Every bin that holds a value of ``[0, vmax]`` gets its CDF mass plus one (no zero
+    probability); bins outside the range get nothing and their mass folds into the escape
+    (below 0 / above vmax); the escape takes both tails plus one when it can hold a value.
     """
-    mu16 = np.asarray(mu16, np.int64)
-    scale = np.asarray(scale, np.int64)
-    vmax = np.broadcast_to(np.asarray(vmax, np.int64), mu16.shape)
-    frac, width, shift, low = _window(mu16, scale)
-    groups = []
-    for w in np.unique(width):
-        idx = np.flatnonzero(width == w)
-        w = int(w)
-        key = scale[idx] * intcdf.N_FRAC + frac[idx]
-        freqs = np.take(_freq_rows(w), key, axis=0)
-        lo, sh, vm = low[idx], shift[idx], vmax[idx]
-        e = np.flatnonzero((lo <= 0) | (lo + (np.int64(w) << sh) > vm))
-        if e.size:
-            g = np.take(_grid_rows(w), key[e], axis=0)
-            freqs[e] = _clipped(g, lo[e], sh[e], w, vm[e])
-        groups.append((idx, Tables(w, freqs, lo, sh, mu16[idx], scale[idx], vm, e)))
-    return groups
+    prev = 0
+    edge = low
+    g0 = 0 if edge <= 0 else (_TOTAL if edge > vmax else cdf[0])
+    prev = g0
+    for k in range(w):
+        nxt = edge + (np.int64(1) << q)
+        g = 0 if nxt <= 0 else (_TOTAL if nxt > vmax else cdf[k + 1])
+        valid = 1 if (nxt > 0 and edge <= vmax) else 0
+        out[at + k] = g - prev + valid
+        prev = g
+        edge = nxt
+    outside = 1 if (low > 0 or edge <= vmax) else 0
+    out[at + w] = g0 + (_TOTAL - prev) + outside
 
 
-_ROWS: dict[int, np.ndarray] = {}
-_FREQS: dict[int, np.ndarray] = {}
+@numba.njit(**_JIT)
+def _fill_inside(rows, cdf, w):
+    """``_fill_row`` of every mean fraction for a window inside the range: the fast path."""
+    for f in range(cdf.shape[0]):
+        _fill_row(rows[f], 0, cdf[f], 1, 0, w, 1 << 40)
 
 
-def _grid_rows(w: int) -> np.ndarray:
-    """CDF rows of every (scale, frac) for window width ``w``, contiguous for fast gathers."""
-    rows = _ROWS.get(w)
-    if rows is None:
-        grid = intcdf.cdf_grid()
-        rows = np.ascontiguousarray(grid[:, :, : w + 1].reshape(-1, w + 1).astype(np.int64))
-        _ROWS[w] = rows
-    return rows
+@numba.njit(inline="always", **_JIT)
+def _bin(low, q, vmax, s):
+    """First value of bin ``s`` before clipping, and its first value and size inside [0, vmax]."""
+    raw = low + (s << q)
+    lo = max(raw, 0)
+    hi = min(raw + (np.int64(1) << q) - 1, vmax)
+    return raw, lo, hi - lo + 1
 
 
-def _freq_rows(w: int) -> np.ndarray:
-    """Frequency rows (w bins + escape) of every (scale, frac) whose window lies inside the range.
-
-    Every bin gets its CDF mass plus one (no zero probability); the escape takes both tails.
-    """
-    freqs = _FREQS.get(w)
-    if freqs is None:
-        g = _grid_rows(w)
-        freqs = np.empty((g.shape[0], w + 1), np.float64)
-        freqs[:, :w] = np.diff(g, axis=1) + 1
-        freqs[:, w] = g[:, 0] + (intcdf.TOTAL + 1) - g[:, -1]
-        _FREQS[w] = freqs
-    return freqs
-
-
-def _clipped(
-    g: np.ndarray, low: np.ndarray, shift: np.ndarray, w: int, vmax: np.ndarray
-) -> np.ndarray:
-    """Rows whose window crosses 0 or vmax: no mass outside the range, tails fold inwards."""
-    k = np.arange(w + 1, dtype=np.int64)
-    vmax = vmax[:, None]
-    edge = low[:, None] + (k[None, :] << shift[:, None])  # first value at/after edge k
-    g = np.where(edge <= 0, 0, np.where(edge > vmax, intcdf.TOTAL, g))
-    valid = (edge[:, 1:] > 0) & (edge[:, :-1] <= vmax)  # bin holds a value in [0, vmax]
-    freqs = np.empty((g.shape[0], w + 1), np.float64)
-    freqs[:, :w] = np.diff(g, axis=1) + valid
-    outside = (low > 0) | (edge[:, -1] <= vmax[:, 0])
-    freqs[:, w] = g[:, 0] + (intcdf.TOTAL - g[:, -1]) + outside
-    return freqs
-
-
-def _bin_range(
-    low: np.ndarray, shift: np.ndarray, vmax: np.ndarray, sym: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """First value and size of bin ``sym``, clipped to ``[0, vmax]``."""
-    lo = low + (sym << shift)
-    hi = lo + (np.int64(1) << shift) - 1
-    lo = np.maximum(lo, 0)
-    hi = np.minimum(hi, vmax)
-    return lo, hi - lo + 1
-
-
-def to_symbols(t: Tables, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Encoder side: (bin symbol, offset inside bin, bin size) for each value; escape = width."""
-    v = np.asarray(values, np.int64)
-    rel = v - t.low
-    sym = rel >> t.shift
-    esc = (rel < 0) | (sym >= t.width)
-    sym = np.where(esc, t.width, sym)
-    lo, size = _bin_range(t.low, t.shift, t.vmax, np.where(esc, 0, sym))
-    return sym, np.where(esc, 0, v - lo), np.where(esc, 1, size)
-
-
-def to_values(t: Tables, sym: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Decoder side: (first value of the decoded bin, bin size); escapes give size 0."""
-    esc = sym >= t.width
-    lo, size = _bin_range(t.low, t.shift, t.vmax, np.where(esc, 0, sym))
-    return lo, np.where(esc, 0, size)
-
-
-@dataclass(frozen=True)
-class EdgeSplit:
-    """Wide bins that hold a range edge (0 or R): the edge value gets its own binary symbol.
+@numba.njit(inline="always", **_JIT)
+def _split(raw, size, q, vmax, fb, mu16, j, zcdf, invs):
+    """Edge split of a (non-escape) bin: (is split, is lower edge, edge-symbol frequency).
 
     The folded tail mass sits on the edge value alone, so coding it uniformly with the rest of
     its bin would waste up to ``log2(bin width)`` bits (padding, nodata, clipped data).
     """
+    ok = size >= 2 and fb >= 2
+    lower = ok and raw <= 0
+    upper = ok and not lower and raw + (np.int64(1) << q) - 1 >= vmax
+    if not (lower or upper):
+        return False, False, 0
+    x16 = 8 if lower else 16 * vmax - 8
+    z = ((x16 - mu16) * invs[j]) >> _Z_SHIFT
+    f = zcdf[min(max(z, -_Z_MAX), _Z_MAX) + _Z_MAX]
+    fe = f if lower else _TOTAL - f
+    return True, lower, min(max(fe, 1), max(fb - 1, 1))
 
-    mask: np.ndarray  # pixel's bin holds an edge and is split
-    edge: np.ndarray  # the edge value (0 or vmax) where mask
-    freqs: np.ndarray  # (n, 2) float64: [edge value, rest of the bin]
-    base: np.ndarray  # first non-edge value of the bin
+
+# ---------------------------------------------------------------- layout
 
 
-def edge_split(t: Tables, sym: np.ndarray) -> EdgeSplit:
-    """Which pixels of a group get an edge symbol, and its frequencies (same on both sides).
+@numba.njit(**_JIT)
+def _layout(scale, unit, n_units, group_of, n_groups):
+    """Rows of the bin-symbol groups and the stream order of a set of pixels.
 
-    Only rows whose window reaches a range edge can hold one, so only those are evaluated.
+    Unit ``k`` of group ``g`` is rows ``gstart[g] + bounds[g, k] .. gstart[g] + bounds[g, k+1]``
+    (rows of a group run by unit, then pixel). The stream visits units, then groups, then rows.
     """
-    n, e = sym.size, t.edge_rows
-    mask, edge, base = np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n, np.int64)
-    freqs = np.zeros((n, 2), np.float64)
-    if e.size:
-        s = sym[e]
-        esc = s >= t.width
-        s = np.where(esc, 0, s)
-        low, shift, vmax = t.low[e], t.shift[e], t.vmax[e]
-        lo, size = _bin_range(low, shift, vmax, s)
-        raw_lo = low + (s << shift)  # before clipping: does the bin reach an edge?
-        fb = t.freqs[e, s].astype(np.int64)
-        ok = ~esc & (size >= 2) & (fb >= 2)
-        lower = ok & (raw_lo <= 0)
-        upper = ok & ~lower & (raw_lo + (np.int64(1) << shift) - 1 >= vmax)
-        f = intcdf.cdf_at(np.where(lower, 8, 16 * vmax - 8), t.mu16[e], t.scale[e])
-        fe = np.clip(np.where(lower, f, intcdf.TOTAL - f), 1, np.maximum(fb - 1, 1))
-        mask[e], edge[e], base[e] = lower | upper, np.where(lower, 0, vmax), lo + lower
-        freqs[e, 0], freqs[e, 1] = fe, fb - fe
-    return EdgeSplit(mask, edge, freqs, base)
+    n = scale.size
+    count = np.zeros((n_groups, n_units), np.int64)
+    for i in range(n):
+        count[group_of[scale[i]], unit[i]] += 1
+    bounds = np.zeros((n_groups, n_units + 1), np.int64)
+    gstart = np.zeros(n_groups + 1, np.int64)
+    for g in range(n_groups):
+        for k in range(n_units):
+            bounds[g, k + 1] = bounds[g, k] + count[g, k]
+        gstart[g + 1] = gstart[g] + bounds[g, n_units]
+    fill = bounds[:, :n_units].copy()
+    row = np.empty(n, np.int64)
+    pix = np.empty(n, np.int64)
+    for i in range(n):
+        g = group_of[scale[i]]
+        r = gstart[g] + fill[g, unit[i]]
+        fill[g, unit[i]] += 1
+        row[i] = r
+        pix[r] = i
+    order = np.empty(n, np.int64)
+    ustart = np.zeros(n_units + 1, np.int64)
+    p = 0
+    for k in range(n_units):
+        for g in range(n_groups):
+            for r in range(gstart[g] + bounds[g, k], gstart[g] + bounds[g, k + 1]):
+                order[p] = pix[r]
+                p += 1
+        ustart[k + 1] = p
+    return row, gstart, bounds, order, ustart
+
+
+@numba.njit(**_JIT)
+def _freqs(mu16, scale, vmax, row, gstart, foff, group_of, grid, rows, widths, shifts):
+    """Every pixel's frequency row, at its row of its group's block of one flat array."""
+    flat = np.empty(foff[-1], np.float64)
+    for i in range(mu16.size):
+        j = scale[i]
+        frac, w, q, low = _window(mu16[i], j, widths, shifts)
+        g = group_of[j]
+        at = foff[g] + (row[i] - gstart[g]) * (w + 1)
+        if low > 0 and low + (w << q) <= vmax[i]:
+            for k in range(w + 1):
+                flat[at + k] = rows[j, frac, k]
+        else:
+            _fill_row(flat, at, grid[j, frac], low, q, w, vmax[i])
+    return flat
+
+
+@numba.njit(inline="always", **_JIT)
+def _freq_at(flat, foff, gstart, g, r, w, s):
+    """Frequency of symbol ``s`` in row ``r`` (of group ``g``, width ``w``)."""
+    return np.int64(flat[foff[g] + (r - gstart[g]) * (w + 1) + s])
+
+
+@numba.njit(**_JIT)
+def _select(order, ustart, keep):
+    """The pixels of ``order`` where ``keep`` holds (stream order) and their unit bounds."""
+    n_units = ustart.size - 1
+    idx = np.empty(order.size, np.int64)
+    bounds = np.zeros(n_units + 1, np.int64)
+    m = 0
+    for k in range(n_units):
+        for p in range(ustart[k], ustart[k + 1]):
+            if keep[order[p]]:
+                idx[m] = order[p]
+                m += 1
+        bounds[k + 1] = m
+    return idx[:m], bounds
+
+
+@dataclass(frozen=True)
+class Run:
+    """The pixels that code one kind of symbol, in stream order, with their model parameters."""
+
+    idx: np.ndarray  # pixel indices
+    params: np.ndarray  # int32 uniform sizes, or (m, 2) float64 edge-flag frequencies
+    bounds: np.ndarray  # unit k is idx[bounds[k] : bounds[k + 1]]
+
+
+def _run(p: Plan, keep: np.ndarray, params: np.ndarray) -> Run:
+    idx, bounds = _select(p.order, p.ustart, keep)
+    return Run(idx, params[idx], bounds)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the pixels of ``n_units`` coding units reach the range coder."""
+
+    mu16: np.ndarray  # (n,) int64 parameters and chunk range of every pixel
+    scale: np.ndarray
+    vmax: np.ndarray
+    row: np.ndarray  # (n,) row of each pixel in the bin-symbol groups
+    gstart: np.ndarray  # (G + 1,) first row of each group
+    bounds: np.ndarray  # (G, n_units + 1) unit bounds inside each group
+    flat: np.ndarray  # every row's frequencies, group after group
+    foff: np.ndarray  # (G + 1,) start of each group's block in ``flat``
+    order: np.ndarray  # (n,) pixels in stream order (unit, group, row)
+    ustart: np.ndarray  # (n_units + 1,) unit bounds in ``order``
+
+    @property
+    def size(self) -> int:
+        return self.mu16.size
+
+    def runs(self, k: int) -> list[tuple[int, int, np.ndarray]]:
+        """``(first row, end row, frequency rows)`` of unit ``k``'s non-empty bin-symbol
+        groups, in coding order (ascending width). Frequencies are float64 exact integers."""
+        widths = _tables().group_widths
+        out = []
+        for g, w in enumerate(widths):
+            a, b = self.gstart[g] + self.bounds[g, k], self.gstart[g] + self.bounds[g, k + 1]
+            if b > a:
+                at = self.foff[g] + (a - self.gstart[g]) * (w + 1)
+                out.append((a, b, self.flat[at : at + (b - a) * (w + 1)].reshape(b - a, w + 1)))
+        return out
+
+
+def plan(
+    mu16: np.ndarray, scale: np.ndarray, vmax: np.ndarray | int, unit: np.ndarray, n_units: int
+) -> Plan:
+    """Lay out pixels (``unit``: the coding unit of each, in ``[0, n_units)``) and build their
+    frequency rows; ``vmax`` is one chunk range for all pixels or one per pixel."""
+    t = _tables()
+    mu16 = np.ascontiguousarray(mu16, np.int64)
+    scale = np.ascontiguousarray(scale, np.int64)
+    vmax = np.ascontiguousarray(np.broadcast_to(np.asarray(vmax, np.int64), mu16.shape))
+    unit = np.ascontiguousarray(unit, np.int64)
+    row, gstart, bounds, order, ustart = _layout(
+        scale, unit, n_units, t.group_of, t.group_widths.size
+    )
+    foff = np.concatenate([[0], np.cumsum(np.diff(gstart) * (t.group_widths + 1))])
+    flat = _freqs(
+        mu16, scale, vmax, row, gstart, foff, t.group_of, t.grid, t.rows, t.widths, t.shifts
+    )
+    return Plan(mu16, scale, vmax, row, gstart, bounds, flat, foff, order, ustart)
+
+
+# ---------------------------------------------------------------- encoder side
+
+
+@numba.njit(**_JIT)
+def _symbols(mu16, scale, vmax, values, row, flat, foff, gstart, tabs):
+    """Per pixel: bin symbol (at its row), edge flag, in-bin offset and uniform size
+    (0: escape, 1: nothing more to code)."""
+    group_of, widths, shifts, zcdf, invs = tabs
+    n = mu16.size
+    bins = np.empty(n, np.int32)
+    flagged = np.zeros(n, np.bool_)
+    flag = np.zeros(n, np.int32)
+    ffreq = np.zeros((n, 2), np.float64)
+    off = np.zeros(n, np.int32)
+    size = np.ones(n, np.int32)
+    for i in range(n):
+        j, vm, v = scale[i], vmax[i], values[i]
+        _, w, q, low = _window(mu16[i], j, widths, shifts)
+        rel = v - low
+        s = rel >> q
+        if rel < 0 or s >= w:
+            bins[row[i]] = w
+            size[i] = 0
+            continue
+        bins[row[i]] = s
+        raw, lo, z = _bin(low, q, vm, s)
+        fb = _freq_at(flat, foff, gstart, group_of[j], row[i], w, s)
+        split, lower, fe = _split(raw, z, q, vm, fb, mu16[i], j, zcdf, invs)
+        if split:
+            flagged[i] = True
+            ffreq[i, 0], ffreq[i, 1] = fe, fb - fe
+            if v == (0 if lower else vm):
+                flag[i], size[i] = 0, 1
+            else:
+                flag[i], off[i], size[i] = 1, v - lo - (1 if lower else 0), z - 1
+        else:
+            off[i], size[i] = v - lo, z
+    return bins, flagged, flag, ffreq, off, size
+
+
+@dataclass(frozen=True)
+class Symbols:
+    """What the pixels of a plan code, run by run (the order of a unit's stream)."""
+
+    bins: np.ndarray  # int32 bin symbol of every row of the plan's groups
+    flags: Run  # edge flags of wide bins holding a range edge
+    flag_values: np.ndarray
+    offsets: Run  # in-bin offsets of bins still holding more than one value
+    offset_values: np.ndarray
+    escapes: Run  # escaped values, uniform over [0, vmax]
+    escape_values: np.ndarray
+
+
+def _tabs() -> tuple[np.ndarray, ...]:
+    t = _tables()
+    return t.group_of, t.widths, t.shifts, t.zcdf, t.invs
+
+
+def encode_symbols(p: Plan, values: np.ndarray) -> Symbols:
+    """Encoder side: every symbol of the plan's pixels for ``values`` (each in its range)."""
+    v = np.ascontiguousarray(values, np.int64)
+    bins, flagged, flag, ffreq, off, size = _symbols(
+        p.mu16, p.scale, p.vmax, v, p.row, p.flat, p.foff, p.gstart, _tabs()
+    )
+    flags = _run(p, flagged, ffreq)
+    offsets = _run(p, size > 1, size)
+    escapes = _run(p, size == 0, (p.vmax + 1).astype(np.int32))
+    return Symbols(
+        bins,
+        flags,
+        flag[flags.idx],
+        offsets,
+        off[offsets.idx],
+        escapes,
+        v[escapes.idx].astype(np.int32),
+    )
+
+
+# ---------------------------------------------------------------- decoder side
+
+
+@numba.njit(**_JIT)
+def _values(mu16, scale, vmax, bins, row, flat, foff, gstart, tabs):
+    """Per pixel, from its bin symbol: first value and size of the bin (0: escape), and the
+    edge split (flagged, lower edge, frequencies)."""
+    group_of, widths, shifts, zcdf, invs = tabs
+    n = mu16.size
+    out = np.zeros(n, np.int64)
+    size = np.zeros(n, np.int32)
+    flagged = np.zeros(n, np.bool_)
+    lower_edge = np.zeros(n, np.bool_)
+    ffreq = np.zeros((n, 2), np.float64)
+    for i in range(n):
+        j, vm = scale[i], vmax[i]
+        _, w, q, low = _window(mu16[i], j, widths, shifts)
+        s = np.int64(bins[row[i]])
+        if s >= w:
+            continue
+        raw, lo, z = _bin(low, q, vm, s)
+        out[i], size[i] = lo, z
+        fb = _freq_at(flat, foff, gstart, group_of[j], row[i], w, s)
+        split, lower, fe = _split(raw, z, q, vm, fb, mu16[i], j, zcdf, invs)
+        if split:
+            flagged[i], lower_edge[i] = True, lower
+            ffreq[i, 0], ffreq[i, 1] = fe, fb - fe
+    return out, size, flagged, lower_edge, ffreq
+
+
+@numba.njit(**_JIT)
+def _apply_flags(out, size, lower, vmax, idx, flags):
+    """Edge flag 0: the pixel is the edge value; 1: one of the rest of its bin."""
+    for m in range(idx.size):
+        i = idx[m]
+        if flags[m] == 0:
+            out[i] = 0 if lower[i] else vmax[i]
+            size[i] = 1
+        else:
+            out[i] += 1 if lower[i] else 0
+            size[i] -= 1
+
+
+class Pending:
+    """Decoder side: the values of a plan's pixels between the range coder's passes.
+
+    ``Pending(plan, bins)`` places every pixel in its bin; :meth:`apply_flags` settles the edge
+    flags (``flags`` run) and returns the offset and escape runs still to read; ``values``
+    then receives them (``values[offsets.idx] += ...``, ``values[escapes.idx] = ...``).
+    """
+
+    def __init__(self, p: Plan, bins: np.ndarray):
+        self._plan = p
+        self.values, self._size, flagged, self._lower, ffreq = _values(
+            p.mu16, p.scale, p.vmax, bins, p.row, p.flat, p.foff, p.gstart, _tabs()
+        )
+        self.flags = _run(p, flagged, ffreq)
+
+    def apply_flags(self, flags: np.ndarray) -> tuple[Run, Run]:
+        """Settle the edge flags (stream order of :attr:`flags`); -> (offsets, escapes)."""
+        p = self._plan
+        _apply_flags(self.values, self._size, self._lower, p.vmax, self.flags.idx, flags)
+        return _run(p, self._size > 1, self._size), _run(
+            p, self._size == 0, (p.vmax + 1).astype(np.int32)
+        )
+
+
+# ---------------------------------------------------------------- rate and window
+
+
+@numba.njit(**_JIT)
+def _bits(mu16, scale, values, vmax, grid, tabs):
+    group_of, widths, shifts, zcdf, invs = tabs
+    n = mu16.size
+    bits = np.zeros(n, np.float64)
+    buf = np.empty(grid.shape[2], np.int64)
+    for i in range(n):
+        j, v = scale[i], values[i]
+        frac, w, q, low = _window(mu16[i], j, widths, shifts)
+        _fill_row(buf, 0, grid[j, frac], low, q, w, vmax)
+        total = 0.0
+        for k in range(w + 1):
+            total += buf[k]
+        rel = v - low
+        s = rel >> q
+        if rel < 0 or s >= w:
+            bits[i] = np.log2(total / buf[w]) + np.log2(vmax + 1.0)
+            continue
+        raw, lo, z = _bin(low, q, vmax, s)
+        fb = buf[s]
+        b = np.log2(total / fb)
+        split, lower, fe = _split(raw, z, q, vmax, fb, mu16[i], j, zcdf, invs)
+        if not split:
+            b += np.log2(z)
+        elif v == (0 if lower else vmax):
+            b += np.log2(fb / fe)
+        else:
+            b += np.log2(fb / (fb - fe)) + np.log2(max(z - 1, 1))
+        bits[i] = b
+    return bits
 
 
 def code_lengths(mu16: np.ndarray, scale: np.ndarray, values: np.ndarray, vmax: int) -> np.ndarray:
     """Ideal code length in bits of each value under the integer tables (rate map, tests)."""
-    bits = np.zeros(np.shape(values), np.float64)
+    mu16 = np.ascontiguousarray(mu16, np.int64)
     if vmax == 0:
-        return bits
-    v = np.asarray(values, np.int64)
-    groups = tables(mu16, scale, vmax)
-    for idx, t in groups:
-        sym, _, size = to_symbols(t, v[idx])
-        f = t.freqs[np.arange(idx.size), sym]
-        b = np.log2(t.freqs.sum(1) / f)
-        e = edge_split(t, sym)
-        is_edge = v[idx] == e.edge
-        with np.errstate(divide="ignore", invalid="ignore"):  # rows outside e.mask: 0/0, unused
-            split_bits = np.where(
-                is_edge,
-                np.log2(e.freqs.sum(1) / e.freqs[:, 0]),
-                np.log2(e.freqs.sum(1) / e.freqs[:, 1]) + np.log2(np.maximum(size - 1, 1)),
-            )
-        b = b + np.where(e.mask, split_bits, np.log2(size))
-        b = np.where(sym == t.width, b + np.log2(t.vmax + 1.0), b)
-        bits[idx] = b
-    return bits
+        return np.zeros(mu16.shape, np.float64)
+    args = (np.ascontiguousarray(a, np.int64).ravel() for a in (mu16, scale, values))
+    bits = _bits(*args, np.int64(vmax), _tables().grid, _tabs())
+    return bits.reshape(mu16.shape)
+
+
+@numba.njit(**_JIT)
+def _bounds(mu16, scale, widths, shifts):
+    low = np.empty(mu16.size, np.int64)
+    high = np.empty(mu16.size, np.int64)
+    for i in range(mu16.size):
+        _, w, q, lo = _window(mu16[i], scale[i], widths, shifts)
+        low[i], high[i] = lo, lo + (w << q) - 1
+    return low, high
+
+
+def window_bounds(mu16: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last value of each pixel's focus window (values outside it are escapes)."""
+    mu16 = np.asarray(mu16, np.int64)
+    t = _tables()
+    flat = (np.ascontiguousarray(a, np.int64).ravel() for a in (mu16, scale))
+    low, high = _bounds(*flat, t.widths, t.shifts)
+    return low.reshape(mu16.shape), high.reshape(mu16.shape)

@@ -25,10 +25,10 @@ __all__ = [
     "N_SCALES",
     "TOTAL",
     "bin_shift",
-    "cdf_at",
     "cdf_grid",
     "generate",
     "n_bins",
+    "point_tables",
     "scale_px",
 ]
 
@@ -88,15 +88,15 @@ def cdf_grid() -> np.ndarray:
     return _tables()["grid"]
 
 
-def cdf_at(x16: np.ndarray, mu16: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """``TOTAL * P(X < x16 / 16)`` for a logistic with mean ``mu16 / 16`` and scale level ``j``.
+def point_tables() -> tuple[np.ndarray, np.ndarray]:
+    """``(zcdf, invs)``: the point CDF where a range edge falls inside a wide focus bin.
 
-    Integer only: ``(x16 - mu16) * invs[j] >> Z_SHIFT`` indexes a 1/32-unit CDF table. Used
-    where a range edge falls inside a wide focus bin (``focus.edge_split``).
+    ``TOTAL * P(X < x16 / 16)`` for mean ``mu16 / 16`` and scale level ``j`` is
+    ``zcdf[clip((x16 - mu16) * invs[j] >> Z_SHIFT, -Z_MAX, Z_MAX) + Z_MAX]`` (integer only;
+    ``focus._split`` evaluates it).
     """
     t = _tables()
-    z = ((np.asarray(x16, np.int64) - mu16) * t["invs"][j]) >> Z_SHIFT
-    return t["zcdf"][np.clip(z, -Z_MAX, Z_MAX) + Z_MAX]
+    return t["zcdf"], t["invs"]
 
 
 def n_bins(j: np.ndarray) -> np.ndarray:
