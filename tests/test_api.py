@@ -375,3 +375,61 @@ def test_automatic_choice_weighs_registered_fine_tunes_of_the_data_s_domain(
     data = llic_imaging.encode(img)
     assert llic_imaging.info(data).model == _probe_winner(img, zoo.auto_candidates(16))
     np.testing.assert_array_equal(llic_imaging.decode(data), img)
+
+
+def _bands(n: int = 6, seed: int = 11) -> np.ndarray:
+    """Registered bands: one textured scene, scaled and offset per band, plus a little noise."""
+    rng = np.random.default_rng(seed)
+    scene = np.cumsum(np.cumsum(rng.normal(0, 3, (72, 90)), 0), 1)
+    scene = (scene - scene.min()) / np.ptp(scene) * 3000
+    bands = [scene * (1 + 0.02 * k) + 40 * k + rng.normal(0, 1, scene.shape) for k in range(n)]
+    return np.clip(np.stack(bands), 0, 65535).astype(np.uint16)
+
+
+def test_plane_context_codes_registered_bands_smaller_and_reads_any_plane() -> None:
+    a = _bands()
+    plain = roundtrip(a, tile=32)
+    s = roundtrip(a, tile=32, context=4)
+    assert len(s) < 0.95 * len(plain)
+    h = container.read(s).header
+    assert (h["context"], h["format"]) == (4, 2)
+    plain_header = container.read(plain).header
+    assert "context" not in plain_header
+    assert plain_header["format"] == 1
+    for i in range(a.shape[0]):
+        np.testing.assert_array_equal(llic_imaging.decode(s, i), a[i])
+    np.testing.assert_array_equal(
+        llic_imaging.decode(s, 3, window=(5, 40, 30, 40)), a[3, 5:35, 40:80]
+    )
+
+
+def test_plane_context_keeps_unrelated_planes_intra_and_context_1_is_the_default() -> None:
+    rng = np.random.default_rng(12)
+    a = rng.integers(0, 4096, (3, 40, 50)).astype(np.uint16)
+    assert llic_imaging.encode(a, tile=16, context=1) == llic_imaging.encode(a, tile=16)
+    roundtrip(a, tile=16, context=3)
+    # int16 planes whose differences span more than 16 bits cannot be coded as deltas
+    b = np.stack([np.full((20, 20), -32768), np.full((20, 20), 32767)]).astype(np.int16)
+    b[1, ::3] = -32768
+    roundtrip(b, tile=8, context=2)
+
+
+def test_plane_context_delta_reading_needs_only_its_group() -> None:
+    """Damage every chunk of planes outside plane 5's group (planes 4-7 with K = 4)."""
+    a = _bands(n=8)
+    s = llic_imaging.encode(a, tile=32, context=4)
+    c = container.read(s)
+    damaged = bytearray(s)
+    payload_start = len(s) - sum(e.length for e in c.chunks)
+    for e in c.chunks:
+        if not 4 <= e.plane <= 5:
+            damaged[payload_start + e.offset + e.length - 1] ^= 0xFF
+    np.testing.assert_array_equal(llic_imaging.decode(bytes(damaged), 5), a[5])
+    with pytest.raises(llic_imaging.ChecksumError):
+        llic_imaging.decode(bytes(damaged), 3)
+
+
+@pytest.mark.parametrize("context", [0, -1, 1025])
+def test_plane_context_out_of_range_is_refused(context: int) -> None:
+    with pytest.raises(ValueError, match="context"):
+        llic_imaging.encode(np.zeros((2, 8, 8), np.uint8), context=context)

@@ -35,7 +35,10 @@ __all__ = [
 ]
 
 CODEC = "hpac"
-FORMAT = 1  # codec payload format (chunk header, step order, focus coding, CDF grid v1, LUT v1)
+FORMAT = 2  # newest codec payload format this library reads and writes:
+# 1: chunk header, step order, focus coding, CDF grid v1, LUT v1; 2: 1 + delta chunks (context).
+# A stream records the oldest format that reads it (1 unless plane context is used).
+MAX_CONTEXT = 1024
 DEFAULT_TILE = 256
 DEFAULT_PATCH = 32  # 16-bit data: the decode-speed target (0.5 MPix/s) is set on 16-bit slices
 DEFAULT_PATCH_8BIT = 64  # 8-bit data: 2-4 % smaller, ~16 % slower decoding (docs/benchmarks.md)
@@ -65,6 +68,7 @@ class StreamInfo:
     codec_format: int
     metadata_bytes: int
     level: int
+    context: int = 1  # plane context group K (1: every tile decodes on its own)
 
     @property
     def raw_bytes(self) -> int:
@@ -106,6 +110,7 @@ def encode(
     model: str | None = None,
     tile: int | None = None,
     patch: int | None = None,
+    context: int | None = None,
     numthreads: int | None = None,
     device: str | None = None,
     metadata: bytes | None = None,
@@ -131,6 +136,11 @@ def encode(
         16-bit data, 64 for 8-bit data): the first row and column of a patch have little
         context, so larger patches code smaller (0.4-4 % from 32 to 64) but take
         ``3 * patch - 2`` decoder steps per tile (about 16 % slower decoding from 32 to 64).
+    context
+        Plane context group K for (N, H, W) stacks (default 1: off): inside each group of K
+        planes a tile may be coded as its difference to the same tile of the previous plane
+        where a cheap estimate says that is smaller (registered bands, near-identical frames).
+        Decoding one plane then decodes up to K - 1 earlier tiles at the same place.
     numthreads, device
         CPU threads (default 1) and ``"cpu"``/``"cuda"``; the stream does not depend on
         either.
@@ -151,6 +161,10 @@ def encode(
 
     stack, spec = to_stack(data)
     tile, patch = _tiling(tile, patch, spec)
+    context = 1 if context is None else int(context)
+    if not 1 <= context <= MAX_CONTEXT:
+        msg = f"context must be 1 to {MAX_CONTEXT} planes, got {context}"
+        raise ValueError(msg)
     if level not in (None, 1):
         msg = f"level must be None or 1, got {level!r}"
         raise ValueError(msg)
@@ -161,10 +175,12 @@ def encode(
         model = _choose_model(stack, spec, model, tile, patch, device)
         net, minfo, dev = _load_model(model, device)
         refs = tile_grid(stack.shape, tile)
-        payloads = encode_tiles(net, stack, refs, patch=patch, device=dev, progress=progress)
+        payloads = encode_tiles(
+            net, stack, refs, patch=patch, device=dev, context=context, progress=progress
+        )
     header: dict[str, Any] = {
         "codec": CODEC,
-        "format": FORMAT,
+        "format": FORMAT if context > 1 else 1,
         "spec": spec.to_dict(),
         "tile": tile,
         "patch": patch,
@@ -172,6 +188,8 @@ def encode(
         "model": minfo.name,
         "model_sha256": minfo.sha256,
     }
+    if context > 1:
+        header["context"] = context
     if 1 < stack.shape[0] <= _MAX_PLANE_HASHES:  # one plane: the array hash covers it
         header["plane_sha256"] = [_array_sha256(p).hex() for p in stack]
     chunks = [
@@ -234,12 +252,13 @@ def _parse(c: container.Container) -> tuple[PlaneSpec, dict[str, Any]]:
     try:
         spec = PlaneSpec.from_dict(h["spec"])
         tile, patch = int(h["tile"]), int(h["patch"])
+        context = int(h.get("context", 1))
         str(h["model"]), str(h["model_sha256"])
     except (KeyError, TypeError, ValueError) as exc:
         msg = f"stream header is missing or has malformed codec fields: {exc}"
         raise StreamError(msg) from exc
-    if not (8 <= tile <= MAX_TILE) or patch not in PATCHES:
-        msg = f"stream header has unsupported tile {tile} / patch {patch}"
+    if not (8 <= tile <= MAX_TILE) or patch not in PATCHES or not 1 <= context <= MAX_CONTEXT:
+        msg = f"stream header has unsupported tile {tile} / patch {patch} / context {context}"
         raise StreamError(msg)
     return spec, h
 
@@ -338,28 +357,33 @@ def _decode(
             and refs[i].x < x0 + ww
             and refs[i].x + refs[i].w > x0
         ]
-    payloads = [c.payload(i) for i in chosen]
-    plane0 = index or 0
+    payloads = {i: c.payload(i) for i in chosen}
+    context = int(h.get("context", 1))
+    if index is not None and context > 1:
+        _add_references(refs, payloads, c.payload)
+    chosen = sorted(payloads)
+    plane0 = refs[chosen[0]].plane if index is not None and chosen else 0
     sel = [type(r)(r.plane - plane0, r.y, r.x, r.h, r.w) for r in (refs[i] for i in chosen)]
     # Decoded straight into the stored dtype: a corrupt tile that wraps around cannot pass the
     # SHA-256 checks below (or the per-chunk crc32 for windows), so no wider buffer is needed.
-    out = np.zeros((1 if index is not None else n, hgt, wid), spec.dtype)
+    out = np.zeros((n if index is None else index - plane0 + 1, hgt, wid), spec.dtype)
     net, _, dev = _load_model(h["model"], device)
     with _runtime(numthreads):
         decode_tiles(
             net,
             sel,
-            payloads,
+            [payloads[i] for i in chosen],
             out,
             patch=int(h["patch"]),
             device=dev,
+            context=context,
             progress=progress,
         )
     if index is None:
         arr = from_stack(out, spec)
         _verify(_array_sha256(arr), c.array_sha256, "array")
         return arr
-    plane = out[0]
+    plane = out[-1]
     if window is not None:
         return plane[y0 : y0 + wh, x0 : x0 + ww]  # chunks were crc32-checked by the container
     hashes = h.get("plane_sha256")
@@ -368,6 +392,22 @@ def _decode(
     elif isinstance(hashes, list) and len(hashes) == n:
         _verify(_array_sha256(plane), bytes.fromhex(str(hashes[index])), f"plane {index}")
     return plane
+
+
+def _add_references(refs, payloads: dict[int, bytes], read: Callable[[int], bytes]) -> None:
+    """Add to ``payloads`` the chunks its delta chunks refer to (same tile, previous plane),
+    recursively: decoding part of a stack with plane context decodes only what it needs."""
+    from llic_imaging.codec.engine import ChunkParams
+
+    where = {(r.plane, r.y, r.x): i for i, r in enumerate(refs)}
+    todo = list(payloads)
+    while todo:
+        i = todo.pop()
+        r = refs[i]
+        j = where.get((r.plane - 1, r.y, r.x))
+        if j is not None and j not in payloads and ChunkParams.unpack(payloads[i])[0].delta:
+            payloads[j] = read(j)
+            todo.append(j)
 
 
 def read_window(
@@ -433,6 +473,7 @@ def info(data: bytes, /) -> StreamInfo:
         codec_format=int(h["format"]),
         metadata_bytes=len(c.metadata),
         level=int(h.get("level", 1)),
+        context=int(h.get("context", 1)),
     )
 
 

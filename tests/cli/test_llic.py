@@ -91,6 +91,17 @@ def test_compress_then_restore_is_byte_identical(npy_file: Path, tmp_path: Path)
     assert restored.read_bytes() == npy_file.read_bytes()
 
 
+def test_compress_with_plane_context(
+    npy_file: Path, planes_u16: np.ndarray, tmp_path: Path
+) -> None:
+    archive = tmp_path / "ctx.llic"
+    assert run("compress", npy_file, "-o", archive, "--context", "2").exit_code == 0
+    header = json.loads(run("info", archive, "--json").stdout)
+    assert header["context"] == 2
+    assert run("verify", archive, npy_file).exit_code == 0
+    assert run("compress", npy_file, "-o", tmp_path / "x.llic", "--context", "0").exit_code == 2
+
+
 def test_compress_json(npy_file: Path, planes_u16: np.ndarray) -> None:
     result = run("compress", npy_file, "--json")
     assert result.exit_code == 0, result.output

@@ -1,7 +1,7 @@
 """Shared click options, exit codes, per-file error reporting, progress and JSON output for the CLIs.
 
-Users: ``level_opt``, ``model_opt``, ``tile_opt``, ``patch_opt`` (compress, demo); ``numthreads_opt`` (all but
-info); ``device_opt`` (compress, restore, verify, demo); ``output_opt``, ``overwrite_opt`` (compress,
+Users: ``level_opt``, ``model_opt``, ``tile_opt``, ``patch_opt``, ``context_opt`` (compress,
+demo); ``numthreads_opt`` (all but info); ``device_opt`` (compress, restore, verify, demo); ``output_opt``, ``overwrite_opt`` (compress,
 restore); ``json_opt`` (all but bench); ``verbose_opt``, ``quiet_opt`` (every command). ``llic-dicom``
 uses ``numthreads_opt``, ``verbose_opt``, ``quiet_opt``, ``verbosity`` and the exit codes.
 """
@@ -38,6 +38,7 @@ __all__ = [
     "output_opt",
     "overwrite_opt",
     "patch_opt",
+    "context_opt",
     "per_file",
     "progress",
     "quiet_opt",
@@ -128,6 +129,14 @@ patch_opt = click.option(
     callback=lambda _ctx, _param, value: None if value is None else int(value),
     help="Patch edge in pixels (default 32 for 16-bit data, 64 for 8-bit): larger patches code a little smaller and decode "
     "slower (more network steps per tile).",
+)
+context_opt = click.option(
+    "--context",
+    type=click.IntRange(min=1, max=1024),
+    default=None,
+    help="Stacks (volumes, multiband rasters): plane context group K, 1 to 1024 (default 1: "
+    "off). Inside each group of K planes a tile may be coded as its difference to the previous "
+    "plane where that is smaller; reading one plane then decodes up to K - 1 earlier tiles.",
 )
 level_opt = click.option(
     "--level",

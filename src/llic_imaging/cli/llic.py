@@ -19,6 +19,7 @@ from llic_imaging.cli import _files
 from llic_imaging.cli._options import (
     EXIT_DATA,
     ExitCodeGroup,
+    context_opt,
     device_opt,
     echo_json,
     json_opt,
@@ -161,6 +162,7 @@ def cli() -> None:
 @model_opt
 @tile_opt
 @patch_opt
+@context_opt
 @numthreads_opt
 @device_opt
 @overwrite_opt
@@ -410,6 +412,7 @@ def bench(
 @model_opt
 @tile_opt
 @patch_opt
+@context_opt
 @numthreads_opt
 @device_opt
 @json_opt

@@ -3,7 +3,13 @@
 The encoder runs the teacher-forced dense pass (all pixels at once); the decoder runs the
 step-wise Cache-then-Select path. Both produce the same integers (``tests/model``), so every
 frequency table the decoder builds is the encoder's. Tiles of equal size are batched across
-planes; each tile is an independently decodable chunk with its own small header.
+planes; each tile is a chunk with its own small header.
+
+Plane context: with ``context = K > 1`` the encoder may code a tile of plane ``k`` (``k % K``
+not 0) as its difference to the same tile of plane ``k - 1`` (slices of a volume, bands of a
+raster), where that costs fewer bits by a cheap estimate. Such a chunk is marked ``delta`` and
+decodes after its reference, so a tile needs at most ``K - 1`` others; every other chunk decodes
+on its own. Design and measurements: docs/design.md ("Context across planes").
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ __all__ = [
 
 _CHUNK_HEADER = struct.Struct("<BiIBI")  # kind, vmin, vmax, shift, mid
 _KIND_CONSTANT, _KIND_CODED = 0, 1
+_DELTA = 2  # kind flag: the values are differences to the same tile of the previous plane
 MAX_SHIFT = 12
 _BATCH_PIXELS = 1 << 18  # pixels per batch of tiles: the decoder caches ~600 bytes per pixel
 _DENSE_PIXELS = 1 << 14  # pixels per dense network call: cache-sized on CPU
@@ -63,6 +70,16 @@ class ChunkParams:
     shift: int
     mid: int
 
+    @property
+    def coded(self) -> bool:
+        """Range-coded (else constant: every value is ``vmin``)."""
+        return bool(self.kind & _KIND_CODED)
+
+    @property
+    def delta(self) -> bool:
+        """Values are differences to the same tile of the previous plane."""
+        return bool(self.kind & _DELTA)
+
     def pack(self) -> bytes:
         return _CHUNK_HEADER.pack(self.kind, self.vmin, self.vmax, self.shift, self.mid)
 
@@ -73,9 +90,9 @@ class ChunkParams:
             raise StreamError(msg)
         p = cls(*_CHUNK_HEADER.unpack_from(payload))
         if (
-            p.kind not in (_KIND_CONSTANT, _KIND_CODED)
+            p.kind not in (_KIND_CONSTANT, _KIND_CODED, _DELTA, _DELTA | _KIND_CODED)
             or p.vmax > 0xFFFF
-            or p.vmin < -0x8000
+            or p.vmin < (-0xFFFF if p.delta else -0x8000)
             or p.vmin + p.vmax > 0xFFFF
             or p.shift > MAX_SHIFT
             or p.mid > p.vmax
@@ -96,25 +113,41 @@ def tile_grid(shape: tuple[int, int, int], tile: int) -> list[TileRef]:
     ]
 
 
+def _med_residuals(u: np.ndarray) -> np.ndarray:
+    """|value - MED prediction| of every pixel with a west, north and north-west neighbour."""
+    u = u.astype(np.int64)
+    w, n, nw = u[1:, :-1], u[:-1, 1:], u[:-1, :-1]
+    mx, mn = np.maximum(w, n), np.minimum(w, n)
+    med = np.where(nw >= mx, mn, np.where(nw <= mn, mx, w + n - nw))
+    return np.abs(u[1:, 1:] - med)
+
+
 def _med_residual_shift(u: np.ndarray) -> int:
     """Input scale 2**-sh so that typical neighbour differences land near 16 (one unit)."""
     if u.shape[0] < 2 or u.shape[1] < 2:
         return 0
-    w, n, nw = u[1:, :-1], u[:-1, 1:], u[:-1, :-1]
-    mx, mn = np.maximum(w, n), np.minimum(w, n)
-    med = np.where(nw >= mx, mn, np.where(nw <= mn, mx, w + n - nw))
-    mar = int(np.abs(u[1:, 1:] - med).sum()) // med.size
+    r = _med_residuals(u)
+    mar = int(r.sum()) // r.size
     return int(min(MAX_SHIFT, max(0, mar.bit_length() - 5)))
 
 
-def chunk_params(tile: np.ndarray) -> ChunkParams:
+def _cost(values: np.ndarray) -> float:
+    """A cheap estimate of a tile's bits: sum of log2(1 + |MED residual|), plus its range for
+    tiles too small to have residuals."""
+    if values.shape[0] < 2 or values.shape[1] < 2:
+        return float(np.ptp(values))
+    return float(np.log2(1.0 + _med_residuals(values)).sum())
+
+
+def chunk_params(tile: np.ndarray, *, delta: bool = False) -> ChunkParams:
     """Side information of one tile: value range, input shift and first-pixel anchor."""
+    flag = _DELTA if delta else 0
     vmin, vmax = int(tile.min()), int(tile.max())
     if vmin == vmax:
-        return ChunkParams(_KIND_CONSTANT, vmin, 0, 0, 0)
+        return ChunkParams(_KIND_CONSTANT | flag, vmin, 0, 0, 0)
     u = tile.astype(np.int64) - vmin
     mid = int(np.median(u))
-    return ChunkParams(_KIND_CODED, vmin, vmax - vmin, _med_residual_shift(u), mid)
+    return ChunkParams(_KIND_CODED | flag, vmin, vmax - vmin, _med_residual_shift(u), mid)
 
 
 def _batches(refs: list[TileRef], patch: int) -> Iterator[tuple[Geometry, list[int]]]:
@@ -170,12 +203,22 @@ def _dense(net, geo: Geometry, tiles: list[np.ndarray], params: list[ChunkParams
 
 
 def _side_info(
-    stack: np.ndarray, refs: list[TileRef]
+    stack: np.ndarray, refs: list[TileRef], context: int = 1
 ) -> tuple[list[np.ndarray], list[ChunkParams], list[int]]:
-    """Every tile's pixels and side information, and the indices of the coded (non-constant) ones."""
-    tiles = [stack[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] for r in refs]
-    params = [chunk_params(t) for t in tiles]
-    return tiles, params, [i for i, p in enumerate(params) if p.kind == _KIND_CODED]
+    """Every tile's values to code and side information, and the indices of the coded
+    (non-constant) ones. With ``context`` K > 1 a tile of plane k (k % K > 0) codes its
+    difference to plane k - 1 where :func:`_cost` says that is cheaper."""
+    tiles, params = [], []
+    for r in refs:
+        t = stack[r.plane, r.y : r.y + r.h, r.x : r.x + r.w]
+        delta = None
+        if context > 1 and r.plane % context:
+            d = t.astype(np.int64) - stack[r.plane - 1, r.y : r.y + r.h, r.x : r.x + r.w]
+            if np.ptp(d) <= 0xFFFF and _cost(d) < _cost(t):
+                delta = d
+        tiles.append(t if delta is None else delta)
+        params.append(chunk_params(tiles[-1], delta=delta is not None))
+    return tiles, params, [i for i, p in enumerate(params) if p.coded]
 
 
 def _predictions(
@@ -203,10 +246,12 @@ def encode_tiles(
     *,
     patch: int,
     device: torch.device,
+    context: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> list[bytes]:
-    """Chunk payloads (header + range-coded words) of every tile in ``refs``, in order."""
-    tiles, params, coded = _side_info(stack, refs)
+    """Chunk payloads (header + range-coded words) of every tile in ``refs``, in order
+    (``context``: see the module docstring)."""
+    tiles, params, coded = _side_info(stack, refs, context)
     payloads: list[bytes] = [p.pack() for p in params]
     if progress:
         progress(len(refs) - len(coded))
@@ -236,66 +281,92 @@ def decode_tiles(
     *,
     patch: int,
     device: torch.device,
+    context: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> None:
-    """Decode chunk payloads into ``out`` (an (N, H, W) array of the stored dtype) at their tiles."""
+    """Decode chunk payloads into ``out`` (an (N, H, W) array of the stored dtype) at their tiles.
+
+    A delta chunk's reference (same tile, previous plane) must be among ``refs``; chunks decode
+    in generations (0: no reference, g: reference in generation g - 1), each in batches.
+    """
     parsed = [ChunkParams.unpack(p) for p in payloads]
+    gens = _generations(refs, [p for p, _ in parsed], context)
     lim = np.iinfo(out.dtype)
     for p, _ in parsed:
-        if p.vmin < lim.min or p.vmin + p.vmax > lim.max:
+        if not p.delta and (p.vmin < lim.min or p.vmin + p.vmax > lim.max):
             msg = (
                 f"chunk value range [{p.vmin}, {p.vmin + p.vmax}] does not fit {out.dtype}: corrupt"
             )
             raise StreamError(msg)
-    coded = []
-    for i, (p, _) in enumerate(parsed):
-        r = refs[i]
-        if p.kind == _KIND_CONSTANT:
-            out[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] = p.vmin
-        else:
-            coded.append(i)
-    if progress:
-        progress(len(refs) - len(coded))
+    for g in range(max(gens, default=-1) + 1):
+        coded = []
+        for i, (p, _) in enumerate(parsed):
+            if gens[i] != g:
+                continue
+            if p.coded:
+                coded.append(i)
+            else:
+                _place(out, refs[i], np.full((refs[i].h, refs[i].w), p.vmin, np.int64), p.delta)
+                if progress:
+                    progress(1)
+        for geo, sub in _batches([refs[i] for i in coded], patch):
+            idx = [coded[i] for i in sub]
+            params = [parsed[i][0] for i in idx]
+            words = [parsed[i][1] for i in idx]
+            for i, values in zip(idx, _decode_batch(net, geo, params, words, device), strict=True):
+                _place(out, refs[i], values, parsed[i][0].delta)
+            if progress:
+                progress(len(idx))
 
-    for geo, sub in _batches([refs[i] for i in coded], patch):
-        idx = [coded[i] for i in sub]
-        params = [parsed[i][0] for i in idx]
-        _decode_batch(net, geo, idx, params, [parsed[i][1] for i in idx], refs, out, device)
-        if progress:
-            progress(len(idx))
+
+def _generations(refs: list[TileRef], params: list[ChunkParams], context: int) -> list[int]:
+    """Decoding generation of every chunk; a delta chunk needs its reference among ``refs``."""
+    where = {(r.plane, r.y, r.x, r.h, r.w): i for i, r in enumerate(refs)}
+    gens = [0] * len(refs)
+    for i in sorted(range(len(refs)), key=lambda i: refs[i].plane):
+        r, p = refs[i], params[i]
+        if not p.delta:
+            continue
+        ref = where.get((r.plane - 1, r.y, r.x, r.h, r.w))
+        if context < 2 or r.plane % context == 0 or ref is None:
+            msg = f"chunk at plane {r.plane} ({r.y}, {r.x}) refers to a plane outside its context group: corrupt"
+            raise StreamError(msg)
+        gens[i] = gens[ref] + 1
+    return gens
+
+
+def _place(out: np.ndarray, r: TileRef, values: np.ndarray, delta: bool) -> None:
+    """Write a decoded tile (adding its reference tile for a delta chunk), range-checked."""
+    window = (slice(r.y, r.y + r.h), slice(r.x, r.x + r.w))
+    if delta:
+        values = values + out[r.plane - 1][window]
+        lim = np.iinfo(out.dtype)
+        if values.min() < lim.min or values.max() > lim.max:
+            msg = f"delta chunk at plane {r.plane} ({r.y}, {r.x}) leaves the {out.dtype} range: corrupt"
+            raise StreamError(msg)
+    out[r.plane][window] = values
 
 
 def _decode_batch(
-    net,
-    geo: Geometry,
-    idx: list[int],
-    params: list[ChunkParams],
-    words: list[bytes],
-    refs: list[TileRef],
-    out: np.ndarray,
-    device: torch.device,
-) -> None:
-    """Decode one batch of equal-size tiles, step by step, into ``out``."""
+    net, geo: Geometry, params: list[ChunkParams], words: list[bytes], device: torch.device
+) -> list[np.ndarray]:
+    """Decode one batch of equal-size tiles, step by step -> each tile's int64 values."""
     decoders = ChunkDecoders(words, [p.vmax for p in params])
     steps = _stepper(net, geo, params, device)
-    patch = geo.patch
-    pixels = np.zeros((len(idx) * geo.n_patches, patch, patch), np.float32)
+    patch, n = geo.patch, len(params)
+    pixels = np.zeros((n * geo.n_patches, patch, patch), np.float32)
     for s, mask in enumerate(geo.step_inside):
         mu, sc = (
-            np.asarray(t).astype(np.int64).reshape(len(idx), *mask.shape)[:, mask]
+            np.asarray(t).astype(np.int64).reshape(n, *mask.shape)[:, mask]
             for t in steps.predict(s)
         )
-        step_vals = np.zeros((len(idx), *mask.shape), np.float32)
+        step_vals = np.zeros((n, *mask.shape), np.float32)
         step_vals[:, mask] = decoders.decode_step(mu, sc)
         step_vals = step_vals.reshape(-1, mask.shape[1])
         steps.write(s, step_vals)
         pixels[:, *geo.step_cells(s)] = step_vals
-    pixels = pixels.astype(np.int64).reshape(len(idx), geo.n_patches, patch, patch)
-    for b, i in enumerate(idx):
-        r = refs[i]
-        out[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] = (
-            geo.from_patches(pixels[b]) + params[b].vmin
-        )
+    pixels = pixels.astype(np.int64).reshape(n, geo.n_patches, patch, patch)
+    return [geo.from_patches(pixels[b]) + p.vmin for b, p in enumerate(params)]
 
 
 def _tile_bits(
