@@ -203,40 +203,38 @@ def _dense(net, geo: Geometry, tiles: list[np.ndarray], params: list[ChunkParams
 
 
 def _side_info(
-    stack: np.ndarray, refs: list[TileRef], context: int = 1
+    stack: np.ndarray, refs: list[TileRef]
 ) -> tuple[list[np.ndarray], list[ChunkParams], list[int]]:
-    """Every tile's values to code and side information, and the indices of the coded
-    (non-constant) ones. With ``context`` K > 1 a tile of plane k (k % K > 0) codes its
-    difference to plane k - 1 where :func:`_cost` says that is cheaper."""
-    tiles, params = [], []
-    for r in refs:
-        t = stack[r.plane, r.y : r.y + r.h, r.x : r.x + r.w]
-        delta = None
-        if context > 1 and r.plane % context:
-            d = t.astype(np.int64) - stack[r.plane - 1, r.y : r.y + r.h, r.x : r.x + r.w]
-            if np.ptp(d) <= 0xFFFF and _cost(d) < _cost(t):
-                delta = d
-        tiles.append(t if delta is None else delta)
-        params.append(chunk_params(tiles[-1], delta=delta is not None))
+    """Every tile's pixels and side information, and the indices of the coded (non-constant) ones."""
+    tiles = [stack[r.plane, r.y : r.y + r.h, r.x : r.x + r.w] for r in refs]
+    params = [chunk_params(t) for t in tiles]
     return tiles, params, [i for i, p in enumerate(params) if p.coded]
 
 
+def _deltas(
+    stack: np.ndarray, refs: list[TileRef], tiles: list[np.ndarray], context: int
+) -> dict[int, np.ndarray]:
+    """Tiles of plane k (``k % context`` > 0) whose difference to plane k - 1 fits a chunk and
+    looks cheaper than the tile by :func:`_cost`: the candidates for delta chunks."""
+    out = {}
+    for i, r in enumerate(refs):
+        if context > 1 and r.plane % context:
+            d = tiles[i].astype(np.int64) - stack[r.plane - 1, r.y : r.y + r.h, r.x : r.x + r.w]
+            if np.ptp(d) <= 0xFFFF and _cost(d) < _cost(tiles[i]):
+                out[i] = d
+    return out
+
+
 def _predictions(
-    net,
-    tiles: list[np.ndarray],
-    params: list[ChunkParams],
-    refs: list[TileRef],
-    coded: list[int],
-    patch: int,
-    device: torch.device,
-) -> Iterator[tuple[Geometry, int, np.ndarray, np.ndarray, np.ndarray]]:
-    """Teacher-forced ``(geometry, tile index, mu16, scale, u)`` of the ``coded`` tiles, batch
-    by batch: the shared front half of encoding and of the rate map."""
-    for geo, sub in _batches([refs[i] for i in coded], patch):
-        idx = [coded[i] for i in sub]
-        mu, sc, u = _dense(net, geo, [tiles[i] for i in idx], [params[i] for i in idx], device)
-        for b, i in enumerate(idx):
-            yield geo, i, mu[b], sc[b], u[b]
+    net, jobs: list[tuple[TileRef, np.ndarray, ChunkParams]], patch: int, device: torch.device
+) -> Iterator[tuple[int, Geometry, np.ndarray, np.ndarray, np.ndarray]]:
+    """Teacher-forced ``(job index, geometry, mu16, scale, u)`` of coded tiles ``(ref, values,
+    params)``, batch by batch, in job order within each tile size: the shared front half of
+    encoding and of the rate map."""
+    for geo, sub in _batches([ref for ref, _, _ in jobs], patch):
+        mu, sc, u = _dense(net, geo, [jobs[i][1] for i in sub], [jobs[i][2] for i in sub], device)
+        for b, i in enumerate(sub):
+            yield i, geo, mu[b], sc[b], u[b]
 
 
 def encode_tiles(
@@ -249,15 +247,43 @@ def encode_tiles(
     context: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> list[bytes]:
-    """Chunk payloads (header + range-coded words) of every tile in ``refs``, in order
-    (``context``: see the module docstring)."""
-    tiles, params, coded = _side_info(stack, refs, context)
+    """Chunk payloads (header + range-coded words) of every tile in ``refs``, in order.
+
+    With ``context`` K > 1 a delta candidate (:func:`_deltas`) replaces its tile when it is
+    constant or when the network codes it in fewer bits (both are predicted; the cheaper one
+    is coded from its own predictions).
+    """
+    tiles, params, coded = _side_info(stack, refs)
+    deltas = _deltas(stack, refs, tiles, context)
+    for i, d in list(deltas.items()):
+        dp = chunk_params(d, delta=True)
+        if not dp.coded:  # a constant difference costs nothing more than its header
+            tiles[i], params[i] = d, dp
+            del deltas[i]
     payloads: list[bytes] = [p.pack() for p in params]
+    jobs = []
+    for i, (t, p) in enumerate(zip(tiles, params, strict=True)):
+        if p.coded:
+            jobs.append((i, t, p))
+        if i in deltas:
+            jobs.append((i, deltas[i], chunk_params(deltas[i], delta=True)))
     if progress:
-        progress(len(refs) - len(coded))
-    for geo, i, mu, sc, u in _predictions(net, tiles, params, refs, coded, patch, device):
-        pos, sizes = geo.stream_order, geo.step_sizes
-        payloads[i] += encode_chunk(mu[pos], sc[pos], u[pos], params[i].vmax, sizes)
+        progress(len(refs) - len({i for i, _, _ in jobs}))
+    best: dict[int, tuple[float, ChunkParams, tuple]] = {}
+    refs_of_jobs = [(refs[i], t, p) for i, t, p in jobs]
+    for j, geo, mu, sc, u in _predictions(net, refs_of_jobs, patch, device):
+        i, _, p = jobs[j]
+        pos = geo.stream_order
+        pred = (mu[pos], sc[pos], u[pos])
+        if i in deltas:  # two options: keep the cheaper until both are in
+            bits = float(focus.code_lengths(*pred, p.vmax).sum())
+            if i not in best:
+                best[i] = (bits, p, pred)
+                continue
+            if best[i][0] <= bits:
+                _, p, pred = best[i]
+            del best[i]
+        payloads[i] = p.pack() + encode_chunk(*pred, p.vmax, geo.step_sizes)
         if progress:
             progress(1)
     return payloads
@@ -374,9 +400,11 @@ def _tile_bits(
 ) -> Iterator[tuple[TileRef, np.ndarray]]:
     """Bits of every pixel of each coded tile under the integer tables, ``(ref, (h, w))``."""
     tiles, params, coded = _side_info(stack, refs)
-    for geo, i, mu, sc, u in _predictions(net, tiles, params, refs, coded, patch, device):
-        bits = focus.code_lengths(mu, sc, u, params[i].vmax)
-        yield refs[i], geo.from_patches(bits.reshape(geo.n_patches, patch, patch))
+    jobs = [(refs[i], tiles[i], params[i]) for i in coded]
+    for j, geo, mu, sc, u in _predictions(net, jobs, patch, device):
+        ref, _, p = jobs[j]
+        bits = focus.code_lengths(mu, sc, u, p.vmax)
+        yield ref, geo.from_patches(bits.reshape(geo.n_patches, patch, patch))
 
 
 def rate_tiles(
