@@ -9,7 +9,8 @@ stream is decoded and compared. The encoder's per-tile choice depends only on th
 previous plane, so the size for any K in between follows exactly from the two streams' chunks:
 a tile of plane k costs its K = 1 chunk when ``k % K == 0`` and its K = N chunk otherwise.
 JPEG XL (effort 7, plane by plane, as ``llic bench``) is the reference. Random access: the mean
-number of tiles decoded to read one tile of one plane (1 without context).
+number of tiles decoded to read one tile of one plane (1 without context). K runs over 1, 2, 4,
+8, 16 and N.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def measure(stack: np.ndarray, threads: int) -> dict:
     jxl = codecs.resolve(("jxl_e7",), 1)[0]
     jxl_bytes = sum(len(jxl.encode(jxl.prepare(p))) for p in stack)
     rows = {}
-    for k in KS:
+    for k in sorted({*KS, n}):
         if k > n:
             continue
         size, chain = rest, []
@@ -100,17 +101,25 @@ def measure(stack: np.ndarray, threads: int) -> dict:
 
 
 def markdown(results: dict) -> str:
+    """bps per K (ratio to JPEG XL), and tiles decoded per tile read at K = 4 and K = N."""
     lines = [
-        "| stack | shape | JPEG XL bps | " + " | ".join(f"K={k}" for k in KS) + " |",
-        "|---|---|---|" + "---|" * len(KS),
+        "| stack | shape | JPEG XL bps | "
+        + " | ".join(f"K = {k}" for k in KS)
+        + " | K = N | tiles per read, K = 4 / N |",
+        "|---|---|---|" + "---|" * (len(KS) + 2),
     ]
     for name, r in results.items():
+        n = str(r["shape"][0])
         cells = [
             f"{r['k'][str(k)]['bps']:.3f} ({r['k'][str(k)]['vs_jxl']:.3f})"
             if str(k) in r["k"]
             else ""
-            for k in KS
+            for k in (*KS, n)
         ]
+        reads = "/".join(
+            f"{r['k'][k]['tiles_per_read']:.2f}" if k in r["k"] else "-" for k in ("4", n)
+        )
+        cells.append(reads)
         shape = "x".join(map(str, r["shape"]))
         lines.append(
             f"| {name} | {shape} {r['dtype']} | {r['jxl_bps']:.3f} | " + " | ".join(cells) + " |"
