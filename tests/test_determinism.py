@@ -17,7 +17,7 @@ import pytest
 WORKER = textwrap.dedent(
     """
     import sys, numpy as np, torch
-    mode, threads, mkldnn, batch, src, dst = sys.argv[1:7]
+    mode, threads, mkldnn, batch, src, dst, context = (sys.argv[1:8] + ["1"])[:7]
     torch.backends.mkldnn.enabled = mkldnn == "1"
     import llic_imaging
     from llic_imaging.codec import engine
@@ -25,7 +25,8 @@ WORKER = textwrap.dedent(
     engine._DENSE_PIXELS = min(engine._DENSE_PIXELS, int(batch))
     if mode == "encode":
         a = np.load(src)
-        open(dst, "wb").write(llic_imaging.encode(a, tile=64, numthreads=int(threads)))
+        s = llic_imaging.encode(a, tile=64, numthreads=int(threads), context=int(context))
+        open(dst, "wb").write(s)
     else:
         a = llic_imaging.decode(open(src, "rb").read(), numthreads=int(threads))
         np.save(dst, a)
@@ -75,3 +76,22 @@ def test_cross_process_decode(
     decoded = np.load(out)
     assert decoded.dtype == original.dtype
     np.testing.assert_array_equal(decoded, original)
+
+
+def test_cross_process_decode_with_plane_context(tmp_path: Path) -> None:
+    """Delta chunks decode in generations; other threads and batch sizes give the same planes."""
+    from llic_imaging import container
+    from llic_imaging.codec.engine import ChunkParams
+
+    rng = np.random.default_rng(8)
+    base = np.cumsum(rng.normal(0, 15, (100, 150)), axis=1)
+    a = np.stack([base * (1 + 0.05 * k) + rng.normal(0, 1, base.shape) for k in range(3)])
+    a = (a - a.min() + 100).clip(0, 4095).astype(np.uint16)
+    src, stream, out = tmp_path / "img.npy", tmp_path / "s.llic", tmp_path / "out.npy"
+    np.save(src, a)
+    _run(tmp_path, "encode", "2", "1", str(1 << 20), str(src), str(stream), "3")
+    c = container.read(stream.read_bytes())
+    kinds = [ChunkParams.unpack(c.payload(i))[0].delta for i in range(len(c.chunks))]
+    assert any(kinds), "no tile was coded against the previous plane"
+    _run(tmp_path, "decode", "1", "0", "4096", str(stream), str(out))
+    np.testing.assert_array_equal(np.load(out), a)
