@@ -101,3 +101,15 @@ def test_grid_matches_generator() -> None:
     gen = intcdf.generate()
     np.testing.assert_array_equal(gen["grid"], intcdf.cdf_grid())
     np.testing.assert_array_equal(gen["widths"], intcdf.n_bins(np.arange(intcdf.N_SCALES)))
+
+
+def test_scale_levels_outside_the_grid_are_refused() -> None:
+    """The compiled rules index the tables without bounds checks: levels are checked first."""
+    mu16, v = np.array([160, 320]), np.array([10, 20])
+    for bad in (np.array([0, intcdf.N_SCALES]), np.array([-1, 5])):
+        with pytest.raises(ValueError, match="scale levels"):
+            focus.plan(mu16, bad, 100, np.zeros(2, np.int64), 1)
+        with pytest.raises(ValueError, match="scale levels"):
+            focus.code_lengths(mu16, bad, v, 100)
+        with pytest.raises(ValueError, match="scale levels"):
+            focus.window_bounds(mu16, bad)

@@ -76,6 +76,15 @@ def _tables() -> _Tables:
     )
 
 
+def _levels(scale: np.ndarray) -> np.ndarray:
+    """Scale levels as contiguous int64, checked: the compiled rules index tables with them."""
+    scale = np.ascontiguousarray(scale, np.int64)
+    if scale.size and (scale.min() < 0 or scale.max() >= intcdf.N_SCALES):
+        msg = f"scale levels must lie in [0, {intcdf.N_SCALES}), got [{scale.min()}, {scale.max()}]"
+        raise ValueError(msg)
+    return scale
+
+
 # ---------------------------------------------------------------- per-pixel rules (compiled)
 
 
@@ -279,7 +288,7 @@ def plan(
     frequency rows; ``vmax`` is one chunk range for all pixels or one per pixel."""
     t = _tables()
     mu16 = np.ascontiguousarray(mu16, np.int64)
-    scale = np.ascontiguousarray(scale, np.int64)
+    scale = _levels(scale)
     vmax = np.ascontiguousarray(np.broadcast_to(np.asarray(vmax, np.int64), mu16.shape))
     unit = np.ascontiguousarray(unit, np.int64)
     row, gstart, bounds, order, ustart = _layout(
@@ -477,7 +486,7 @@ def code_lengths(mu16: np.ndarray, scale: np.ndarray, values: np.ndarray, vmax: 
     mu16 = np.ascontiguousarray(mu16, np.int64)
     if vmax == 0:
         return np.zeros(mu16.shape, np.float64)
-    args = (np.ascontiguousarray(a, np.int64).ravel() for a in (mu16, scale, values))
+    args = (np.ascontiguousarray(a, np.int64).ravel() for a in (mu16, _levels(scale), values))
     bits = _bits(*args, np.int64(vmax), _tables().grid, _tabs())
     return bits.reshape(mu16.shape)
 
@@ -496,6 +505,6 @@ def window_bounds(mu16: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.n
     """First and last value of each pixel's focus window (values outside it are escapes)."""
     mu16 = np.asarray(mu16, np.int64)
     t = _tables()
-    flat = (np.ascontiguousarray(a, np.int64).ravel() for a in (mu16, scale))
+    flat = (np.ascontiguousarray(a, np.int64).ravel() for a in (mu16, _levels(scale)))
     low, high = _bounds(*flat, t.widths, t.shifts)
     return low.reshape(mu16.shape), high.reshape(mu16.shape)
