@@ -101,11 +101,11 @@ def _window(mu16, j, widths, shifts):
 def _fill_row(out, at, cdf, low, q, w, vmax):
     """Frequencies of the ``w`` bins and the escape symbol into ``out[at : at + w + 1]``.
 
-    Every bin that holds a value of ``[0, vmax]`` gets its CDF mass plus one (no zero
-    probability); bins outside the range get nothing and their mass folds into the escape
-    (below 0 / above vmax); the escape takes both tails plus one when it can hold a value.
+    Bin edges at or below 0 read CDF 0 and edges above ``vmax`` read the total, so bins outside
+    the range get nothing and the tails beyond the range fold into the bins holding 0 and
+    ``vmax``; every bin that holds a value gets one more count (no zero probability). The escape
+    takes the tails beyond the window, plus one when a value of the range lies outside it.
     """
-    prev = 0
     edge = low
     g0 = 0 if edge <= 0 else (_TOTAL if edge > vmax else cdf[0])
     prev = g0
