@@ -407,6 +407,7 @@ def test_plane_context_keeps_unrelated_planes_intra_and_context_1_is_the_default
     rng = np.random.default_rng(12)
     a = rng.integers(0, 4096, (3, 40, 50)).astype(np.uint16)
     assert llic_imaging.encode(a, tile=16, context=1) == llic_imaging.encode(a, tile=16)
+    assert llic_imaging.encode(a[0], context=8) == llic_imaging.encode(a[0])  # one plane
     roundtrip(a, tile=16, context=3)
     # int16 planes whose differences span more than 16 bits cannot be coded as deltas
     b = np.stack([np.full((20, 20), -32768), np.full((20, 20), 32767)]).astype(np.int16)

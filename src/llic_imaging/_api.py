@@ -140,7 +140,8 @@ def encode(
         Plane context group K for (N, H, W) stacks (default 1: off): inside each group of K
         planes a tile may be coded as its difference to the same tile of the previous plane
         where a cheap estimate says that is smaller (registered bands, near-identical frames).
-        Decoding one plane then decodes up to K - 1 earlier tiles at the same place.
+        Decoding one plane then decodes up to K - 1 earlier tiles at the same place. K is
+        capped at the number of planes (a single plane's stream is the same for every K).
     numthreads, device
         CPU threads (default 1) and ``"cpu"``/``"cuda"``; the stream does not depend on
         either.
@@ -165,6 +166,7 @@ def encode(
     if not 1 <= context <= MAX_CONTEXT:
         msg = f"context must be 1 to {MAX_CONTEXT} planes, got {context}"
         raise ValueError(msg)
+    context = min(context, stack.shape[0])  # a group never spans more than the stack
     if level not in (None, 1):
         msg = f"level must be None or 1, got {level!r}"
         raise ValueError(msg)
