@@ -91,15 +91,16 @@ def test_compress_then_restore_is_byte_identical(npy_file: Path, tmp_path: Path)
     assert restored.read_bytes() == npy_file.read_bytes()
 
 
-def test_compress_with_plane_context(
-    npy_file: Path, planes_u16: np.ndarray, tmp_path: Path
-) -> None:
+def test_compress_with_plane_context(tmp_path: Path) -> None:
+    stack = tmp_path / "stack.npy"
+    base = np.random.default_rng(2).integers(0, 4000, size=(24, 40))
+    np.save(stack, np.stack([base + k for k in range(3)]).astype(np.uint16))
     archive = tmp_path / "ctx.llic"
-    assert run("compress", npy_file, "-o", archive, "--context", "2").exit_code == 0
+    assert run("compress", stack, "-o", archive, "--context", "2").exit_code == 0
     header = json.loads(run("info", archive, "--json").stdout)
     assert header["context"] == 2
-    assert run("verify", archive, npy_file).exit_code == 0
-    assert run("compress", npy_file, "-o", tmp_path / "x.llic", "--context", "0").exit_code == 2
+    assert run("verify", archive, stack).exit_code == 0
+    assert run("compress", stack, "-o", tmp_path / "x.llic", "--context", "0").exit_code == 2
 
 
 def test_compress_json(npy_file: Path, planes_u16: np.ndarray) -> None:
