@@ -139,7 +139,7 @@ def encode(
     context
         Plane context group K for (N, H, W) stacks (default 1: off): inside each group of K
         planes a tile may be coded as its difference to the same tile of the previous plane
-        where a cheap estimate says that is smaller (registered bands, near-identical frames).
+        where the network codes that in fewer bits (registered bands, smooth volumes).
         Decoding one plane then decodes up to K - 1 earlier tiles at the same place. K is
         capped at the number of planes (a single plane's stream is the same for every K).
     numthreads, device
@@ -396,7 +396,9 @@ def _decode(
     return plane
 
 
-def _add_references(refs, payloads: dict[int, bytes], read: Callable[[int], bytes]) -> None:
+def _add_references(
+    refs: list[Any], payloads: dict[int, bytes], read: Callable[[int], bytes]
+) -> None:
     """Add to ``payloads`` the chunks its delta chunks refer to (same tile, previous plane),
     recursively: decoding part of a stack with plane context decodes only what it needs."""
     from llic_imaging.codec.engine import ChunkParams
