@@ -128,6 +128,14 @@ def _fill_inside(rows, cdf, w):
 
 
 @numba.njit(inline="always", **_JIT)
+def _symbol(v, low, q, w):
+    """Bin symbol of value ``v``: its bin in the window, or the escape ``w`` outside it."""
+    rel = v - low
+    s = rel >> q
+    return w if rel < 0 or s >= w else s
+
+
+@numba.njit(inline="always", **_JIT)
 def _bin(low, q, vmax, s):
     """First value of bin ``s`` before clipping, and its first value and size inside [0, vmax]."""
     raw = low + (s << q)
@@ -319,13 +327,11 @@ def _symbols(mu16, scale, vmax, values, row, flat, foff, gstart, tabs):
     for i in range(n):
         j, vm, v = scale[i], vmax[i], values[i]
         _, w, q, low = _window(mu16[i], j, widths, shifts)
-        rel = v - low
-        s = rel >> q
-        if rel < 0 or s >= w:
-            bins[row[i]] = w
+        s = _symbol(v, low, q, w)
+        bins[row[i]] = s
+        if s == w:
             size[i] = 0
             continue
-        bins[row[i]] = s
         raw, lo, z = _bin(low, q, vm, s)
         fb = _freq_at(flat, foff, gstart, group_of[j], row[i], w, s)
         split, lower, fe = _split(raw, z, q, vm, fb, mu16[i], j, zcdf, invs)
@@ -462,9 +468,8 @@ def _bits(mu16, scale, values, vmax, grid, tabs):
         total = 0.0
         for k in range(w + 1):
             total += buf[k]
-        rel = v - low
-        s = rel >> q
-        if rel < 0 or s >= w:
+        s = _symbol(v, low, q, w)
+        if s == w:
             bits[i] = np.log2(total / buf[w]) + np.log2(vmax + 1.0)
             continue
         raw, lo, z = _bin(low, q, vmax, s)
