@@ -242,7 +242,8 @@ def _tiling(tile: int | None, patch: int | None, spec: PlaneSpec) -> tuple[int, 
 
 
 def _parse(c: container.Container) -> tuple[PlaneSpec, dict[str, Any]]:
-    """Validate the codec header fields of a parsed container."""
+    """Validate the codec header fields of a parsed container; the returned header always has
+    an int ``"context"`` (1 where the stream has none)."""
     h = c.header
     if h.get("codec") != CODEC:
         msg = f"stream codec is {h.get('codec')!r}, expected {CODEC!r}"
@@ -262,7 +263,7 @@ def _parse(c: container.Container) -> tuple[PlaneSpec, dict[str, Any]]:
     if not (8 <= tile <= MAX_TILE) or patch not in PATCHES or not 1 <= context <= MAX_CONTEXT:
         msg = f"stream header has unsupported tile {tile} / patch {patch} / context {context}"
         raise StreamError(msg)
-    return spec, h
+    return spec, {**h, "context": context}
 
 
 def _refs_of(c: container.Container, spec: PlaneSpec, tile: int):
@@ -329,7 +330,7 @@ def _decode(
     progress: Progress | None = None,
 ) -> np.ndarray:
     """``decode`` of a parsed container, which reads only the payloads of the chosen tiles."""
-    from llic_imaging.codec.engine import decode_tiles
+    from llic_imaging.codec.engine import add_references, decode_tiles
 
     spec, h = _parse(c)
     refs = _refs_of(c, spec, int(h["tile"]))
@@ -360,9 +361,9 @@ def _decode(
             and refs[i].x + refs[i].w > x0
         ]
     payloads = {i: c.payload(i) for i in chosen}
-    context = int(h.get("context", 1))
+    context = h["context"]
     if index is not None and context > 1:
-        _add_references(refs, payloads, c.payload)
+        add_references(refs, payloads, c.payload)
     chosen = sorted(payloads)
     plane0 = refs[chosen[0]].plane if index is not None and chosen else 0
     sel = [type(r)(r.plane - plane0, r.y, r.x, r.h, r.w) for r in (refs[i] for i in chosen)]
@@ -394,24 +395,6 @@ def _decode(
     elif isinstance(hashes, list) and len(hashes) == n:
         _verify(_array_sha256(plane), bytes.fromhex(str(hashes[index])), f"plane {index}")
     return plane
-
-
-def _add_references(
-    refs: list[Any], payloads: dict[int, bytes], read: Callable[[int], bytes]
-) -> None:
-    """Add to ``payloads`` the chunks its delta chunks refer to (same tile, previous plane),
-    recursively: decoding part of a stack with plane context decodes only what it needs."""
-    from llic_imaging.codec.engine import ChunkParams
-
-    where = {(r.plane, r.y, r.x): i for i, r in enumerate(refs)}
-    todo = list(payloads)
-    while todo:
-        i = todo.pop()
-        r = refs[i]
-        j = where.get((r.plane - 1, r.y, r.x))
-        if j is not None and j not in payloads and ChunkParams.unpack(payloads[i])[0].delta:
-            payloads[j] = read(j)
-            todo.append(j)
 
 
 def read_window(
@@ -477,7 +460,7 @@ def info(data: bytes, /) -> StreamInfo:
         codec_format=int(h["format"]),
         metadata_bytes=len(c.metadata),
         level=int(h.get("level", 1)),
-        context=int(h.get("context", 1)),
+        context=h["context"],
     )
 
 

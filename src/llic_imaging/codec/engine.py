@@ -31,6 +31,7 @@ from llic_imaging.model.hpac import TileParams, TorchSteps
 
 __all__ = [
     "ChunkParams",
+    "add_references",
     "probe_bits",
     "probe_refs",
     "TileRef",
@@ -254,19 +255,20 @@ def encode_tiles(
     is coded from its own predictions).
     """
     tiles, params, coded = _side_info(stack, refs)
-    deltas = _deltas(stack, refs, tiles, context)
-    for i, d in list(deltas.items()):
+    deltas = {}
+    for i, d in _deltas(stack, refs, tiles, context).items():
         dp = chunk_params(d, delta=True)
-        if not dp.coded:  # a constant difference costs nothing more than its header
+        if dp.coded:
+            deltas[i] = (d, dp)
+        else:  # a constant difference costs nothing more than its header
             tiles[i], params[i] = d, dp
-            del deltas[i]
     payloads: list[bytes] = [p.pack() for p in params]
     jobs = []
     for i, (t, p) in enumerate(zip(tiles, params, strict=True)):
         if p.coded:
             jobs.append((i, t, p))
         if i in deltas:
-            jobs.append((i, deltas[i], chunk_params(deltas[i], delta=True)))
+            jobs.append((i, *deltas[i]))
     if progress:
         progress(len(refs) - len({i for i, _, _ in jobs}))
     best: dict[int, tuple[float, ChunkParams, tuple]] = {}
@@ -345,15 +347,36 @@ def decode_tiles(
                 progress(len(idx))
 
 
+def _previous(refs: list[TileRef]) -> list[int | None]:
+    """For every tile, the index in ``refs`` of the same tile one plane earlier (or None)."""
+    where = {(r.plane, r.y, r.x, r.h, r.w): i for i, r in enumerate(refs)}
+    return [where.get((r.plane - 1, r.y, r.x, r.h, r.w)) for r in refs]
+
+
+def add_references(
+    refs: list[TileRef], payloads: dict[int, bytes], read: Callable[[int], bytes]
+) -> None:
+    """Add to ``payloads`` (chunk index -> payload) the chunks its delta chunks refer to,
+    recursively, reading them with ``read``: decoding part of a stack with plane context
+    decodes only what it needs."""
+    prev = _previous(refs)
+    todo = list(payloads)
+    while todo:
+        i = todo.pop()
+        j = prev[i]
+        if j is not None and j not in payloads and ChunkParams.unpack(payloads[i])[0].delta:
+            payloads[j] = read(j)
+            todo.append(j)
+
+
 def _generations(refs: list[TileRef], params: list[ChunkParams], context: int) -> list[int]:
     """Decoding generation of every chunk; a delta chunk needs its reference among ``refs``."""
-    where = {(r.plane, r.y, r.x, r.h, r.w): i for i, r in enumerate(refs)}
+    prev = _previous(refs)
     gens = [0] * len(refs)
     for i in sorted(range(len(refs)), key=lambda i: refs[i].plane):
-        r, p = refs[i], params[i]
-        if not p.delta:
+        r, ref = refs[i], prev[i]
+        if not params[i].delta:
             continue
-        ref = where.get((r.plane - 1, r.y, r.x, r.h, r.w))
         if context < 2 or r.plane % context == 0 or ref is None:
             msg = f"chunk at plane {r.plane} ({r.y}, {r.x}) refers to a plane outside its context group: corrupt"
             raise StreamError(msg)
