@@ -41,9 +41,8 @@ _PAR = dict(_JIT, parallel=True)
 
 @numba.njit(inline="always", **_JIT)
 def _clip(v, lim):
-    """Clamp a float32 to [-lim, lim]."""
-    v = v if v < lim else lim
-    return v if v > -lim else -lim
+    """Clamp a float32 to [-lim, lim] (min/max: LLVM turns it into vector min/max)."""
+    return min(max(v, -lim), lim)
 
 
 @numba.njit(inline="always", **_JIT)
@@ -96,11 +95,14 @@ def _patch_gate(s, first, rows, pa, av, ins, ring, dw, dw_bias, taps_b, lut, out
     c, depth = out.shape[1], ring.shape[0]
     a127 = _F(quant.ACT_MAX)
     lm = (lut.shape[0] - 1) // 2
+    flm = _F(lm)
+    slot = s % depth
+    # one simple loop per stage, each over the channels: LLVM vectorises all but the table reads
     for i in range(rows):
         for j in range(2 * c):
             av[i, j] = _clip(np.rint(av[i, j]), a127)
         for j in range(c):
-            ring[s % depth, first + i, j] = av[i, j]
+            ring[slot, first + i, j] = av[i, j]
     for i in range(rows):
         r = first + i
         for j in range(c):
@@ -113,8 +115,9 @@ def _patch_gate(s, first, rows, pa, av, ins, ring, dw, dw_bias, taps_b, lut, out
             for j in range(c):
                 out[i, j] += ring[src, r + dr, j] * dw[t, j]
         for j in range(c):
-            g = lut[np.int64(_clip(np.rint(out[i, j]), _F(lm))) + lm]
-            out[i, j] = _clip(np.rint(g * av[i, c + j]), a127)
+            out[i, j] = lut[np.int64(_clip(np.rint(out[i, j]), flm)) + lm]
+        for j in range(c):
+            out[i, j] = _clip(np.rint(out[i, j] * av[i, c + j]), a127)
 
 
 @numba.njit(**_PAR)
@@ -166,21 +169,34 @@ def _activate(x, lut):
             x[q, j] = lut[np.int64(_clip(np.rint(x[q, j]), _F(lm))) + lm]
 
 
-@numba.njit(**_JIT)
-def _head(s, o, anchor, up, shift, vmax, mu_out, sc_out):
-    """Head accumulators -> integer ``(mu16, scale level)`` at step ``s``'s cells of
-    ``mu_out``/``sc_out`` (NP, P, P); see ``HpacNet._head``."""
+@numba.njit(**_PAR)
+def _head(s, x, hw, hb, anchor, up, shift, vmax, mu_out, sc_out):
+    """The 1x1 head (``hw`` (2, C), ``hb`` (2,)) on the features ``x`` of step ``s`` -> integer
+    ``(mu16, scale level)`` at the step's cells of ``mu_out``/``sc_out`` (NP, P, P); see
+    ``HpacNet._head``. Two outputs are too few for BLAS (a call costs ~5x this loop)."""
     first, rows = _band(s, mu_out.shape[1])
-    for n in range(mu_out.shape[0]):
+    for n in numba.prange(mu_out.shape[0]):
         for i in range(rows):
             q = n * rows + i
             r, col = first + i, s - 2 * (first + i)
-            o_mu = np.rint(o[q, 0] * _F(2.0 ** (quant.W_FRAC - hpac.HEAD_MU_SHIFT)))
-            o_s = np.rint(o[q, 1] * _F(2.0 ** (quant.W_FRAC - hpac.HEAD_S_SHIFT)))
+            o0, o1 = _dot2(x[q], hw, hb)
+            o_mu = np.rint(o0 * _F(2.0 ** (quant.W_FRAC - hpac.HEAD_MU_SHIFT)))
+            o_s = np.rint(o1 * _F(2.0 ** (quant.W_FRAC - hpac.HEAD_S_SHIFT)))
             mu = anchor[q] * _F(16.0) + o_mu * up[n]
             mu_out[n, r, col] = min(max(mu, _F(0.0)), vmax[n] * _F(16.0))
             sc = o_s + _F(8.0) * shift[n] + _F(hpac.SCALE_BIAS)
             sc_out[n, r, col] = min(max(sc, _F(0.0)), _F(hpac.N_SCALES - 1))
+
+
+@numba.njit(fastmath={"reassoc", "contract"}, **_JIT)
+def _dot2(v, hw, hb):
+    """``hb + hw @ v`` for two outputs. Reassociation (vector sums) is exact here: every
+    partial sum is an integer multiple of 2**-W_FRAC below 2**24 in magnitude."""
+    a, b = hb[0], hb[1]
+    for k in range(v.shape[0]):
+        a += v[k] * hw[0, k]
+        b += v[k] * hw[1, k]
+    return a, b
 
 
 _WORKQUEUE = threading.Lock()
@@ -236,7 +252,7 @@ class CpuSteps:
         self.inp = np.zeros((rows, self.w.embed[0].shape[0]), _F)
         self.x, self.h, self.r = (np.zeros((rows, c), _F) for _ in range(3))
         self.av, self.u = np.zeros((rows, 2 * c), _F), np.zeros((rows, m), _F)
-        self.o, self.anchor = np.zeros((rows, 2), _F), np.zeros(rows, _F)
+        self.anchor = np.zeros(rows, _F)
 
     @property
     def pixels(self) -> np.ndarray:
@@ -268,8 +284,7 @@ class CpuSteps:
             _activate(u, w.gelu)
             _mm(u, blk["w2"], r)
             _residual(x, r)
-        _mm(x, w.head, self.o[:n])
-        _head(s, self.o, self.anchor, self.up, self.shift, self.vmax, self.mu16, self.scale)
+        _head(s, x, *w.head, self.anchor, self.up, self.shift, self.vmax, self.mu16, self.scale)
 
     def predict(self, s: int) -> tuple[np.ndarray, np.ndarray]:
         """Decoder: ``(mu16, scale)`` of step ``s``'s positions, ``(NP, rows)`` float32 each.
@@ -304,7 +319,7 @@ class _Weights:
             return wb[0].t().contiguous(), wb[1].contiguous()
 
         self.embed = lin(q["embed"])
-        self.head = lin(q["head"])
+        self.head = tuple(t.numpy().astype(_F) for t in q["head"])  # (2, C), (2,) for _head
         self.blocks = [{k: lin(b[k]) for k in ("wav", "wo", "w1", "w2")} for b in q["blocks"]]
         self.dw = np.stack([b["dw"].numpy() for b in q["blocks"]]).astype(_F)
         self.dw_bias = np.stack([b["dw_bias"].numpy() for b in q["blocks"]]).astype(_F)
