@@ -204,11 +204,12 @@ def _layout(scale, unit, n_units, group_of, n_groups):
     return row, gstart, bounds, order, ustart
 
 
-@numba.njit(**_JIT)
+@numba.njit(parallel=True, **_JIT)
 def _freqs(mu16, scale, vmax, row, gstart, foff, group_of, grid, rows, widths, shifts):
-    """Every pixel's frequency row, at its row of its group's block of one flat array."""
+    """Every pixel's frequency row, at its row of its group's block of one flat array (tens
+    of MB per 512x512 plane: written on all CPU threads)."""
     flat = np.empty(foff[-1], np.float64)
-    for i in range(mu16.size):
+    for i in numba.prange(mu16.size):
         j = scale[i]
         frac, w, q, low = _window(mu16[i], j, widths, shifts)
         g = group_of[j]
