@@ -1,0 +1,111 @@
+"""The codec issue's speed target, repeated: llic and JPEG XL on the 512x512 16-bit validation slices.
+
+    python benchmarks/speed_target.py [--source ../shared/data] [--rounds 10] [--threads 2]
+        [--model NAME] [--json FILE]
+
+``llic bench`` times each plane once, so its "512x512 16-bit slices" row is one sample of a
+machine whose speed drifts by 15-30 % over an hour. This script repeats that row: each round
+encodes and decodes every such slice of the validation split once with llic (``--threads``) and
+with JPEG XL effort 7 (one thread), through the same codec definitions as ``llic bench``, and
+takes the median over the slices as the bench does. JPEG XL, timed beside llic in every round,
+shows how fast the machine was in that round. Every round trip is checked bit for bit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from llic_imaging import corpus
+from llic_imaging.bench import codecs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _slices(source: Path) -> list[corpus.Plane]:
+    """The validation split's 512x512 planes that need more than 8 bits (the bench's row)."""
+    keep = set(corpus.split_paths("validation"))
+    out = []
+    for f in corpus.files(source):
+        if f.relpath not in keep:
+            continue
+        for p in corpus.read_planes(f):
+            if p.array.shape == (512, 512) and codecs.bits_needed(p.array) > 8:
+                out.append(p)
+    return out
+
+
+def _timed(fn, *args) -> tuple[object, float]:
+    t0 = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", default=None, help="llic model (default: the automatic choice)")
+    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/speed-target.json")
+    args = ap.parse_args()
+
+    planes = _slices(args.source)
+    run = codecs.resolve(("llic", "jxl_e7"), args.threads, args.model)
+    rounds = []
+    for r in range(args.rounds):
+        mpix: dict[str, dict[str, list[float]]] = {
+            c.name: {"encode": [], "decode": []} for c in run
+        }
+        for plane in planes:
+            for codec in run:
+                prepared = codec.prepare(plane.array)
+                data, enc = _timed(codec.encode, prepared)
+                decoded, dec = _timed(codec.decode, data, prepared)
+                if not np.array_equal(decoded, prepared.array):
+                    msg = f"{codec.name} round trip of {plane.file.relpath} is not exact"
+                    raise SystemExit(msg)
+                mpix[codec.name]["encode"].append(plane.samples / 1e6 / enc)
+                mpix[codec.name]["decode"].append(plane.samples / 1e6 / dec)
+        medians = {c: {k: statistics.median(v) for k, v in d.items()} for c, d in mpix.items()}
+        rounds.append({"round": r, "median_mpix_s": medians, "per_slice_mpix_s": mpix})
+        print(
+            f"round {r}: llic {medians['llic']['encode']:.2f} / {medians['llic']['decode']:.2f}"
+            f"  jxl_e7 {medians['jxl_e7']['encode']:.2f} / {medians['jxl_e7']['decode']:.2f}"
+            " MPix/s (encode / decode, median of the slices)",
+            flush=True,
+        )
+    summary = {}
+    for op in ("encode", "decode"):
+        v = [x["median_mpix_s"]["llic"][op] for x in rounds]
+        summary[op] = {
+            "min": min(v),
+            "median": statistics.median(v),
+            "max": max(v),
+            "rounds_at_least_0.5": sum(x >= 0.5 for x in v),
+        }
+    report = {
+        "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "slices": [p.file.relpath for p in planes],
+        "threads": args.threads,
+        "model": args.model or "automatic choice",
+        "rounds": len(rounds),
+        "llic_summary": summary,
+        "results": rounds,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1))
+    for op, s in summary.items():
+        print(
+            f"llic {op}: min {s['min']:.2f}, median {s['median']:.2f}, max {s['max']:.2f} MPix/s;"
+            f" {s['rounds_at_least_0.5']}/{len(rounds)} rounds >= 0.5"
+        )
+
+
+if __name__ == "__main__":
+    main()
