@@ -24,6 +24,7 @@ import numba
 import numpy as np
 
 from llic_imaging.codec import intcdf
+from llic_imaging.model.runtime import launch_guard
 
 __all__ = [
     "Pending",
@@ -304,9 +305,10 @@ def plan(
         scale, unit, n_units, t.group_of, t.group_widths.size
     )
     foff = np.concatenate([[0], np.cumsum(np.diff(gstart) * (t.group_widths + 1))])
-    flat = _freqs(
-        mu16, scale, vmax, row, gstart, foff, t.group_of, t.grid, t.rows, t.widths, t.shifts
-    )
+    with launch_guard():
+        flat = _freqs(
+            mu16, scale, vmax, row, gstart, foff, t.group_of, t.grid, t.rows, t.widths, t.shifts
+        )
     return Plan(mu16, scale, vmax, row, gstart, bounds, flat, foff, order, ustart)
 
 

@@ -22,15 +22,13 @@ depthwise taps of step ``s`` read steps ``s-3..s``: a ring of 4).
 
 from __future__ import annotations
 
-import threading
-from contextlib import AbstractContextManager, nullcontext
-
 import numba
 import numpy as np
 import torch
 
 from llic_imaging.codec.schedule import Geometry
 from llic_imaging.model import hpac, quant
+from llic_imaging.model.runtime import launch_guard
 
 __all__ = ["CpuSteps"]
 
@@ -199,19 +197,6 @@ def _dot2(v, hw, hb):
     return a, b
 
 
-_WORKQUEUE = threading.Lock()
-
-
-def _launch_guard() -> AbstractContextManager:
-    """numba's fallback thread pool ("workqueue", used where neither TBB nor OpenMP loads, e.g.
-    some macOS installs) aborts the process on concurrent launches; serialise them there."""
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no parallel launch yet in this process: do not guess
-        layer = "workqueue"
-    return _WORKQUEUE if layer == "workqueue" else nullcontext()
-
-
 def _mm(x: np.ndarray, wb: tuple[torch.Tensor, torch.Tensor], out: np.ndarray) -> None:
     """``out = b + x @ w`` (BLAS; exact, as every sum is an integer below 2**24)."""
     torch.addmm(wb[1], torch.from_numpy(x), wb[0], out=torch.from_numpy(out))
@@ -261,7 +246,7 @@ class CpuSteps:
 
     def _run(self, s: int) -> None:
         """The network at every position of step ``s`` -> :attr:`mu16`, :attr:`scale`."""
-        with _launch_guard():
+        with launch_guard():
             self._layers(s)
 
     def _layers(self, s: int) -> None:

@@ -7,13 +7,16 @@ previous settings are restored on exit. Thread counts are free: exact sums do no
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import numba
 import torch
 
-__all__ = ["deterministic", "resolve_device"]
+__all__ = ["deterministic", "launch_guard", "resolve_device"]
+
+_WORKQUEUE = threading.Lock()
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -65,3 +68,14 @@ def deterministic(numthreads: int | None = None) -> Iterator[None]:
         torch.backends.cudnn.deterministic = saved[5]
         torch.backends.cudnn.benchmark = saved[6]
         torch.set_grad_enabled(saved[7])
+
+
+def launch_guard() -> AbstractContextManager:
+    """Hold around every call of a ``parallel=True`` numba function: numba's fallback thread
+    pool ("workqueue", used where neither TBB nor OpenMP loads, e.g. some macOS installs) aborts
+    the process on concurrent launches, so they are serialised there."""
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel launch yet in this process: do not guess
+        layer = "workqueue"
+    return _WORKQUEUE if layer == "workqueue" else nullcontext()
