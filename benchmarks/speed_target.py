@@ -1,14 +1,16 @@
 """The codec issue's speed target, repeated: llic and JPEG XL on the 512x512 16-bit validation slices.
 
     python benchmarks/speed_target.py [--source ../shared/data] [--rounds 10] [--threads 2]
-        [--model NAME] [--json FILE]
+        [--model NAME[,NAME...]] [--json FILE]
 
 ``llic bench`` times each plane once, so its "512x512 16-bit slices" row is one sample of a
 machine whose speed drifts by 15-30 % over an hour. This script repeats that row: each round
 encodes and decodes every such slice of the validation split once with llic (``--threads``) and
 with JPEG XL effort 7 (one thread), through the same codec definitions as ``llic bench``, and
 takes the median over the slices as the bench does. JPEG XL, timed beside llic in every round,
-shows how fast the machine was in that round. Every round trip is checked bit for bit.
+shows how fast the machine was in that round. Several models (``--model a,b``) are timed
+interleaved, slice by slice, so they see the same machine. Every round trip is checked bit for
+bit.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +54,21 @@ def main() -> None:
     ap.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--model", default=None, help="llic model (default: the automatic choice)")
+    ap.add_argument(
+        "--model", default=None, help="llic model(s), comma-separated (default: automatic choice)"
+    )
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/speed-target.json")
     args = ap.parse_args()
 
     planes = _slices(args.source)
-    run = codecs.resolve(("llic", "jxl_e7"), args.threads, args.model)
+    models = args.model.split(",") if args.model else [None]
+    run = [
+        replace(c, name=f"llic {m}" if len(models) > 1 else "llic")
+        for m in models
+        for c in codecs.resolve(("llic",), args.threads, m)
+    ]
+    run += codecs.resolve(("jxl_e7",), args.threads)
+    llics = [c.name for c in run if c.name.startswith("llic")]
     rounds = []
     for r in range(args.rounds):
         mpix: dict[str, dict[str, list[float]]] = {
@@ -74,37 +86,38 @@ def main() -> None:
                 mpix[codec.name]["decode"].append(plane.samples / 1e6 / dec)
         medians = {c: {k: statistics.median(v) for k, v in d.items()} for c, d in mpix.items()}
         rounds.append({"round": r, "median_mpix_s": medians, "per_slice_mpix_s": mpix})
-        print(
-            f"round {r}: llic {medians['llic']['encode']:.2f} / {medians['llic']['decode']:.2f}"
-            f"  jxl_e7 {medians['jxl_e7']['encode']:.2f} / {medians['jxl_e7']['decode']:.2f}"
-            " MPix/s (encode / decode, median of the slices)",
-            flush=True,
-        )
-    summary = {}
-    for op in ("encode", "decode"):
-        v = [x["median_mpix_s"]["llic"][op] for x in rounds]
-        summary[op] = {
-            "min": min(v),
-            "median": statistics.median(v),
-            "max": max(v),
-            "rounds_at_least_0.5": sum(x >= 0.5 for x in v),
+        line = "  ".join(f"{c} {m['encode']:.2f} / {m['decode']:.2f}" for c, m in medians.items())
+        print(f"round {r}: {line} MPix/s (encode / decode, median of the slices)", flush=True)
+    summary = {
+        name: {
+            op: {
+                "min": min(v),
+                "median": statistics.median(v),
+                "max": max(v),
+                "rounds_at_least_0.5": sum(x >= 0.5 for x in v),
+            }
+            for op in ("encode", "decode")
+            for v in [[x["median_mpix_s"][name][op] for x in rounds]]
         }
+        for name in llics
+    }
     report = {
         "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "slices": [p.file.relpath for p in planes],
         "threads": args.threads,
-        "model": args.model or "automatic choice",
+        "models": args.model or "automatic choice",
         "rounds": len(rounds),
         "llic_summary": summary,
         "results": rounds,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=1))
-    for op, s in summary.items():
-        print(
-            f"llic {op}: min {s['min']:.2f}, median {s['median']:.2f}, max {s['max']:.2f} MPix/s;"
-            f" {s['rounds_at_least_0.5']}/{len(rounds)} rounds >= 0.5"
-        )
+    for name, ops in summary.items():
+        for op, s in ops.items():
+            print(
+                f"{name} {op}: min {s['min']:.2f}, median {s['median']:.2f}, max {s['max']:.2f}"
+                f" MPix/s; {s['rounds_at_least_0.5']}/{len(rounds)} rounds >= 0.5"
+            )
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ import torch
 from llic_imaging.train.export import WEIGHTS_DIR, export
 from llic_imaging.train.loop import TrainConfig, train
 
-DEFAULT_CONFIG = Path(__file__).parent / "configs" / "hpac-small-v3.toml"
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "hpac-small-v3-b2.toml"
 
 
 @click.command(
-    epilog="Example: llic-train --config src/llic_imaging/train/configs/hpac-small-v3.toml --out runs/hpac-small-v3 --export"
+    epilog="Example: llic-train --config src/llic_imaging/train/configs/hpac-small-v3-b2.toml --out runs/hpac-small-v3-b2 --export"
 )
 @click.option(
     "--config",
@@ -29,7 +29,7 @@ DEFAULT_CONFIG = Path(__file__).parent / "configs" / "hpac-small-v3.toml"
     "--out",
     "out_dir",
     type=click.Path(file_okay=False),
-    default="runs/hpac-small-v3",
+    default="runs/hpac-small-v3-b2",
     show_default=True,
     help="Checkpoint and log folder.",
 )
