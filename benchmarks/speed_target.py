@@ -25,22 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from llic_imaging import corpus
-from llic_imaging.bench import codecs
+from llic_imaging.bench import codecs, report
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _slices(source: Path) -> list[corpus.Plane]:
-    """The validation split's 512x512 planes that need more than 8 bits (the bench's row)."""
-    keep = set(corpus.split_paths("validation"))
-    out = []
-    for f in corpus.files(source):
-        if f.relpath not in keep:
-            continue
-        for p in corpus.read_planes(f):
-            if p.array.shape == (512, 512) and codecs.bits_needed(p.array) > 8:
-                out.append(p)
-    return out
 
 
 def _timed(fn, *args) -> tuple[object, float]:
@@ -60,7 +47,11 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/speed-target.json")
     args = ap.parse_args()
 
-    planes = _slices(args.source)
+    planes = [
+        p
+        for p in corpus.iter_planes(args.source, split="validation")
+        if report.is_slice(p.array.shape, p.array.dtype.name)
+    ]
     models = args.model.split(",") if args.model else [None]
     run = [
         replace(c, name=f"llic {m}" if len(models) > 1 else "llic")
@@ -101,7 +92,7 @@ def main() -> None:
         }
         for name in llics
     }
-    report = {
+    result = {
         "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "slices": [p.file.relpath for p in planes],
         "threads": args.threads,
@@ -111,7 +102,7 @@ def main() -> None:
         "results": rounds,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1))
+    args.json.write_text(json.dumps(result, indent=1))
     for name, ops in summary.items():
         for op, s in ops.items():
             print(

@@ -18,13 +18,13 @@ from typing import Any
 
 from llic_imaging.corpus import EXTRA_GROUPS, GROUPS
 
-__all__ = ["BEGIN", "END", "READ", "BenchReport", "PlaneResult", "replace_section"]
+__all__ = ["BEGIN", "END", "READ", "BenchReport", "PlaneResult", "is_slice", "replace_section"]
 
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
-#: Planes this shape and source depth get their own throughput row (the issue's speed target).
 #: Codec name of the record for a file the format adapters could not read (no planes).
 READ = "read"
+#: Planes of this shape and stored depth get their own throughput row (the issue's speed target).
 SLICE_ROW = "512x512 16-bit slices"
 ROWS = ("all planes", SLICE_ROW)
 
@@ -316,11 +316,16 @@ def replace_section(text: str, section: str) -> str:
     return text[:start] + section.rstrip("\n") + text[end + len(END) :]
 
 
+def is_slice(shape: tuple[int, ...], dtype: str) -> bool:
+    """A plane of :data:`SLICE_ROW`: 512x512 stored in 16 bits (the codec's speed target)."""
+    return tuple(shape) == (512, 512) and dtype in ("uint16", "int16")
+
+
 def _in_row(r: PlaneResult, row: str) -> bool:
     if r.codec == READ:
         return False
     if row == SLICE_ROW:
-        return (r.height, r.width) == (512, 512) and r.dtype in ("uint16", "int16")
+        return is_slice((r.height, r.width), r.dtype)
     return True
 
 

@@ -34,9 +34,8 @@ __all__ = [
     "model_info",
 ]
 
-DEFAULT_MODEL = (
-    "hpac-small-v3-b2"  # the smallest codes among models meeting the speed target (MODEL_CARD.md)
-)
+# The model that codes smallest among those meeting the decode-speed target (MODEL_CARD.md).
+DEFAULT_MODEL = "hpac-small-v3-b2"
 AUTO = "auto"  # the automatic choice (also what model=None means): see auto_candidates
 MODEL_PATH_ENV = "LLIC_MODEL_PATH"
 
