@@ -1,4 +1,4 @@
-"""Tests for the .llic container: round trips, the pinned v1 layout, limits, and corruption fuzzing."""
+"""Tests for the .llic container: round trips, the pinned v1 and v2 layouts, limits, fuzzing."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from llic_imaging.container import (
     read,
     write,
 )
-from llic_imaging.container.spec import CRC, INDEX_DTYPE, PRELUDE
+from llic_imaging.container.spec import CRC, HEADER_ZDICT, INDEX_DTYPE, PRELUDE, PRELUDE_V2
 from llic_imaging.errors import ChecksumError, LlicError, StreamError, UnsupportedVersionError
 
 SHA = hashlib.sha256(b"array").digest()
@@ -36,6 +36,13 @@ GOLDEN_V1 = bytes.fromhex(
     "02000000000000006922de360100000000000000000000000200000003000000020000000000000001000000000000"
     "00000000ffc6f27a766d68f201e10001ff"
 )
+# The same content written by the v2 writer (zlib 1.2.13 deflated its header). Never regenerate.
+GOLDEN_V2 = bytes.fromhex(
+    "894c4c49430d0a1a0a02000000000e020168000102030405060708090a0b0c0d0e0f101112131415161718191a1b"
+    "1c1d1e1f9043d4cd43d56181a4c148c748c738b61600ac5e13f10000000203026922de36010000020301000000ff"
+    "d729f7306d68f201e10001ff"
+)
+GOLDEN_ZLIB = "1.2.13"
 
 
 def realistic(seed: int = 0) -> tuple[dict, list[tuple[ChunkKey, bytes]], bytes, bytes]:
@@ -61,17 +68,48 @@ def realistic(seed: int = 0) -> tuple[dict, list[tuple[ChunkKey, bytes]], bytes,
     return header, chunks, metadata, write(header, chunks, metadata=metadata, array_sha256=SHA)
 
 
-def payload_start(stream: bytes) -> int:
-    """Offset of the payload section, computed from the prelude as docs/container.md says."""
-    header_len, n_chunks, metadata_len = PRELUDE.unpack_from(stream)[3:6]
-    return PRELUDE.size + header_len + n_chunks * INDEX_DTYPE.itemsize + metadata_len + 4 * CRC.size
+def leb128(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes([*out, n])
+
+
+def sections(stream: bytes) -> dict[str, int]:
+    """Start offsets of a v2 stream's header, index, metadata and payload sections, decoded from
+    the prelude as docs/container.md says (independently of the reader)."""
+    pos, values = PRELUDE_V2.size, []
+    widths = PRELUDE_V2.unpack_from(stream)[3]
+    for _ in range(4):
+        value, shift = 0, 0
+        while True:
+            byte = stream[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        values.append(value)
+    header_len, n_chunks, metadata_len, _ = values
+    record = sum(1 << ((widths >> 2 * i) & 3) for i in range(6)) + 4
+    out = {"header": pos + 32 + CRC.size}
+    out["index"] = out["header"] + header_len + CRC.size
+    out["metadata"] = out["index"] + n_chunks * record + CRC.size
+    out["payload"] = out["metadata"] + metadata_len + CRC.size
+    return out
+
+
+def deflate(header: bytes) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=HEADER_ZDICT)
+    return packer.compress(header) + packer.flush()
 
 
 def assemble(fields: dict, header: bytes, index: bytes, metadata: bytes, payload: bytes) -> bytes:
-    """Build a stream by hand with valid crc32s, to forge streams the writer would refuse."""
+    """Build a v1 stream by hand with valid crc32s, to forge streams the writer would refuse."""
     prelude = {
         "magic": MAGIC,
-        "version": VERSION,
+        "version": 1,
         "flags": 0,
         "header_len": len(header),
         "n_chunks": len(index) // INDEX_DTYPE.itemsize,
@@ -81,6 +119,36 @@ def assemble(fields: dict, header: bytes, index: bytes, metadata: bytes, payload
     }
     prelude.update(fields)
     parts = [PRELUDE.pack(*prelude.values()), header, index, metadata]
+    return b"".join(p + CRC.pack(zlib.crc32(p)) for p in parts) + payload
+
+
+def assemble_v2(
+    fields: dict,
+    header: bytes,
+    rows: list[tuple[int, ...]],
+    metadata: bytes,
+    payload: bytes,
+    *,
+    widths: int = 0,
+) -> bytes:
+    """Build a v2 stream by hand with valid crc32s: ``header`` is stored as given (deflate it
+    first for a valid one), ``rows`` are (plane, y, x, h, w, length, crc32) with 1-byte fields
+    unless ``widths`` says otherwise; ``fields`` override prelude values (varints may be raw
+    bytes)."""
+    dtype = np.dtype(
+        [(f"f{i}", f"<u{1 << ((widths >> 2 * i) & 3)}") for i in range(6)] + [("crc", "<u4")]
+    )
+    index = np.array(rows, dtype=dtype).tobytes() if rows else b""
+    varints = {"header_len": len(header), "n_chunks": len(rows), "metadata_len": len(metadata)}
+    varints |= {k: v for k, v in fields.items() if k in varints}
+    head = PRELUDE_V2.pack(MAGIC, fields.get("version", 2), fields.get("flags", 0), widths)
+    coded = b"".join(v if isinstance(v, bytes) else leb128(v) for v in varints.values())
+    size = len(head) + len(coded) + 32 + len(header) + len(index) + len(metadata) + 16
+    size += len(payload)
+    total = fields.get("total_len", size + len(leb128(size + 1)))
+    sha = fields.get("sha", SHA)
+    prelude = head + coded + (total if isinstance(total, bytes) else leb128(total)) + sha
+    parts = [prelude, header, index, metadata]
     return b"".join(p + CRC.pack(zlib.crc32(p)) for p in parts) + payload
 
 
@@ -109,7 +177,7 @@ def test_empty_metadata_and_no_chunks() -> None:
     stream = write({}, [], array_sha256=SHA)
     c = read(stream)
     assert (c.header, c.chunks, c.metadata, c.select(), c.select(0)) == ({}, (), b"", [], [])
-    assert len(stream) == payload_start(stream)
+    assert len(stream) == sections(stream)["payload"] == 70
 
 
 def test_write_accepts_bytes_like() -> None:
@@ -162,7 +230,7 @@ def test_header_is_canonical_json() -> None:
     a = write({"b": 1, "a": [1, 2], "é": "ü"}, [], array_sha256=SHA)
     b = write({"é": "ü", "a": (1, 2), "b": 1}, [], array_sha256=SHA)
     assert a == b
-    assert '{"a":[1,2],"b":1,"é":"ü"}'.encode() in a
+    assert deflate('{"a":[1,2],"b":1,"é":"ü"}'.encode()) in a
 
 
 # -- the pinned v1 layout ------------------------------------------------------------------------
@@ -179,11 +247,41 @@ def test_golden_v1_stream_reads() -> None:
     assert c.array_sha256 == bytes(range(32))
 
 
+def test_golden_v2_stream_reads_like_v1() -> None:
+    v1, v2 = read(GOLDEN_V1), read(GOLDEN_V2)
+    assert (v1.version, v2.version) == (1, 2)
+    assert (v2.header, v2.chunks, v2.metadata, v2.array_sha256) == (
+        v1.header,
+        v1.chunks,
+        v1.metadata,
+        v1.array_sha256,
+    )
+    assert (v2.payload(0), v2.payload(1)) == (b"\x00\x01", b"\xff")
+    assert len(GOLDEN_V2) == 104 < len(GOLDEN_V1) == 201
+
+
 def test_writer_reproduces_golden_and_hand_assembly() -> None:
     chunks = [(ChunkKey(0, 0, 0, 2, 3), b"\x00\x01"), (ChunkKey(1, 0, 0, 2, 3), b"\xff")]
     header = {"dtype": "uint8", "shape": [2, 2, 3]}
     stream = write(header, chunks, metadata=b"m", array_sha256=bytes(range(32)))
-    assert stream == GOLDEN_V1
+    assert stream[: len(MAGIC)] == MAGIC
+    assert stream[9:11] == VERSION.to_bytes(2, "little") == b"\x02\x00"
+    assert read(stream) == read(GOLDEN_V2)
+    if zlib.ZLIB_RUNTIME_VERSION != GOLDEN_ZLIB:
+        pytest.skip(
+            f"deflate output of zlib {zlib.ZLIB_RUNTIME_VERSION} may differ from {GOLDEN_ZLIB}"
+        )
+    assert stream == GOLDEN_V2
+    # The v2 layout by hand: head, varints (header 14, 2 chunks, metadata 1, total 104), sha,
+    # crc; deflated header; 11-byte records (widths 0: one byte per field) without offsets.
+    header_z = deflate(b'{"dtype":"uint8","shape":[2,2,3]}')
+    assert len(header_z) == 14
+    rows = [(0, 0, 0, 2, 3, 2, zlib.crc32(b"\x00\x01")), (1, 0, 0, 2, 3, 1, zlib.crc32(b"\xff"))]
+    sha = {"sha": bytes(range(32))}
+    assert assemble_v2(sha, header_z, rows, b"m", b"\x00\x01\xff") == stream
+
+
+def test_v1_writer_layout_still_reads() -> None:
     by_hand = assemble(
         {"sha": bytes(range(32))},
         b'{"dtype":"uint8","shape":[2,2,3]}',
@@ -194,9 +292,7 @@ def test_writer_reproduces_golden_and_hand_assembly() -> None:
         b"m",
         b"\x00\x01\xff",
     )
-    assert stream == by_hand
-    assert stream[: len(MAGIC)] == MAGIC
-    assert stream[9:11] == VERSION.to_bytes(2, "little")
+    assert by_hand == GOLDEN_V1
 
 
 def test_container_imports_only_errors() -> None:
@@ -235,10 +331,10 @@ def test_version_too_new() -> None:
     stream = assemble({"version": 7}, b"{}", b"", b"", b"")
     with pytest.raises(
         UnsupportedVersionError,
-        match=r"container version 7 is newer than this library \(1\); upgrade llic-imaging",
+        match=r"container version 7 is newer than this library \(2\); upgrade llic-imaging",
     ):
         read(stream)
-    # A newer layout may be shorter than v1's prelude; the version still decides the error.
+    # A newer layout may be shorter than any known prelude; the version still decides the error.
     with pytest.raises(UnsupportedVersionError):
         read(stream[:12])
 
@@ -298,10 +394,68 @@ def test_forged_chunk_out_of_range(row: tuple[int, ...]) -> None:
         read(assemble({}, b"{}", index_of(row), b"", bytes(10)))
 
 
-@pytest.mark.parametrize(("where", "segment"), [(20, "prelude"), (75, "header"), (-3, "metadata")])
-def test_checksum_error_names_segment(where: int, segment: str) -> None:
+def _bomb() -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=HEADER_ZDICT)
+    return packer.compress(b'{"a":"' + b"x" * (1 << 21) + b'"}') + packer.flush()
+
+
+@pytest.mark.parametrize(
+    ("fields", "header", "match"),
+    [
+        ({"header_len": b"\x80" * 10 + b"\x00"}, deflate(b"{}"), "not a valid varint"),
+        ({"n_chunks": b"\xff" * 9 + b"\x02"}, deflate(b"{}"), "not a valid varint"),
+        ({"flags": 4}, deflate(b"{}"), "flags 0x04"),
+        ({"total_len": 1 << 40}, deflate(b"{}"), "truncated"),
+        ({"header_len": (1 << 20) + 1}, deflate(b"{}"), "header length"),
+        ({"metadata_len": 1 << 40}, deflate(b"{}"), "overrun"),
+        ({}, b"\xff\xff", "not valid deflate"),
+        ({}, deflate(b"{}") + b"junk", "does not inflate"),
+        ({}, deflate(b"{}")[:-1], "does not inflate"),
+        ({}, _bomb(), "does not inflate"),
+        ({}, deflate(b"[1]"), "must be a JSON object"),
+    ],
+)
+def test_forged_v2_prelude_and_header(fields: dict, header: bytes, match: str) -> None:
+    with pytest.raises(StreamError, match=match):
+        read(assemble_v2(fields, header, [], b"", b""))
+
+
+def test_forged_v2_widths() -> None:
+    with pytest.raises(StreamError, match="undefined bits"):
+        read(assemble_v2({}, deflate(b"{}"), [], b"", b"", widths=1 << 12))
+
+
+@pytest.mark.parametrize(
+    ("lengths", "payload"),
+    [((2, 2), 3), ((2, 2), 5), ((0, 0), 1), ((2**64 - 1, 4), 3), ((1, 2**64 - 1), 0)],
+)
+def test_forged_v2_lengths_must_fill_the_payload(lengths: tuple[int, int], payload: int) -> None:
+    rows = [(0, 0, 0, 1, 1, n, 0) for n in lengths]
+    stream = assemble_v2({}, deflate(b"{}"), rows, b"", bytes(payload), widths=3 << 10)
+    with pytest.raises(StreamError, match="do not add up"):
+        read(stream)
+
+
+def test_v2_prelude_truncation() -> None:
+    stream = write({}, [], array_sha256=SHA)
+    for cut in range(12, sections(stream)["header"]):
+        with pytest.raises(StreamError, match="truncated"):
+            read(stream[:cut])
+
+
+def test_wide_index_fields_round_trip() -> None:
+    keys = [ChunkKey(2**32 - 1, 70_000, 255, 256, 1), ChunkKey(0, 0, 2**16, 1, 2**31)]
+    c = read(write({}, [(k, b"ab") for k in keys], array_sha256=SHA))
+    assert [e.key for e in c.chunks] == keys
+    assert [(e.offset, e.length) for e in c.chunks] == [(0, 2), (2, 2)]
+
+
+@pytest.mark.parametrize(
+    ("where", "segment"), [(20, "prelude"), ("header", "header"), ("metadata", "metadata")]
+)
+def test_checksum_error_names_segment(where: int | str, segment: str) -> None:
     stream = bytearray(write({"abc": 1}, [], metadata=b"xyz", array_sha256=SHA))
-    stream[where] ^= 0x10
+    stream[where if isinstance(where, int) else sections(bytes(stream))[where] + 1] ^= 0x10
     with pytest.raises(ChecksumError) as info:
         read(stream)
     assert info.value.segment == segment
@@ -311,7 +465,7 @@ def test_checksum_error_names_segment(where: int, segment: str) -> None:
 
 def test_index_checksum() -> None:
     stream = bytearray(write({}, [(ChunkKey(0, 0, 0, 1, 1), b"a")], array_sha256=SHA))
-    stream[PRELUDE.size + len(b"{}") + CRC.size + 4] ^= 1  # y of the first entry
+    stream[sections(bytes(stream))["index"] + 1] ^= 1  # y of the first entry
     with pytest.raises(ChecksumError) as info:
         read(stream)
     assert info.value.segment == "index"
@@ -396,7 +550,7 @@ def test_write_rejects_bad_arguments(kwargs: dict, exc: type[Exception]) -> None
 @pytest.mark.timeout(60)
 def test_fuzz_truncation() -> None:
     header, chunks, metadata, stream = realistic(1)
-    start = payload_start(stream)
+    start = sections(stream)["payload"]
     cuts = list(range(start)) + list(range(start, len(stream), 7)) + [len(stream) - 1]
     for cut in cuts:
         with pytest.raises(StreamError):
@@ -412,7 +566,7 @@ def test_fuzz_byte_flips() -> None:
     """
     header, chunks, metadata, stream = realistic(2)
     reference = read(stream)
-    start = payload_start(stream)
+    start = sections(stream)["payload"]
     spans = [(start + e.offset, start + e.offset + e.length) for e in reference.chunks]
     rng = np.random.default_rng(1234)
     positions = np.concatenate([np.arange(len(stream)), rng.integers(0, len(stream), 2000)])
@@ -463,7 +617,10 @@ def test_hypothesis_round_trip(header: dict, chunks: list, metadata: bytes, sha:
 
 
 @settings(max_examples=200, deadline=None)
-@given(tail=st.binary(max_size=200), prefix=st.sampled_from([b"", MAGIC, MAGIC + b"\x01\x00"]))
+@given(
+    tail=st.binary(max_size=200),
+    prefix=st.sampled_from([b"", MAGIC, MAGIC + b"\x01\x00", MAGIC + b"\x02\x00\x00\x00\x00"]),
+)
 def test_hypothesis_garbage_raises_only_stream_errors(tail: bytes, prefix: bytes) -> None:
     with pytest.raises(StreamError):
         read(prefix + tail)

@@ -1,4 +1,5 @@
-"""Parse and validate a .llic v1 stream: every length before any allocation, every section's crc32.
+"""Parse and validate a .llic stream (v1 or v2): every length before any allocation, every
+section's crc32.
 
 One parser serves a buffer (``read``) and a seekable file (``read_file``): it sees the stream only
 through ``read_at(offset, length)``. Chunk payloads are not read here; ``Container.payload``
@@ -19,15 +20,22 @@ import numpy as np
 from llic_imaging.container.spec import (
     CRC,
     FLAGS,
+    HEADER_ZDICT,
     INDEX_DTYPE,
+    INDEX_FIELDS,
     MAGIC,
     MAX_CHUNKS,
     MAX_HEADER_BYTES,
+    MAX_VARINT_BYTES,
     PRELUDE,
+    PRELUDE_V2,
+    PRELUDE_V2_MAX,
+    SHA_BYTES,
     VERSION,
     VERSION_FIELD,
     VERSION_OFFSET,
     ChunkEntry,
+    index_dtype,
 )
 from llic_imaging.errors import ChecksumError, StreamError, UnsupportedVersionError
 
@@ -111,7 +119,7 @@ def check(data: object) -> bool:
 def read(data: bytes | bytearray | memoryview) -> Container:
     """Parse and validate a .llic stream without touching chunk payloads.
 
-    All section lengths live in the fixed prelude and are checked against ``len(data)`` before
+    All section lengths live in the prelude and are checked against ``len(data)`` before
     any section is read, so a corrupt or hostile length can neither force a large allocation nor
     read past the end; the prelude's total length catches truncation even when the cut falls
     exactly between chunks.
@@ -128,7 +136,7 @@ def read(data: bytes | bytearray | memoryview) -> Container:
     Raises
     ------
     StreamError
-        Wrong magic, truncation, trailing bytes, unknown flags, a length over the v1 limits or
+        Wrong magic, truncation, trailing bytes, unknown flags, a length over the limits or
         outside the stream, or a header that is not a UTF-8 JSON object.
     UnsupportedVersionError
         The stream was written by a newer container version.
@@ -166,53 +174,138 @@ def read_file(file: BinaryIO) -> Container:
     return _parse(size, read_at)
 
 
+@dataclass(frozen=True)
+class _Prelude:
+    """The prelude's fields, whatever the version; ``end`` is where the header section starts."""
+
+    version: int
+    flags: int
+    header_len: int
+    n_chunks: int
+    metadata_len: int
+    total_len: int
+    sha: bytes
+    end: int
+    index: np.dtype
+
+
 def _parse(size: int, read_at: ReadAt) -> Container:
     """Validate the stream of ``size`` bytes behind ``read_at`` in the order docs/container.md
     gives, reading each section only after every length has been checked against ``size``."""
-    head = read_at(0, min(size, PRELUDE.size + CRC.size))
+    head = read_at(0, min(size, max(PRELUDE.size + CRC.size, PRELUDE_V2_MAX)))
     # A stream shorter than the magic but matching it so far is reported as truncated below.
     if bytes(head[: len(MAGIC)]) != MAGIC[:size]:
         msg = f"not an LLIC stream (magic {bytes(head[: len(MAGIC)])!r}, expected {MAGIC!r})"
         raise StreamError(msg)
-    if size >= VERSION_OFFSET + VERSION_FIELD.size:
-        _check_version(VERSION_FIELD.unpack_from(head, VERSION_OFFSET)[0])
-    if size < PRELUDE.size + CRC.size:
-        msg = f"stream truncated to {size} bytes; the v1 prelude alone is {PRELUDE.size + CRC.size}"
+    if size < VERSION_OFFSET + VERSION_FIELD.size:
+        msg = f"stream truncated to {size} bytes, before its version field"
         raise StreamError(msg)
-    _checked(head, 0, "prelude")
-    _, version, flags, header_len, n_chunks, metadata_len, total_len, sha = PRELUDE.unpack_from(
-        head
-    )
-    if flags != FLAGS:
-        msg = f"prelude flags 0x{flags:02x} set; container v{version} defines none"
+    version = VERSION_FIELD.unpack_from(head, VERSION_OFFSET)[0]
+    _check_version(version)
+    p = _prelude_v1(head, size) if version == 1 else _prelude_v2(head, size)
+    if p.flags != FLAGS:
+        msg = f"prelude flags 0x{p.flags:02x} set; container v{version} defines none"
         raise StreamError(msg)
-    if total_len != size:
-        what = "truncated" if size < total_len else "has trailing bytes"
-        msg = f"stream {what}: prelude says {total_len} bytes, found {size}"
+    if p.total_len != size:
+        what = "truncated" if size < p.total_len else "has trailing bytes"
+        msg = f"stream {what}: prelude says {p.total_len} bytes, found {size}"
         raise StreamError(msg)
-    if header_len > MAX_HEADER_BYTES:
-        msg = f"header length {header_len} exceeds the v1 limit of {MAX_HEADER_BYTES} bytes"
+    if p.header_len > MAX_HEADER_BYTES:
+        msg = f"header length {p.header_len} exceeds the limit of {MAX_HEADER_BYTES} bytes"
         raise StreamError(msg)
-    if n_chunks > MAX_CHUNKS:
-        msg = f"chunk count {n_chunks} exceeds the v1 limit of {MAX_CHUNKS}"
+    if p.n_chunks > MAX_CHUNKS:
+        msg = f"chunk count {p.n_chunks} exceeds the limit of {MAX_CHUNKS}"
         raise StreamError(msg)
-    pos = PRELUDE.size + CRC.size
-    index_len = n_chunks * INDEX_DTYPE.itemsize
-    payload_start = pos + header_len + index_len + metadata_len + 3 * CRC.size
+    pos = p.end
+    index_len = p.n_chunks * p.index.itemsize
+    payload_start = pos + p.header_len + index_len + p.metadata_len + 3 * CRC.size
     if payload_start > size:
         msg = (
-            f"sections overrun the stream: header {header_len} + index {index_len} + metadata "
-            f"{metadata_len} bytes end at offset {payload_start}, stream is {size} bytes"
+            f"sections overrun the stream: header {p.header_len} + index {index_len} + metadata "
+            f"{p.metadata_len} bytes end at offset {payload_start}, stream is {size} bytes"
         )
         raise StreamError(msg)
 
-    header = _parse_header(_section(read_at, pos, header_len, "header"), pos)
-    pos += header_len + CRC.size
-    index = _section(read_at, pos, index_len, "index")
-    chunks = _parse_index(index, n_chunks, payload_start, size - payload_start)
+    header_data = _section(read_at, pos, p.header_len, "header")
+    if version > 1:
+        header_data = _inflate_header(header_data, pos)
+    header = _parse_header(header_data, pos)
+    pos += p.header_len + CRC.size
+    index = np.frombuffer(_section(read_at, pos, index_len, "index"), p.index, p.n_chunks)
+    chunks = _parse_index(index, payload_start, size - payload_start)
     pos += index_len + CRC.size
-    metadata = bytes(_section(read_at, pos, metadata_len, "metadata"))
-    return Container(version, header, chunks, metadata, sha, size, read_at, payload_start)
+    metadata = bytes(_section(read_at, pos, p.metadata_len, "metadata"))
+    return Container(version, header, chunks, metadata, p.sha, size, read_at, payload_start)
+
+
+def _prelude_v1(head: bytes | memoryview, size: int) -> _Prelude:
+    """The fixed 68-byte v1 prelude, after its crc32."""
+    if size < PRELUDE.size + CRC.size:
+        msg = f"stream truncated to {size} bytes; the v1 prelude alone is {PRELUDE.size + CRC.size}"
+        raise StreamError(msg)
+    _checked(head[: PRELUDE.size + CRC.size], 0, "prelude")
+    _, version, flags, header_len, n_chunks, metadata_len, total_len, sha = PRELUDE.unpack_from(
+        head
+    )
+    end = PRELUDE.size + CRC.size
+    return _Prelude(
+        version, flags, header_len, n_chunks, metadata_len, total_len, sha, end, INDEX_DTYPE
+    )
+
+
+def _prelude_v2(head: bytes | memoryview, size: int) -> _Prelude:
+    """The v2 prelude (fixed head, four varints, sha256), after its crc32."""
+    truncated = f"stream truncated to {size} bytes, inside its v2 prelude"
+    if size < PRELUDE_V2.size:
+        raise StreamError(truncated)
+    _, version, flags, widths = PRELUDE_V2.unpack_from(head)
+    pos = PRELUDE_V2.size
+    values = []
+    for name in ("header_len", "n_chunks", "metadata_len", "total_len"):
+        value, pos = _varint(head, pos, name, truncated)
+        values.append(value)
+    end = pos + SHA_BYTES + CRC.size
+    if len(head) < end:
+        raise StreamError(truncated)
+    _checked(head[:end], 0, "prelude")
+    if widths >> 2 * len(INDEX_FIELDS):
+        msg = f"prelude index widths 0x{widths:04x} use undefined bits"
+        raise StreamError(msg)
+    sha = bytes(head[pos : pos + SHA_BYTES])
+    return _Prelude(version, flags, *values, sha, end, index_dtype(widths))
+
+
+def _varint(data: bytes | memoryview, pos: int, name: str, truncated: str) -> tuple[int, int]:
+    """Decode one unsigned LEB128 value at ``pos``; return it and the position after it."""
+    value = 0
+    for k in range(MAX_VARINT_BYTES):
+        if pos + k >= len(data):
+            raise StreamError(truncated)
+        byte = data[pos + k]
+        value |= (byte & 0x7F) << 7 * k
+        if not byte & 0x80:
+            if value >> 64:
+                break
+            return value, pos + k + 1
+    msg = f"prelude field {name} at offset {pos} is not a valid varint; stream is corrupt"
+    raise StreamError(msg)
+
+
+def _inflate_header(data: bytes | memoryview, pos: int) -> bytes:
+    """Inflate a v2 header; at most ``MAX_HEADER_BYTES`` come out, whatever the input claims."""
+    unpack = zlib.decompressobj(-15, zdict=HEADER_ZDICT)
+    try:
+        out = unpack.decompress(bytes(data), MAX_HEADER_BYTES)
+    except zlib.error as exc:
+        msg = f"header at offset {pos} is not valid deflate data: {exc}"
+        raise StreamError(msg) from exc
+    if not unpack.eof or unpack.unconsumed_tail or unpack.unused_data:
+        msg = (
+            f"header at offset {pos} does not inflate to one complete stream of at most "
+            f"{MAX_HEADER_BYTES} bytes"
+        )
+        raise StreamError(msg)
+    return out
 
 
 def _check_version(version: int) -> None:
@@ -271,19 +364,43 @@ def _parse_header(data: bytes | memoryview, pos: int) -> dict[str, Any]:
     return header
 
 
-def _parse_index(
-    data: bytes | memoryview, n_chunks: int, payload_start: int, payload_len: int
-) -> tuple[ChunkEntry, ...]:
-    """Decode the index; every chunk must lie inside the payload section."""
-    index = np.frombuffer(data, dtype=INDEX_DTYPE, count=n_chunks)
+def _parse_index(index: np.ndarray, payload_start: int, payload_len: int) -> tuple[ChunkEntry, ...]:
+    """Entries of a decoded index; every chunk must lie inside the payload section.
+
+    v1 records carry their offsets. v2 records do not: its chunks are back to back, so their
+    lengths must add up to the payload section exactly.
+    """
     limit = np.uint64(payload_len)
-    start = np.minimum(index["offset"], limit)
-    bad = np.flatnonzero((index["offset"] > limit) | (index["length"] > limit - start))
+    if "offset" in index.dtype.names:
+        offset = index["offset"]
+    else:
+        offset = _offsets(index["length"].astype(np.uint64), payload_start, payload_len)
+    start = np.minimum(offset, limit)
+    bad = np.flatnonzero((offset > limit) | (index["length"] > limit - start))
     if bad.size:
         i = int(bad[0])
         msg = (
-            f"chunk {i}: offset {int(index['offset'][i])} + length {int(index['length'][i])} "
+            f"chunk {i}: offset {int(offset[i])} + length {int(index['length'][i])} "
             f"lies outside the payload section ({payload_len} bytes at offset {payload_start})"
         )
         raise StreamError(msg)
-    return tuple(ChunkEntry(*row) for row in index.tolist())
+    keys = [index[name].tolist() for name in ("plane", "y", "x", "h", "w")]
+    rows = zip(
+        *keys, offset.tolist(), index["length"].tolist(), index["crc32"].tolist(), strict=True
+    )
+    return tuple(ChunkEntry(*row) for row in rows)
+
+
+def _offsets(length: np.ndarray, payload_start: int, payload_len: int) -> np.ndarray:
+    """v2 offsets: running sums of the lengths, which must fill the payload section exactly."""
+    end = np.cumsum(length, dtype=np.uint64)
+    # A wrapped uint64 sum shows as a decrease (each length is below 2**64).
+    wrapped = bool((end[1:] < end[:-1]).any()) or bool((length > payload_len).any())
+    total = int(end[-1]) if len(end) else 0
+    if wrapped or total != payload_len:
+        msg = (
+            f"chunk lengths do not add up to the payload section ({payload_len} bytes at offset "
+            f"{payload_start}); stream is corrupt"
+        )
+        raise StreamError(msg)
+    return end - length

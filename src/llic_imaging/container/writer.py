@@ -1,4 +1,4 @@
-"""Serialise a header, chunks and metadata into one .llic v1 stream (see ``docs/container.md``)."""
+"""Serialise a header, chunks and metadata into one .llic v2 stream (see ``docs/container.md``)."""
 
 from __future__ import annotations
 
@@ -13,13 +13,16 @@ import numpy as np
 from llic_imaging.container.spec import (
     CRC,
     FLAGS,
-    INDEX_DTYPE,
+    HEADER_ZDICT,
+    INDEX_FIELDS,
     MAGIC,
     MAX_CHUNKS,
     MAX_HEADER_BYTES,
-    PRELUDE,
+    PRELUDE_V2,
+    SHA_BYTES,
     VERSION,
     ChunkKey,
+    index_dtype,
 )
 
 __all__ = ["write"]
@@ -44,8 +47,8 @@ def write(
     ----------
     header : dict
         Codec-owned, JSON-able configuration (shape, dtype, model id, ...). It is stored as
-        compact UTF-8 JSON with sorted keys, so equal dicts give identical bytes; tuples come back
-        as lists.
+        compact UTF-8 JSON with sorted keys (so equal dicts give identical bytes; tuples come
+        back as lists), deflated with the format's preset dictionary.
     chunks : sequence of (ChunkKey, bytes)
         Coded chunks in the order the decoder should meet them. Payloads are stored back to back
         in this order; the keys are stored verbatim and not interpreted.
@@ -65,7 +68,7 @@ def write(
         ``header`` is not a dict or holds a value JSON cannot represent, a key is not a
         ``ChunkKey`` of integers, or a payload, ``metadata`` or ``array_sha256`` is not bytes-like.
     ValueError
-        A size is over the v1 limits, a key field is outside u32, a header float is NaN or
+        A size is over the container's limits, a key field is outside u32, a header float is NaN or
         infinite, or ``array_sha256`` is not 32 bytes.
     """
     if not isinstance(header, dict):
@@ -75,21 +78,20 @@ def write(
         header, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
     if len(header_bytes) > MAX_HEADER_BYTES:
-        msg = f"header is {len(header_bytes)} bytes of JSON; the v1 limit is {MAX_HEADER_BYTES}"
+        msg = f"header is {len(header_bytes)} bytes of JSON; the limit is {MAX_HEADER_BYTES}"
         raise ValueError(msg)
     if len(chunks) > MAX_CHUNKS:
-        msg = f"{len(chunks)} chunks; the v1 limit is {MAX_CHUNKS}; use larger tiles"
+        msg = f"{len(chunks)} chunks; the limit is {MAX_CHUNKS}; use larger tiles"
         raise ValueError(msg)
     # memoryview, not bytes(): bytes(32) would silently turn an int into 32 zero bytes.
     sha = memoryview(array_sha256).tobytes()
-    if len(sha) != 32:
-        msg = f"array_sha256 must be 32 bytes, got {len(sha)}"
+    if len(sha) != SHA_BYTES:
+        msg = f"array_sha256 must be {SHA_BYTES} bytes, got {len(sha)}"
         raise ValueError(msg)
     metadata = memoryview(metadata).cast("B")
 
-    index = np.zeros(len(chunks), dtype=INDEX_DTYPE)
+    rows = []
     payloads = []
-    offset = 0
     for i, (key, payload) in enumerate(chunks):
         if not isinstance(key, ChunkKey):
             msg = f"chunk {i}: key must be a ChunkKey, got {type(key).__name__}"
@@ -99,21 +101,40 @@ def write(
             msg = f"chunk {i}: key fields must lie in 0..2**32-1, got {key}"
             raise ValueError(msg)
         data = memoryview(payload).cast("B")
-        index[i] = (*fields, offset, len(data), zlib.crc32(data))
+        rows.append((*fields, len(data), zlib.crc32(data)))
         payloads.append(data)
-        offset += len(data)
 
-    index_bytes = index.tobytes()
-    body_len = PRELUDE.size + len(header_bytes) + len(index_bytes) + len(metadata) + 4 * CRC.size
-    prelude = PRELUDE.pack(
-        MAGIC,
-        VERSION,
-        FLAGS,
-        len(header_bytes),
-        len(chunks),
-        len(metadata),
-        body_len + offset,
-        sha,
-    )
-    sections = (prelude, header_bytes, index_bytes, metadata)
+    widths = _widths(rows)
+    index_bytes = np.array(rows, dtype=index_dtype(widths)).tobytes() if rows else b""
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=HEADER_ZDICT)
+    header_z = packer.compress(header_bytes) + packer.flush()
+    head = PRELUDE_V2.pack(MAGIC, VERSION, FLAGS, widths)
+    sizes = (len(header_z), len(chunks), len(metadata))
+    fixed = len(head) + sum(len(_varint(n)) for n in sizes) + SHA_BYTES + 4 * CRC.size
+    body_len = fixed + sum(sizes[::2]) + len(index_bytes) + sum(len(d) for d in payloads)
+    total = body_len  # total_len counts its own varint, whose length depends on the total
+    while body_len + len(_varint(total)) != total:
+        total = body_len + len(_varint(total))
+    prelude = head + b"".join(_varint(n) for n in (*sizes, total)) + sha
+    sections = (prelude, header_z, index_bytes, metadata)
     return b"".join([part for s in sections for part in (s, CRC.pack(zlib.crc32(s)))] + payloads)
+
+
+def _widths(rows: list[tuple[int, ...]]) -> int:
+    """The prelude's widths field: the smallest of 1, 2, 4, 8 bytes that holds each index field."""
+    widths = 0
+    for i in range(len(INDEX_FIELDS)):
+        top = max((r[i] for r in rows), default=0)
+        code = next(c for c in range(4) if top < 1 << (8 << c))
+        widths |= code << 2 * i
+    return widths
+
+
+def _varint(n: int) -> bytes:
+    """Unsigned LEB128: 7 bits per byte, low first, high bit set on every byte but the last."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
