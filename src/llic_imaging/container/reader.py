@@ -178,7 +178,6 @@ def read_file(file: BinaryIO) -> Container:
 class _Prelude:
     """The prelude's fields, whatever the version; ``end`` is where the header section starts."""
 
-    version: int
     flags: int
     header_len: int
     n_chunks: int
@@ -244,13 +243,9 @@ def _prelude_v1(head: bytes | memoryview, size: int) -> _Prelude:
         msg = f"stream truncated to {size} bytes; the v1 prelude alone is {PRELUDE.size + CRC.size}"
         raise StreamError(msg)
     _checked(head[: PRELUDE.size + CRC.size], 0, "prelude")
-    _, version, flags, header_len, n_chunks, metadata_len, total_len, sha = PRELUDE.unpack_from(
-        head
-    )
+    _, _, flags, header_len, n_chunks, metadata_len, total_len, sha = PRELUDE.unpack_from(head)
     end = PRELUDE.size + CRC.size
-    return _Prelude(
-        version, flags, header_len, n_chunks, metadata_len, total_len, sha, end, INDEX_DTYPE
-    )
+    return _Prelude(flags, header_len, n_chunks, metadata_len, total_len, sha, end, INDEX_DTYPE)
 
 
 def _prelude_v2(head: bytes | memoryview, size: int) -> _Prelude:
@@ -258,7 +253,7 @@ def _prelude_v2(head: bytes | memoryview, size: int) -> _Prelude:
     truncated = f"stream truncated to {size} bytes, inside its v2 prelude"
     if size < PRELUDE_V2.size:
         raise StreamError(truncated)
-    _, version, flags, widths = PRELUDE_V2.unpack_from(head)
+    _, _, flags, widths = PRELUDE_V2.unpack_from(head)
     pos = PRELUDE_V2.size
     values = []
     for name in ("header_len", "n_chunks", "metadata_len", "total_len"):
@@ -272,7 +267,7 @@ def _prelude_v2(head: bytes | memoryview, size: int) -> _Prelude:
         msg = f"prelude index widths 0x{widths:04x} use undefined bits"
         raise StreamError(msg)
     sha = bytes(head[pos : pos + SHA_BYTES])
-    return _Prelude(version, flags, *values, sha, end, index_dtype(widths))
+    return _Prelude(flags, *values, sha, end, index_dtype(widths))
 
 
 def _varint(data: bytes | memoryview, pos: int, name: str, truncated: str) -> tuple[int, int]:

@@ -109,13 +109,14 @@ def write(
     packer = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=HEADER_ZDICT)
     header_z = packer.compress(header_bytes) + packer.flush()
     head = PRELUDE_V2.pack(MAGIC, VERSION, FLAGS, widths)
-    sizes = (len(header_z), len(chunks), len(metadata))
-    fixed = len(head) + sum(len(_varint(n)) for n in sizes) + SHA_BYTES + 4 * CRC.size
-    body_len = fixed + sum(sizes[::2]) + len(index_bytes) + sum(len(d) for d in payloads)
+    varints = b"".join(_varint(n) for n in (len(header_z), len(chunks), len(metadata)))
+    sections_len = len(header_z) + len(index_bytes) + len(metadata)
+    body_len = len(head) + len(varints) + SHA_BYTES + 4 * CRC.size + sections_len
+    body_len += sum(len(d) for d in payloads)
     total = body_len  # total_len counts its own varint, whose length depends on the total
     while body_len + len(_varint(total)) != total:
         total = body_len + len(_varint(total))
-    prelude = head + b"".join(_varint(n) for n in (*sizes, total)) + sha
+    prelude = head + varints + _varint(total) + sha
     sections = (prelude, header_z, index_bytes, metadata)
     return b"".join([part for s in sections for part in (s, CRC.pack(zlib.crc32(s)))] + payloads)
 
