@@ -143,7 +143,8 @@ def test_info_and_metadata() -> None:
     assert d["bits_per_sample"] == 16
     assert d["chunk_count"] == 4
     assert d["model"] == zoo.DEFAULT_MODEL
-    assert len(d["model_sha256"]) == 64
+    assert zoo.model_info(d["model"]).sha256.startswith(d["model_sha256"])
+    assert len(d["model_sha256"]) == llic_imaging._api.MODEL_HASH_HEX
     assert llic_imaging.metadata(s) == b"hello"
     assert llic_imaging.check(s) is True
     assert llic_imaging.check(b"nope") is False
@@ -174,20 +175,32 @@ def test_bad_inputs() -> None:
         llic_imaging.encode(np.zeros((4, 4), np.uint8), model="hpac-huge-v9")
 
 
+def _with_model_hash(stream: bytes, model_hash: str) -> bytes:
+    c = container.read(stream)
+    header = dict(c.header, model_sha256=model_hash)
+    chunks = [(e.key, c.payload(i)) for i, e in enumerate(c.chunks)]
+    return container.write(header, chunks, array_sha256=c.array_sha256)
+
+
 def test_stream_from_other_weights_is_refused() -> None:
-    import json
-
-    from llic_imaging import container
-
     a = np.arange(100, dtype=np.uint8).reshape(10, 10)
-    c = container.read(llic_imaging.encode(a))
-    header = dict(c.header, model_sha256="0" * 64)
-    forged = container.write(
-        header, [(e.key, c.payload(i)) for i, e in enumerate(c.chunks)], array_sha256=c.array_sha256
-    )
+    stream = llic_imaging.encode(a)
     with pytest.raises(ModelError, match="sha256"):
-        llic_imaging.decode(forged)
-    assert json.dumps(header)
+        llic_imaging.decode(_with_model_hash(stream, "0" * 64))
+    with pytest.raises(ModelError, match="sha256"):
+        llic_imaging.decode(_with_model_hash(stream, "0" * llic_imaging._api.MODEL_HASH_HEX))
+    with pytest.raises(StreamError, match="hex digits"):
+        llic_imaging.decode(_with_model_hash(stream, "ab"))
+
+
+def test_stream_with_full_model_hash_decodes() -> None:
+    """Streams written before the 64-bit prefix carry the whole digest; they still decode."""
+    a = np.arange(100, dtype=np.uint8).reshape(10, 10)
+    stream = llic_imaging.encode(a)
+    full = zoo.model_info(llic_imaging.info(stream).model).sha256
+    old = _with_model_hash(stream, full)
+    assert len(old) > len(stream)
+    assert np.array_equal(llic_imaging.decode(old), a)
 
 
 def test_fuzzed_streams_raise_llic_errors_only() -> None:

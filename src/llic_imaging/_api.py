@@ -44,6 +44,10 @@ DEFAULT_PATCH = 32  # 16-bit data: the decode-speed target (0.5 MPix/s) is set o
 DEFAULT_PATCH_8BIT = 64  # 8-bit data: 2-4 % smaller, ~16 % slower decoding (docs/benchmarks.md)
 PATCHES = (16, 32, 64, 128)  # larger: fewer context-poor first rows/columns, more decoder steps
 _MAX_PLANE_HASHES = 4096
+# Streams name their weights by the first 16 hex digits of its sha256 (64 bits): enough to
+# catch a different weights file (the zoo checks the full hash on load) at ~28 fewer bytes
+# per stream than the full digest, which older streams carry and still decode with.
+MODEL_HASH_HEX = 16
 MAX_TILE = 4096
 MAX_SAMPLES = 1 << 34  # decode refuses larger declared arrays before allocating
 
@@ -62,7 +66,7 @@ class StreamInfo:
     tile: int
     patch: int
     model: str
-    model_sha256: str
+    model_sha256: str  # the weights' sha256 prefix the stream records (MODEL_HASH_HEX digits)
     compressed_bytes: int
     container_version: int
     codec_format: int
@@ -188,7 +192,7 @@ def encode(
         "patch": patch,
         "level": 1,
         "model": minfo.name,
-        "model_sha256": minfo.sha256,
+        "model_sha256": minfo.sha256[:MODEL_HASH_HEX],
     }
     if context > 1:
         header["context"] = context
@@ -256,12 +260,16 @@ def _parse(c: container.Container) -> tuple[PlaneSpec, dict[str, Any]]:
         spec = PlaneSpec.from_dict(h["spec"])
         tile, patch = int(h["tile"]), int(h["patch"])
         context = int(h.get("context", 1))
-        str(h["model"]), str(h["model_sha256"])
+        str(h["model"])
+        model_hash = str(h["model_sha256"])
     except (KeyError, TypeError, ValueError) as exc:
         msg = f"stream header is missing or has malformed codec fields: {exc}"
         raise StreamError(msg) from exc
     if not (8 <= tile <= MAX_TILE) or patch not in PATCHES or not 1 <= context <= MAX_CONTEXT:
         msg = f"stream header has unsupported tile {tile} / patch {patch} / context {context}"
+        raise StreamError(msg)
+    if not MODEL_HASH_HEX <= len(model_hash) <= 64:
+        msg = f"stream header's model_sha256 has {len(model_hash)} hex digits, expected {MODEL_HASH_HEX} to 64"
         raise StreamError(msg)
     return spec, {**h, "context": context}
 
@@ -420,7 +428,7 @@ def _check_model(h: dict[str, Any]) -> None:
     from llic_imaging.model import zoo
 
     minfo = zoo.model_info(h["model"])
-    if minfo.sha256 != h["model_sha256"]:
+    if not minfo.sha256.startswith(h["model_sha256"]):
         msg = (
             f"stream was made with model {h['model']} sha256 {h['model_sha256'][:16]}..., "
             f"installed weights are {minfo.sha256[:16]}...; decode with the llic-imaging version that wrote it"

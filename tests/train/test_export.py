@@ -84,7 +84,8 @@ def test_export_then_encode_decode_is_bit_exact(
     img = _image()
     stream = llic_imaging.encode(img, model=cfg.name, tile=32)
     info = llic_imaging.info(stream)
-    assert (info.model, info.model_sha256) == (cfg.name, entry["sha256"])
+    assert info.model == cfg.name
+    assert entry["sha256"].startswith(info.model_sha256)
     assert np.array_equal(llic_imaging.decode(stream), img)
     assert np.array_equal(llic_imaging.decode(stream, 1), img[1])
     # the model really is the exported one: the shipped model writes another stream
