@@ -58,7 +58,7 @@ def chunk_sizes(data: bytes) -> tuple[list[int], list[bool], int]:
 def measure(stack: np.ndarray, threads: int) -> dict:
     n = stack.shape[0]
     t0 = time.perf_counter()
-    intra = llic_imaging.encode(stack, numthreads=threads)
+    intra = llic_imaging.encode(stack, context=1, numthreads=threads)
     t1 = time.perf_counter()
     full = llic_imaging.encode(stack, context=n, numthreads=threads)
     t2 = time.perf_counter()

@@ -39,6 +39,10 @@ FORMAT = 2  # newest codec payload format this library reads and writes:
 # 1: chunk header, step order, focus coding, CDF grid v1, LUT v1; 2: 1 + delta chunks (context).
 # A stream records the oldest format that reads it (1 unless plane context is used).
 MAX_CONTEXT = 1024
+# Stacks default to context groups of 4 planes (session 7): RGB / RGBN rasters code 18-30 %
+# smaller, an 8-bit MR volume 4 % (docs/benchmarks.md), while reading one plane decodes at most
+# 3 earlier tiles per tile; the encoder only tries deltas a cheap cost estimate favours.
+DEFAULT_CONTEXT = 4
 DEFAULT_TILE = 256
 DEFAULT_PATCH = 32  # 16-bit data: the decode-speed target (0.5 MPix/s) is set on 16-bit slices
 DEFAULT_PATCH_8BIT = 64  # 8-bit data: 2-4 % smaller, ~16 % slower decoding (docs/benchmarks.md)
@@ -141,11 +145,12 @@ def encode(
         context, so larger patches code smaller (0.4-4 % from 32 to 64) but take
         ``3 * patch - 2`` decoder steps per tile (about 16 % slower decoding from 32 to 64).
     context
-        Plane context group K for (N, H, W) stacks (default 1: off): inside each group of K
-        planes a tile may be coded as its difference to the same tile of the previous plane
-        where the network codes that in fewer bits (registered bands, smooth volumes).
-        Decoding one plane then decodes up to K - 1 earlier tiles at the same place. K is
-        capped at the number of planes (a single plane's stream is the same for every K).
+        Plane context group K for (N, H, W) stacks (default ``DEFAULT_CONTEXT`` = 4; 1 turns
+        it off): inside each group of K planes a tile may be coded as its difference to the
+        same tile of the previous plane where the network codes that in fewer bits (registered
+        bands, smooth volumes). Decoding one plane then decodes up to K - 1 earlier tiles at the
+        same place. K is capped at the number of planes (a single plane's stream is the same
+        for every K).
     numthreads, device
         CPU threads (default 1) and ``"cpu"``/``"cuda"``; the stream does not depend on
         either.
@@ -166,7 +171,7 @@ def encode(
 
     stack, spec = to_stack(data)
     tile, patch = _tiling(tile, patch, spec)
-    context = 1 if context is None else int(context)
+    context = DEFAULT_CONTEXT if context is None else int(context)
     if not 1 <= context <= MAX_CONTEXT:
         msg = f"context must be 1 to {MAX_CONTEXT} planes, got {context}"
         raise ValueError(msg)

@@ -134,7 +134,7 @@ context_opt = click.option(
     "--context",
     type=click.IntRange(min=1, max=1024),
     default=None,
-    help="Stacks (volumes, multiband rasters): plane context group K, 1 to 1024 (default 1: "
+    help="Stacks (volumes, multiband rasters): plane context group K, 1 to 1024 (default 4; 1: "
     "off). Inside each group of K planes a tile may be coded as its difference to the previous "
     "plane where that is smaller; reading one plane then decodes up to K - 1 earlier tiles.",
 )
