@@ -1,7 +1,7 @@
 """The codec issue's speed target, repeated: llic and JPEG XL on the 512x512 16-bit validation slices.
 
     python benchmarks/speed_target.py [--source ../shared/data] [--rounds 10] [--threads 2]
-        [--model NAME[,NAME...]] [--json FILE]
+        [--model NAME[,NAME...]] [--patch P] [--json FILE]
 
 ``llic bench`` times each plane once, so its "512x512 16-bit slices" row is one sample of a
 machine whose speed drifts by 15-30 % over an hour. This script repeats that row: each round
@@ -44,6 +44,9 @@ def main() -> None:
     ap.add_argument(
         "--model", default=None, help="llic model(s), comma-separated (default: automatic choice)"
     )
+    ap.add_argument(
+        "--patch", type=int, default=None, help="llic patch side (default: the codec's)"
+    )
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/speed-target.json")
     args = ap.parse_args()
 
@@ -56,7 +59,7 @@ def main() -> None:
     run = [
         replace(c, name=f"llic {m}" if len(models) > 1 else "llic")
         for m in models
-        for c in codecs.resolve(("llic",), args.threads, m)
+        for c in codecs.resolve(("llic",), args.threads, m, args.patch)
     ]
     run += codecs.resolve(("jxl_e7",), args.threads)
     llics = [c.name for c in run if c.name.startswith("llic")]
@@ -97,6 +100,7 @@ def main() -> None:
         "slices": [p.file.relpath for p in planes],
         "threads": args.threads,
         "models": args.model or "automatic choice",
+        "patch": args.patch or "default",
         "rounds": len(rounds),
         "llic_summary": summary,
         "results": rounds,

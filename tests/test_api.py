@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import llic_imaging
 from llic_imaging import FormatError, ModelError, StreamError, container
+from llic_imaging._api import DEFAULT_PATCH
 from llic_imaging.model import zoo
 
 
@@ -296,7 +297,7 @@ def test_read_window_reads_only_sections_and_touched_tiles(tmp_path, monkeypatch
         llic_imaging.read_window(path, window)
 
 
-@pytest.mark.parametrize("patch", [16, 64, 128])
+@pytest.mark.parametrize("patch", [16, 32, 128])
 def test_other_patch_sizes_round_trip_and_are_recorded(patch: int) -> None:
     rng = np.random.default_rng(patch)
     a = (np.cumsum(rng.integers(-3, 4, (70, 150)), axis=1) + 2000).astype(np.uint16)
@@ -330,7 +331,7 @@ def _probe_winner(img: np.ndarray, names: list[str]) -> str:
     from llic_imaging.codec.engine import probe_bits, probe_refs
     from llic_imaging.model.runtime import deterministic
 
-    patch = 64 if img.dtype.itemsize == 1 else 32  # the default patch by bit depth
+    patch = DEFAULT_PATCH
     refs = probe_refs(img[None], 256)
     assert 1 <= len(refs) <= 4
     assert all(r.h <= 128 and r.w <= 128 for r in refs)
@@ -346,11 +347,11 @@ def test_automatic_model_choice_for_8_bit_data() -> None:
     """8-bit data: the default model and the shipped 8-bit fine-tune compete on a probe; the
     winner is recorded, decodes, and the rate map uses the same model."""
     names = zoo.auto_candidates(8)
-    assert names == [zoo.DEFAULT_MODEL, "hpac-small-v3-med8"]
+    assert names == [zoo.DEFAULT_MODEL, "hpac-small-v4-med8"]
     rng = np.random.default_rng(5)
     img = (np.cumsum(rng.integers(-3, 4, (300, 260)), axis=1) % 200).astype(np.uint8)
     data = llic_imaging.encode(img)
-    assert llic_imaging.info(data).patch == 64  # 8-bit data: the larger default patch
+    assert llic_imaging.info(data).patch == 64  # the default patch
     assert llic_imaging.info(data).model == _probe_winner(img, names)
     assert llic_imaging.info(llic_imaging.encode(img, model="auto")).model == _probe_winner(
         img, names

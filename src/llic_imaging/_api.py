@@ -44,8 +44,10 @@ MAX_CONTEXT = 1024
 # 3 earlier tiles per tile; the encoder only tries deltas a cheap cost estimate favours.
 DEFAULT_CONTEXT = 4
 DEFAULT_TILE = 256
-DEFAULT_PATCH = 32  # 16-bit data: the decode-speed target (0.5 MPix/s) is set on 16-bit slices
-DEFAULT_PATCH_8BIT = 64  # 8-bit data: 2-4 % smaller, ~16 % slower decoding (docs/benchmarks.md)
+# 64 since session 8 (8-bit data since session 3): 0.5-1.6 % smaller than 32 on the 16-bit
+# groups, 2-4 % on 8-bit, and the 17 kMAC/px default network keeps the decode target
+# (docs/benchmarks.md, "Number of coding steps").
+DEFAULT_PATCH = 64
 PATCHES = (16, 32, 64, 128)  # larger: fewer context-poor first rows/columns, more decoder steps
 _MAX_PLANE_HASHES = 4096
 # Streams name their weights by the first 16 hex digits of its sha256 (64 bits): enough to
@@ -140,10 +142,9 @@ def encode(
     tile
         Side of the independently decodable tiles in pixels (default 256, minimum 8).
     patch
-        Side of the patches coded in parallel inside a tile (one of ``PATCHES``; default 32 for
-        16-bit data, 64 for 8-bit data): the first row and column of a patch have little
-        context, so larger patches code smaller (0.4-4 % from 32 to 64) but take
-        ``3 * patch - 2`` decoder steps per tile (about 16 % slower decoding from 32 to 64).
+        Side of the patches coded in parallel inside a tile (one of ``PATCHES``; default 64):
+        the first row and column of a patch have little context, so larger patches code
+        smaller (0.5-4 % from 32 to 64) but take ``3 * patch - 2`` decoder steps per tile.
     context
         Plane context group K for (N, H, W) stacks (default ``DEFAULT_CONTEXT`` = 4; 1 turns
         it off): inside each group of K planes a tile may be coded as its difference to the
@@ -170,7 +171,7 @@ def encode(
     from llic_imaging.model.runtime import deterministic
 
     stack, spec = to_stack(data)
-    tile, patch = _tiling(tile, patch, spec)
+    tile, patch = _tiling(tile, patch)
     context = DEFAULT_CONTEXT if context is None else int(context)
     if not 1 <= context <= MAX_CONTEXT:
         msg = f"context must be 1 to {MAX_CONTEXT} planes, got {context}"
@@ -235,11 +236,11 @@ def _choose_model(
     return names[int(np.argmin(costs))]
 
 
-def _tiling(tile: int | None, patch: int | None, spec: PlaneSpec) -> tuple[int, int]:
-    """Validated tile and patch sides (defaults for ``None``, the patch's by bit depth)."""
+def _tiling(tile: int | None, patch: int | None) -> tuple[int, int]:
+    """Validated tile and patch sides (defaults for ``None``)."""
     tile = DEFAULT_TILE if tile is None else int(tile)
     if patch is None:
-        patch = DEFAULT_PATCH_8BIT if spec.bits_per_sample <= 8 else DEFAULT_PATCH
+        patch = DEFAULT_PATCH
     patch = int(patch)
     if not 8 <= tile <= MAX_TILE:
         msg = f"tile must be 8 to {MAX_TILE} pixels, got {tile}"
@@ -506,7 +507,7 @@ def rate_map(
     from llic_imaging.model.runtime import deterministic
 
     stack, spec = to_stack(array)
-    tile, patch = _tiling(tile, patch, spec)
+    tile, patch = _tiling(tile, patch)
     refs = tile_grid(stack.shape, tile)
     with deterministic(numthreads):
         net, _, dev = _load_model(_choose_model(stack, spec, model, tile, patch, device), device)

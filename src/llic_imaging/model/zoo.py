@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 # The model that codes smallest among those meeting the decode-speed target (MODEL_CARD.md).
-DEFAULT_MODEL = "hpac-small-v3-b2"
+DEFAULT_MODEL = "hpac-small-v4"
 AUTO = "auto"  # the automatic choice (also what model=None means): see auto_candidates
 MODEL_PATH_ENV = "LLIC_MODEL_PATH"
 
