@@ -144,6 +144,7 @@ def test_info_and_metadata() -> None:
     assert d["bits_per_sample"] == 16
     assert d["chunk_count"] == 4
     assert d["model"] == zoo.DEFAULT_MODEL
+    assert d["patch"] == DEFAULT_PATCH == 64  # 16-bit data too (session 8)
     assert zoo.model_info(d["model"]).sha256.startswith(d["model_sha256"])
     assert len(d["model_sha256"]) == llic_imaging._api.MODEL_HASH_HEX
     assert llic_imaging.metadata(s) == b"hello"
