@@ -332,14 +332,14 @@ def _probe_winner(img: np.ndarray, names: list[str]) -> str:
     from llic_imaging.codec.engine import probe_bits, probe_refs
     from llic_imaging.model.runtime import deterministic
 
-    patch = DEFAULT_PATCH
     refs = probe_refs(img[None], 256)
     assert 1 <= len(refs) <= 4
     assert all(r.h <= 128 and r.w <= 128 for r in refs)
     with deterministic():
         nets = [zoo.load(n)[0] for n in names]
         costs = [
-            probe_bits(n, img[None], refs, patch=patch, device=torch.device("cpu")) for n in nets
+            probe_bits(n, img[None], refs, patch=DEFAULT_PATCH, device=torch.device("cpu"))
+            for n in nets
         ]
     return names[int(np.argmin(costs))]
 

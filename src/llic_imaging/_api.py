@@ -239,9 +239,7 @@ def _choose_model(
 def _tiling(tile: int | None, patch: int | None) -> tuple[int, int]:
     """Validated tile and patch sides (defaults for ``None``)."""
     tile = DEFAULT_TILE if tile is None else int(tile)
-    if patch is None:
-        patch = DEFAULT_PATCH
-    patch = int(patch)
+    patch = DEFAULT_PATCH if patch is None else int(patch)
     if not 8 <= tile <= MAX_TILE:
         msg = f"tile must be 8 to {MAX_TILE} pixels, got {tile}"
         raise ValueError(msg)
