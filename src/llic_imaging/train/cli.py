@@ -7,10 +7,8 @@ import time
 from pathlib import Path
 
 import click
-import torch
 
-from llic_imaging.train.export import WEIGHTS_DIR, export
-from llic_imaging.train.loop import TrainConfig, train
+from llic_imaging.train import floatpath
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "hpac-small-v3-b2.toml"
 
@@ -64,10 +62,22 @@ def main(
     do_export: bool,
     weights_dir: str | None,
 ) -> None:
-    """Train an HPAC model on the train split of the shared corpus (quantisation-aware)."""
+    """Train an HPAC model on the train split of the shared corpus (quantisation-aware).
+
+    Training pins one float code path for all x86-64 CPUs (oneMKL MKL_CBWR=COMPATIBLE, torch
+    ATEN_CPU_CAPABILITY=avx2; set either variable to override), so a config and a --threads
+    value give the same weights on any machine.
+    """
+    float_path = floatpath.pin()  # before torch loads
+    import torch
+
+    from llic_imaging.train.export import WEIGHTS_DIR, export
+    from llic_imaging.train.loop import TrainConfig, train
+
     if threads:
         torch.set_num_threads(threads)
     cfg = TrainConfig.from_toml(config_path)
+    click.echo(f"training {cfg.name}: float path {float_path}, {torch.get_num_threads()} thread(s)")
     t0 = time.time()
     net = train(cfg, Path(out_dir), device=device, resume=not fresh, max_steps=max_steps)
     click.echo(f"trained {cfg.name} in {time.time() - t0:.0f} s")
@@ -77,6 +87,7 @@ def main(
             "steps": cfg.steps,
             "hardware": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, device {device}",
             "split": "splits/train.txt",
+            "float_path": f"{float_path}, {torch.get_num_threads()} thread(s)",
         }
         folder = Path(weights_dir) if weights_dir else WEIGHTS_DIR
         click.echo(f"exported {export(net.cpu(), cfg.name, record, weights_dir=folder)}")
