@@ -225,6 +225,18 @@ class HpacNet(nn.Module):
         Channels-last throughout: 1x1 layers are plain matmuls and the masked depthwise conv is
         a sum of shifted slices, the same arithmetic as :meth:`step` on all positions at once.
         """
+        x, anchor = self.features(u, inside, p)
+        npatch, ps, _ = u.shape
+        acc = _mm(x, self.head.qparams()).reshape(npatch, ps, ps, 2)
+        bshape = (-1, 1, 1)
+        tp = TileParams(p.shift.reshape(bshape), p.mid, p.vmax.reshape(bshape))
+        return self._head(acc, anchor.reshape(npatch, ps, ps), tp)
+
+    def features(
+        self, u: torch.Tensor, inside: torch.Tensor, p: TileParams
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's input (NP, P*P, C) and the MED anchors (NP, P*P) of :meth:`dense`
+        (separate so that head variants can be measured on the same trunk)."""
         q = self.qparams()
         npatch, ps, _ = u.shape
         nb = self._shifted(u)  # (NP, P*P, T)
@@ -242,10 +254,7 @@ class HpacNet(nn.Module):
                 tap = ap[:, h + dr : h + dr + ps, h + dc : h + dc + ps]
                 dwacc = _addcmul(dwacc, tap, qb["dw"][t], fresh=t == 0)
             x = self._block_tail(x, v, dwacc.reshape(npatch, ps * ps, c), qb)
-        acc = _mm(x, q["head"]).reshape(npatch, ps, ps, 2)
-        bshape = (-1, 1, 1)
-        tp = TileParams(p.shift.reshape(bshape), p.mid, p.vmax.reshape(bshape))
-        return self._head(acc, anchor.reshape(npatch, ps, ps), tp)
+        return x, anchor
 
     def _shifted(self, t: torch.Tensor) -> torch.Tensor:
         """(NP, P, P) -> (NP, P*P, T): value at each mask-A tap offset, zero outside the patch."""

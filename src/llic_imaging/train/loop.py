@@ -24,7 +24,7 @@ from llic_imaging.model.hpac import HpacConfig, HpacNet, TileParams
 from llic_imaging.train.data import Batch, CropSampler
 from llic_imaging.train.loss import bits
 
-__all__ = ["TrainConfig", "batch_bits", "train"]
+__all__ = ["TrainConfig", "batch_bits", "batch_tensors", "train"]
 
 PATCH = 32
 
@@ -63,6 +63,17 @@ def batch_bits(
 
     ``focus``: the coder's cost of outliers (``train.loss.bits``) instead of the logistic tail.
     """
+    u, inside, tp = batch_tensors(batch, device)
+    pred = net.dense(u, inside, tp)
+    total = bits(pred.mu16, pred.scale, u, tp.vmax[:, None, None], focus=focus) * inside
+    return total.sum(), batch.u.size
+
+
+def batch_tensors(
+    batch: Batch, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, TileParams]:
+    """A batch of crops as the network's inputs: (NP, P, P) patches, their inside mask, and
+    the per-patch side information."""
     b, h, w = batch.u.shape
     geo = Geometry(h, w, PATCH)
     u = torch.from_numpy(geo.to_patches(batch.u).reshape(-1, PATCH, PATCH).astype(np.float32)).to(
@@ -74,10 +85,7 @@ def batch_bits(
     def col(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a.astype(np.float32)).repeat_interleave(rep).to(device)
 
-    tp = TileParams(col(batch.shift), col(batch.mid), col(batch.vmax))
-    pred = net.dense(u, inside, tp)
-    total = bits(pred.mu16, pred.scale, u, tp.vmax[:, None, None], focus=focus) * inside
-    return total.sum(), b * h * w
+    return u, inside, TileParams(col(batch.shift), col(batch.mid), col(batch.vmax))
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
