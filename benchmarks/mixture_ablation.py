@@ -97,7 +97,7 @@ def finetune(model: Mixture, cfg: TrainConfig, steps: int) -> float:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         if (step + 1) % 250 == 0:
-            print(f"  step {step + 1}: {float(loss):.4f} bps", flush=True)
+            print(f"  step {step + 1}: {float(loss.detach()):.4f} bps", flush=True)
     return time.time() - t0
 
 
