@@ -348,7 +348,7 @@ def test_automatic_model_choice_for_8_bit_data() -> None:
     """8-bit data: the default model and the shipped 8-bit fine-tune compete on a probe; the
     winner is recorded, decodes, and the rate map uses the same model."""
     names = zoo.auto_candidates(8)
-    assert names == [zoo.DEFAULT_MODEL, "hpac-small-v4-med8"]
+    assert names == [zoo.DEFAULT_MODEL, "hpac-small-v5-med8"]
     rng = np.random.default_rng(5)
     img = (np.cumsum(rng.integers(-3, 4, (300, 260)), axis=1) % 200).astype(np.uint8)
     data = llic_imaging.encode(img)
