@@ -23,13 +23,14 @@ import math
 import statistics
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from llic_imaging.codec.engine import chunk_params, tile_grid
+from llic_imaging.codec.engine import _tile_params, chunk_params, tile_grid
 from llic_imaging.codec.schedule import Geometry
 from llic_imaging.corpus import iter_planes
 from llic_imaging.model import zoo
@@ -66,17 +67,14 @@ class Mixture(nn.Module):
     def bits(self, u: torch.Tensor, inside: torch.Tensor, p: TileParams) -> torch.Tensor:
         """-log2 P(u) per position, (NP, P, P)."""
         x, anchor = self.net.features(u, inside, p)
-        npatch, ps, _ = u.shape
-        bp = TileParams(p.shift.reshape(-1, 1, 1), p.mid, p.vmax.reshape(-1, 1, 1))
-        anchor = anchor.reshape(npatch, ps, ps)
+        vmax = p.vmax.reshape(-1, 1, 1)
         per = []
         for h in self.heads:
-            acc = (x @ h.qparams()[0].t() + h.qparams()[1]).reshape(npatch, ps, ps, 2)
-            pred = self.net._head(acc, anchor, bp)
-            per.append(bits(pred.mu16, pred.scale, u, bp.vmax, focus=True).double())
+            pred = self.net.head_prediction(x, anchor, p, h)
+            per.append(bits(pred.mu16, pred.scale, u, vmax, focus=True).double())
         if len(per) == 1:
             return per[0]
-        logw = torch.log_softmax(self.logits(x).double(), dim=-1).reshape(npatch, ps, ps, -1)
+        logw = torch.log_softmax(self.logits(x).double(), dim=-1).reshape(*u.shape, -1)
         return -torch.logsumexp(logw - torch.stack(per, -1) * _LN2, dim=-1) / _LN2
 
 
@@ -84,7 +82,7 @@ def finetune(model: Mixture, cfg: TrainConfig, steps: int) -> float:
     """Fine-tune all weights on train crops with the model's last-stage schedule; seconds."""
     sampler = CropSampler.from_corpus(cfg.crop, cfg.augment, cfg.seed, context=cfg.context)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = TrainConfig(**{**cfg.__dict__, "steps": steps})
+    sched = replace(cfg, steps=steps)
     t0 = time.time()
     for step in range(steps):
         for grp in opt.param_groups:
@@ -118,12 +116,7 @@ def validation_bits(model: Mixture, patch: int = 64, tile: int = 256) -> dict[st
             geo = Geometry(r.h, r.w, patch)
             u = torch.from_numpy(geo.to_patches(t - cp.vmin).astype(np.float32))
             inside = torch.from_numpy(geo.inside.astype(np.float32))
-            n = geo.n_patches
-
-            def col(v: int, n: int = n) -> torch.Tensor:
-                return torch.full((n,), float(v))
-
-            tp = TileParams(col(cp.shift), col(cp.mid), col(cp.vmax))
+            tp = _tile_params(geo, [cp], torch.device("cpu"))
             total += float((model.bits(u, inside, tp) * inside).sum())
         per[plane.group].append(total / plane.samples)
     return {g: statistics.fmean(v) for g, v in per.items()}

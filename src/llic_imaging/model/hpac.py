@@ -18,6 +18,7 @@ equality of all three and the causality.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -225,9 +226,15 @@ class HpacNet(nn.Module):
         Channels-last throughout: 1x1 layers are plain matmuls and the masked depthwise conv is
         a sum of shifted slices, the same arithmetic as :meth:`step` on all positions at once.
         """
-        x, anchor = self.features(u, inside, p)
-        npatch, ps, _ = u.shape
-        acc = _mm(x, self.head.qparams()).reshape(npatch, ps, ps, 2)
+        return self.head_prediction(*self.features(u, inside, p), p)
+
+    def head_prediction(
+        self, x: torch.Tensor, anchor: torch.Tensor, p: TileParams, head: QLinear | None = None
+    ) -> Prediction:
+        """(NP, P, P) integer predictions from :meth:`features`' output through ``head`` (the
+        model's own by default; a variant measured on the same trunk otherwise)."""
+        npatch, ps = x.shape[0], math.isqrt(x.shape[1])
+        acc = _mm(x, (head or self.head).qparams()).reshape(npatch, ps, ps, 2)
         bshape = (-1, 1, 1)
         tp = TileParams(p.shift.reshape(bshape), p.mid, p.vmax.reshape(bshape))
         return self._head(acc, anchor.reshape(npatch, ps, ps), tp)
@@ -235,8 +242,7 @@ class HpacNet(nn.Module):
     def features(
         self, u: torch.Tensor, inside: torch.Tensor, p: TileParams
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The head's input (NP, P*P, C) and the MED anchors (NP, P*P) of :meth:`dense`
-        (separate so that head variants can be measured on the same trunk)."""
+        """The head's input (NP, P*P, C) and the MED anchors (NP, P*P) of :meth:`dense`."""
         q = self.qparams()
         npatch, ps, _ = u.shape
         nb = self._shifted(u)  # (NP, P*P, T)
