@@ -18,6 +18,7 @@ bits. Means and scales are the integer ones the codec would use; mixture weights
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import statistics
@@ -140,7 +141,7 @@ def main() -> None:
     print(json.dumps(results, indent=1), flush=True)
     for k in args.k:
         torch.manual_seed(cfg.seed)
-        net, _ = zoo.load(args.init)
+        net = copy.deepcopy(base)  # zoo.load returns one cached network per process
         net.requires_grad_(True)
         model = Mixture(net, k, cfg.seed)
         seconds = finetune(model, cfg, args.steps)

@@ -90,6 +90,31 @@ def test_dense_equals_stepwise_for_other_architectures(
     _assert_paths_agree(net, ct_slice[:70, :45], shift=3)
 
 
+def test_features_extra_is_added_to_the_embedding(net: HpacNet, ct_slice: np.ndarray) -> None:
+    """A zero ``extra`` accumulator leaves :meth:`HpacNet.dense` unchanged; one that lifts the
+    embedding moves predictions, and it receives the MED anchors the head uses."""
+    img = ct_slice[:64, :64]
+    geo = Geometry(64, 64, PATCH)
+    p = _params(geo.n_patches, 1, int(np.median(img)), int(img.max()))
+    u = torch.from_numpy(geo.to_patches(img).astype(np.float32))
+    inside = torch.from_numpy(geo.inside.astype(np.float32))
+    base = _dense(net, img, geo, p)
+    seen = []
+
+    def zero(anchor: torch.Tensor) -> torch.Tensor:
+        seen.append(anchor)
+        return torch.zeros(*anchor.shape, net.config.channels)
+
+    with deterministic():
+        x, anchor = net.features(u, inside, p, zero)
+        same = net.head_prediction(x, anchor, p)
+        lifted = net.head_prediction(*net.features(u, inside, p, lambda a: zero(a) + 64.0), p)
+    assert torch.equal(seen[0], anchor)
+    assert torch.equal(same.mu16, base.mu16)
+    assert torch.equal(same.scale, base.scale)
+    assert not torch.equal(lifted.mu16, base.mu16)
+
+
 def test_no_step_sees_its_own_or_later_pixels(net: HpacNet, ct_slice: np.ndarray) -> None:
     """Perturb every pixel of step >= s (and every other patch): predictions of step s stay put."""
     img = ct_slice[:64, :64].copy()

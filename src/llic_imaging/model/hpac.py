@@ -19,6 +19,7 @@ equality of all three and the causality.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -240,15 +241,27 @@ class HpacNet(nn.Module):
         return self._head(acc, anchor.reshape(npatch, ps, ps), tp)
 
     def features(
-        self, u: torch.Tensor, inside: torch.Tensor, p: TileParams
+        self,
+        u: torch.Tensor,
+        inside: torch.Tensor,
+        p: TileParams,
+        extra: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The head's input (NP, P*P, C) and the MED anchors (NP, P*P) of :meth:`dense`."""
+        """The head's input (NP, P*P, C) and the MED anchors (NP, P*P) of :meth:`dense`.
+
+        ``extra(anchor)``, if given, returns an accumulator (NP, P*P, C) added to the
+        embedding's: how a variant measured on this trunk feeds it more inputs (the plane
+        conditioning ablation's previous plane, relative to the anchor).
+        """
         q = self.qparams()
         npatch, ps, _ = u.shape
         nb = self._shifted(u)  # (NP, P*P, T)
         av = self._shifted(inside)
         inp, anchor = self._inputs(nb, av, p.shift[:, None], p.mid[:, None].to(u.dtype))
-        x = quant.requant(_mm(inp, q["embed"]), 0, quant.RES_MAX)  # (NP, P*P, C)
+        acc = _mm(inp, q["embed"])
+        if extra is not None:
+            acc = acc + extra(anchor)
+        x = quant.requant(acc, 0, quant.RES_MAX)  # (NP, P*P, C)
         keep = inside.reshape(npatch, ps * ps, 1)
         h = self.config.dw_kernel // 2
         for qb in q["blocks"]:
