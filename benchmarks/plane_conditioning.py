@@ -263,6 +263,25 @@ def stack_bits(
     return statistics.fmean(alone), statistics.fmean(best)
 
 
+def markdown(results: dict) -> str:
+    """One row per stack: JPEG XL, then each arm alone and "+ delta" (change against the
+    control's cell of the same kind)."""
+    arms = [k for k in results if k != "jxl_e7"]
+    bps = {a: results[a].get("bps", results[a]) for a in arms}
+    head = ["stack", "JPEG XL e7"] + [f"{a}{tail}" for a in arms for tail in ("", " + delta")]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for name, jxl in results["jxl_e7"].items():
+        cells = [name, f"{jxl:.4f}"]
+        for a in arms:
+            for i in (0, 1):
+                v = bps[a][name][i]
+                ref = bps.get("control", {}).get(name)
+                change = f" ({100 * (v / ref[i] - 1):+.1f} %)" if ref and a == "conditioned" else ""
+                cells.append(f"{v:.4f}{change}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     torch.set_num_threads(1)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -308,6 +327,7 @@ def main() -> None:
         }
         print(arm, json.dumps(results[arm], indent=1), flush=True)
         args.json.write_text(json.dumps(results, indent=1) + "\n")
+    print(markdown(results))
 
 
 if __name__ == "__main__":
