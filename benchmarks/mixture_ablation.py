@@ -22,13 +22,13 @@ import copy
 import json
 import math
 import statistics
-import time
 from collections import defaultdict
-from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+from _finetune import finetune
 from torch import nn
 
 from llic_imaging.codec.engine import _tile_params, chunk_params, tile_grid
@@ -37,7 +37,7 @@ from llic_imaging.corpus import iter_planes
 from llic_imaging.model import zoo
 from llic_imaging.model.hpac import HpacNet, QLinear, TileParams
 from llic_imaging.train.data import CropSampler
-from llic_imaging.train.loop import TrainConfig, _lr, batch_tensors
+from llic_imaging.train.loop import TrainConfig, batch_tensors
 from llic_imaging.train.loss import bits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,25 +79,11 @@ class Mixture(nn.Module):
         return -torch.logsumexp(logw - torch.stack(per, -1) * _LN2, dim=-1) / _LN2
 
 
-def finetune(model: Mixture, cfg: TrainConfig, steps: int) -> float:
-    """Fine-tune all weights on train crops with the model's last-stage schedule; seconds."""
-    sampler = CropSampler.from_corpus(cfg.crop, cfg.augment, cfg.seed, context=cfg.context)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = replace(cfg, steps=steps)
-    t0 = time.time()
-    for step in range(steps):
-        for grp in opt.param_groups:
-            grp["lr"] = _lr(sched, step)
-        batch = sampler.batch(cfg.batch)
-        u, inside, tp = batch_tensors(batch, torch.device("cpu"))
-        loss = (model.bits(u, inside, tp) * inside).sum() / batch.u.size
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        if (step + 1) % 250 == 0:
-            print(f"  step {step + 1}: {float(loss.detach()):.4f} bps", flush=True)
-    return time.time() - t0
+def crop_loss(model: Mixture, sampler: CropSampler, size: int) -> torch.Tensor:
+    """Bits per sample of a fresh batch of train crops: the fine-tuning loss."""
+    batch = sampler.batch(size)
+    u, inside, tp = batch_tensors(batch, torch.device("cpu"))
+    return (model.bits(u, inside, tp) * inside).sum() / batch.u.size
 
 
 @torch.no_grad()
@@ -144,7 +130,8 @@ def main() -> None:
         net = copy.deepcopy(base)  # zoo.load returns one cached network per process
         net.requires_grad_(True)
         model = Mixture(net, k, cfg.seed)
-        seconds = finetune(model, cfg, args.steps)
+        sampler = CropSampler.from_corpus(cfg.crop, cfg.augment, cfg.seed, context=cfg.context)
+        seconds = finetune(model, cfg, args.steps, partial(crop_loss, model, sampler, cfg.batch))
         results[f"K={k}"] = {
             "steps": args.steps,
             "seconds": round(seconds),

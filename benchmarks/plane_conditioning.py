@@ -34,13 +34,14 @@ import argparse
 import copy
 import json
 import statistics
-import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+from _finetune import finetune
 from plane_context import STACKS, load
 from torch import nn
 
@@ -50,7 +51,7 @@ from llic_imaging.codec.engine import _tile_params, chunk_params, tile_grid
 from llic_imaging.codec.schedule import Geometry
 from llic_imaging.model import quant, zoo
 from llic_imaging.model.hpac import HpacNet, QLinear, TileParams
-from llic_imaging.train.loop import PATCH, TrainConfig, _lr
+from llic_imaging.train.loop import PATCH, TrainConfig
 from llic_imaging.train.loss import bits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,23 +195,10 @@ class PairSampler:
         return ut, inside, _tile_params(geo, [p for _, _, p in pairs], torch.device("cpu")), ref
 
 
-def finetune(model: Model, cfg: TrainConfig, sampler: PairSampler, steps: int) -> float:
-    """Fine-tune all weights with the model's last-stage schedule over ``steps``; seconds."""
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = replace(cfg, steps=steps)
-    t0 = time.time()
-    for step in range(steps):
-        for grp in opt.param_groups:
-            grp["lr"] = _lr(sched, step)
-        u, inside, tp, ref = sampler.batch(cfg.batch)
-        loss = (model.bits(u, inside, tp, ref) * inside).sum() / inside.sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        if (step + 1) % 250 == 0:
-            print(f"  step {step + 1}: {float(loss.detach()):.4f} bps", flush=True)
-    return time.time() - t0
+def pair_loss(model: Model, sampler: PairSampler, size: int) -> torch.Tensor:
+    """Bits per sample of a fresh batch of pairs: the fine-tuning loss."""
+    u, inside, tp, ref = sampler.batch(size)
+    return (model.bits(u, inside, tp, ref) * inside).sum() / inside.sum()
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -318,7 +306,8 @@ def main() -> None:
         net = copy.deepcopy(base.net)  # zoo.load returns one cached network per process
         net.requires_grad_(True)
         models[arm] = Model(net, conditioned)
-        seconds = finetune(models[arm], cfg, PairSampler(stacks, cfg), args.steps)
+        loss = partial(pair_loss, models[arm], PairSampler(stacks, cfg), cfg.batch)
+        seconds = finetune(models[arm], cfg, args.steps, loss)
         models[arm].eval()
         results[arm] = {
             "steps": args.steps,
