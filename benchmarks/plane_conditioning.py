@@ -1,6 +1,6 @@
 """Learned conditioning on the previous plane, against intra coding and delta tiles, in float.
 
-    python benchmarks/plane_conditioning.py [--init hpac-small-v5] [--steps 2000]
+    python benchmarks/plane_conditioning.py [--init hpac-small-v5] [--steps 2000] [--radius 2]
 
 The codec's context across planes (``encode(context=K)``, docs/design.md) codes a tile as its
 difference to the previous plane's when that is cheaper; the network itself sees one plane.
@@ -13,10 +13,10 @@ pairs from the train split's stacks (multi-plane files, and the files of one ser
 name order: Landsat bands, slice files):
 
 * control: the network as it is (the previous plane unused);
-* conditioned: the same network plus a 1x1 layer from the previous plane's 5 x 5 window at the
-  coded position (differences to its centre, scaled by the tile's input shift, fine and coarse,
-  as the network's own inputs) and the difference of that centre to the coded pixel's MED
-  anchor, added to the embedding's accumulator. Zero-initialised: it starts as the control.
+* conditioned: the same network plus a 1x1 layer from the previous plane's window at the coded
+  position (5 x 5 by default, ``--radius``; differences to its centre, scaled by the tile's
+  input shift, fine and coarse, as the network's own inputs) and the difference of that centre
+  to the coded pixel's MED anchor, added to the embedding's accumulator. Zero-initialised: it starts as the control.
   All its inputs but the anchor difference depend on the previous plane only, so a codec would
   compute them once per tile, not per step.
 
@@ -56,14 +56,12 @@ from llic_imaging.train.loss import bits
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "src/llic_imaging/train/configs"
-RADIUS = 2  # the previous plane's window is (2R + 1)^2 around the coded position
 
 
 # ---------------------------------------------------------------------------- the variant
-def window_values(ref: np.ndarray, geo: Geometry) -> np.ndarray:
-    """(B, H, W) previous planes -> (B * NP, P*P, T): each position's (2R+1)^2 window, edge-
+def window_values(ref: np.ndarray, geo: Geometry, r: int) -> np.ndarray:
+    """(B, H, W) previous planes -> (B * NP, P*P, T): each position's (2r+1)^2 window, edge-
     padded at the tile's border, in the patch layout of ``geo``; the centre comes first."""
-    r = RADIUS
     pad = np.pad(ref, ((0, 0), (r, r), (r, r)), mode="edge")
     h, w = ref.shape[1:]
     offs = [(0, 0)] + [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy or dx]
@@ -82,14 +80,14 @@ def _scaled(d: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 
 
 class Model(nn.Module):
-    """A trained network, optionally conditioned on the previous plane's window."""
+    """A trained network, conditioned on the previous plane's (2r+1)^2 window unless r = 0."""
 
-    def __init__(self, net: HpacNet, conditioned: bool):
+    def __init__(self, net: HpacNet, radius: int):
         super().__init__()
-        self.net = net
+        self.net, self.radius = net, radius
         self.ref = None
-        if conditioned:
-            self.ref = QLinear(2 * (2 * RADIUS + 1) ** 2, net.config.channels)
+        if radius:
+            self.ref = QLinear(2 * (2 * radius + 1) ** 2, net.config.channels)
             nn.init.zeros_(self.ref.weight)
 
     def bits(
@@ -142,8 +140,8 @@ class PairSampler:
     """Aligned crops of a plane and its predecessor, group-balanced, augmented together, with
     side information from a tile-sized window around the crop (as ``train.data.CropSampler``)."""
 
-    def __init__(self, stacks: list[Stack], cfg: TrainConfig):
-        self.stacks, self.cfg = stacks, cfg
+    def __init__(self, stacks: list[Stack], cfg: TrainConfig, radius: int):
+        self.stacks, self.cfg, self.radius = stacks, cfg, radius
         self.rng = np.random.default_rng(cfg.seed)
         by_group: dict[str, list[int]] = defaultdict(list)
         for i, s in enumerate(stacks):
@@ -191,7 +189,7 @@ class PairSampler:
         u = np.stack([c for c, _, _ in pairs])
         ut = torch.from_numpy(geo.to_patches(u).reshape(-1, PATCH, PATCH).astype(np.float32))
         inside = torch.from_numpy(np.tile(geo.inside, (size, 1, 1)).astype(np.float32))
-        ref = torch.from_numpy(window_values(np.stack([r for _, r, _ in pairs]), geo))
+        ref = torch.from_numpy(window_values(np.stack([r for _, r, _ in pairs]), geo, self.radius))
         return ut, inside, _tile_params(geo, [p for _, _, p in pairs], torch.device("cpu")), ref
 
 
@@ -223,7 +221,7 @@ def tile_bits(model: Model, ref: np.ndarray, cur: np.ndarray, patch: int) -> flo
     u = torch.from_numpy(geo.to_patches(cur - cp.vmin).astype(np.float32))
     inside = torch.from_numpy(geo.inside.astype(np.float32))
     tp = _tile_params(geo, [cp], torch.device("cpu"))
-    refv = torch.from_numpy(window_values((ref - cp.vmin)[None], geo))
+    refv = torch.from_numpy(window_values((ref - cp.vmin)[None], geo, model.radius))
     return float((model.bits(u, inside, tp, refv) * inside).sum())
 
 
@@ -280,6 +278,7 @@ def main() -> None:
         "--lr", type=float, default=2e-4, help="peak learning rate (v5's 5e-4 broke flat areas)"
     )
     ap.add_argument("--pairs", type=int, default=12, help="planes per validation stack")
+    ap.add_argument("--radius", type=int, default=2, help="previous plane's window: (2r+1)^2")
     ap.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument(
         "--json", type=Path, default=ROOT / "benchmarks/results/plane-conditioning.json"
@@ -294,22 +293,23 @@ def main() -> None:
             for n, ps in pairs.items()
         }
     }
-    base = Model(zoo.load(args.init)[0], conditioned=False)
+    base = Model(zoo.load(args.init)[0], 0)
     results[f"{args.init} (no fine-tuning)"] = {
         n: stack_bits(base, ps, base) for n, ps in pairs.items()
     }
     print(json.dumps(results, indent=1), flush=True)
     stacks = train_stacks()
     models = {}
-    for arm, conditioned in (("control", False), ("conditioned", True)):
+    for arm, radius in (("control", 0), ("conditioned", args.radius)):
         torch.manual_seed(cfg.seed)
         net = copy.deepcopy(base.net)  # zoo.load returns one cached network per process
         net.requires_grad_(True)
-        models[arm] = Model(net, conditioned)
-        loss = partial(pair_loss, models[arm], PairSampler(stacks, cfg), cfg.batch)
+        models[arm] = Model(net, radius)
+        loss = partial(pair_loss, models[arm], PairSampler(stacks, cfg, radius), cfg.batch)
         seconds = finetune(models[arm], cfg, args.steps, loss)
         models[arm].eval()
         results[arm] = {
+            "radius": radius,
             "steps": args.steps,
             "seconds": round(seconds),
             "bps": {n: stack_bits(models[arm], ps, models["control"]) for n, ps in pairs.items()},
