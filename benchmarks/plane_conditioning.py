@@ -91,10 +91,16 @@ class Model(nn.Module):
             nn.init.zeros_(self.ref.weight)
 
     def bits(
-        self, u: torch.Tensor, inside: torch.Tensor, p: TileParams, ref: torch.Tensor
+        self,
+        u: torch.Tensor,
+        inside: torch.Tensor,
+        p: TileParams,
+        ref: torch.Tensor,
+        present: torch.Tensor,
     ) -> torch.Tensor:
         """Coder's bits per position (NP, P, P); ``ref`` from :func:`window_values`, minus the
-        coded tile's vmin (so it is on ``u``'s scale)."""
+        coded tile's vmin (so it is on ``u``'s scale); ``present`` (NP,) 0 where a patch is
+        coded without its previous plane (the network alone, as for a group's first plane)."""
         extra = None
         if self.ref is not None:
             around = _scaled(ref[..., 1:] - ref[..., :1], p.shift)
@@ -103,9 +109,8 @@ class Model(nn.Module):
             def extra(anchor: torch.Tensor) -> torch.Tensor:
                 centre = _scaled(ref[..., :1] - anchor[..., None], p.shift)
                 inp = torch.cat([centre, around], -1)
-                return torch.addmm(qw[1], inp.reshape(-1, inp.shape[-1]), qw[0].t()).reshape(
-                    *inp.shape[:-1], -1
-                )
+                acc = torch.addmm(qw[1], inp.reshape(-1, inp.shape[-1]), qw[0].t())
+                return acc.reshape(*inp.shape[:-1], -1) * present[:, None, None]
 
         x, anchor = self.net.features(u, inside, p, extra)
         pred = self.net.head_prediction(x, anchor, p)
@@ -140,8 +145,8 @@ class PairSampler:
     """Aligned crops of a plane and its predecessor, group-balanced, augmented together, with
     side information from a tile-sized window around the crop (as ``train.data.CropSampler``)."""
 
-    def __init__(self, stacks: list[Stack], cfg: TrainConfig, radius: int):
-        self.stacks, self.cfg, self.radius = stacks, cfg, radius
+    def __init__(self, stacks: list[Stack], cfg: TrainConfig, radius: int, absent: float = 0.0):
+        self.stacks, self.cfg, self.radius, self.absent = stacks, cfg, radius, absent
         self.rng = np.random.default_rng(cfg.seed)
         by_group: dict[str, list[int]] = defaultdict(list)
         for i, s in enumerate(stacks):
@@ -149,7 +154,7 @@ class PairSampler:
                 by_group[s.group].append(i)
         self.groups = [v for _, v in sorted(by_group.items())]
 
-    def _pair(self) -> tuple[np.ndarray, np.ndarray, object]:
+    def _pair(self) -> tuple[np.ndarray, np.ndarray, object, bool]:
         rng, cfg = self.rng, self.cfg
         g = self.groups[rng.integers(len(self.groups))]
         s = self.stacks[g[rng.integers(len(g))]].planes
@@ -180,23 +185,27 @@ class PairSampler:
         y = rng.integers(cur.shape[0] - cfg.crop + 1)
         x = rng.integers(cur.shape[1] - cfg.crop + 1)
         crop = np.s_[y : y + cfg.crop, x : x + cfg.crop]
-        return cur[crop] - p.vmin, ref[crop] - p.vmin, p
+        present = not self.absent or bool(rng.random() >= self.absent)
+        return cur[crop] - p.vmin, ref[crop] - p.vmin, p, present
 
-    def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, TileParams, torch.Tensor]:
-        """``(u, inside, side information, previous-plane windows)`` of ``size`` pairs."""
+    def batch(self, size: int) -> tuple[torch.Tensor, ...]:
+        """``(u, inside, side information, previous-plane windows, present)`` of ``size``
+        pairs; ``present`` is 0 for the fraction ``absent`` of them."""
         pairs = [self._pair() for _ in range(size)]
         geo = Geometry(self.cfg.crop, self.cfg.crop, PATCH)
-        u = np.stack([c for c, _, _ in pairs])
+        u = np.stack([q[0] for q in pairs])
         ut = torch.from_numpy(geo.to_patches(u).reshape(-1, PATCH, PATCH).astype(np.float32))
         inside = torch.from_numpy(np.tile(geo.inside, (size, 1, 1)).astype(np.float32))
-        ref = torch.from_numpy(window_values(np.stack([r for _, r, _ in pairs]), geo, self.radius))
-        return ut, inside, _tile_params(geo, [p for _, _, p in pairs], torch.device("cpu")), ref
+        ref = torch.from_numpy(window_values(np.stack([q[1] for q in pairs]), geo, self.radius))
+        tp = _tile_params(geo, [q[2] for q in pairs], torch.device("cpu"))
+        present = torch.tensor([float(q[3]) for q in pairs]).repeat_interleave(geo.n_patches)
+        return ut, inside, tp, ref, present
 
 
 def pair_loss(model: Model, sampler: PairSampler, size: int) -> torch.Tensor:
     """Bits per sample of a fresh batch of pairs: the fine-tuning loss."""
-    u, inside, tp, ref = sampler.batch(size)
-    return (model.bits(u, inside, tp, ref) * inside).sum() / inside.sum()
+    u, inside, tp, ref, present = sampler.batch(size)
+    return (model.bits(u, inside, tp, ref, present) * inside).sum() / inside.sum()
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -212,8 +221,11 @@ def eval_pairs(source: Path, max_pairs: int) -> dict[str, list[tuple[np.ndarray,
 
 
 @torch.no_grad()
-def tile_bits(model: Model, ref: np.ndarray, cur: np.ndarray, patch: int) -> float:
-    """Bits of one tile (``cur``, int64) under ``model`` given the previous plane's tile."""
+def tile_bits(
+    model: Model, ref: np.ndarray, cur: np.ndarray, patch: int, present: bool = True
+) -> float:
+    """Bits of one tile (``cur``, int64) under ``model`` given the previous plane's tile (or
+    without it: ``present=False``)."""
     cp = chunk_params(cur)
     if not cp.coded:
         return 0.0
@@ -222,7 +234,8 @@ def tile_bits(model: Model, ref: np.ndarray, cur: np.ndarray, patch: int) -> flo
     inside = torch.from_numpy(geo.inside.astype(np.float32))
     tp = _tile_params(geo, [cp], torch.device("cpu"))
     refv = torch.from_numpy(window_values((ref - cp.vmin)[None], geo, model.radius))
-    return float((model.bits(u, inside, tp, refv) * inside).sum())
+    flag = torch.full((geo.n_patches,), float(present))
+    return float((model.bits(u, inside, tp, refv, flag) * inside).sum())
 
 
 def stack_bits(
@@ -231,16 +244,18 @@ def stack_bits(
     delta_model: Model,
     patch: int = 64,
     tile: int = 256,
+    present: bool = True,
 ) -> tuple[float, float]:
     """Mean bps over the current planes: alone, and per tile the cheaper of that and the
-    ``delta_model``'s bits of the difference to the previous plane."""
+    ``delta_model``'s bits of the difference to the previous plane. ``present=False``: the
+    model codes without the previous plane."""
     alone, best = [], []
     for prev, cur in pairs:
         a = b = 0.0
         for r in tile_grid((1, *cur.shape), tile):
             sl = np.s_[r.y : r.y + r.h, r.x : r.x + r.w]
             c, p = cur[sl].astype(np.int64), prev[sl].astype(np.int64)
-            own = tile_bits(model, p, c, patch)
+            own = tile_bits(model, p, c, patch, present)
             d = c - p
             diff = tile_bits(delta_model, p, d, patch) if np.ptp(d) <= 0xFFFF else own
             a, b = a + own, b + min(own, diff)
@@ -279,6 +294,12 @@ def main() -> None:
     )
     ap.add_argument("--pairs", type=int, default=12, help="planes per validation stack")
     ap.add_argument("--radius", type=int, default=2, help="previous plane's window: (2r+1)^2")
+    ap.add_argument(
+        "--absent",
+        type=float,
+        default=0.0,
+        help="fraction of training pairs coded without the previous plane (one model for both)",
+    )
     ap.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument(
         "--json", type=Path, default=ROOT / "benchmarks/results/plane-conditioning.json"
@@ -305,7 +326,8 @@ def main() -> None:
         net = copy.deepcopy(base.net)  # zoo.load returns one cached network per process
         net.requires_grad_(True)
         models[arm] = Model(net, radius)
-        loss = partial(pair_loss, models[arm], PairSampler(stacks, cfg, radius), cfg.batch)
+        sampler = PairSampler(stacks, cfg, radius, args.absent)
+        loss = partial(pair_loss, models[arm], sampler, cfg.batch)
         seconds = finetune(models[arm], cfg, args.steps, loss)
         models[arm].eval()
         results[arm] = {
@@ -314,6 +336,12 @@ def main() -> None:
             "seconds": round(seconds),
             "bps": {n: stack_bits(models[arm], ps, models["control"]) for n, ps in pairs.items()},
         }
+        if radius and args.absent:
+            results[arm]["absent"] = args.absent
+            results[arm]["bps_without_previous"] = {
+                n: stack_bits(models[arm], ps, models["control"], present=False)[0]
+                for n, ps in pairs.items()
+            }
         print(arm, json.dumps(results[arm], indent=1), flush=True)
         args.json.write_text(json.dumps(results, indent=1) + "\n")
     print(markdown(results))
