@@ -295,6 +295,11 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=12, help="planes per validation stack")
     ap.add_argument("--radius", type=int, default=2, help="previous plane's window: (2r+1)^2")
     ap.add_argument(
+        "--freeze-trunk",
+        action="store_true",
+        help="train only the conditioned arm's new layer (its intra coding stays the init model's)",
+    )
+    ap.add_argument(
         "--absent",
         type=float,
         default=0.0,
@@ -326,6 +331,8 @@ def main() -> None:
         net = copy.deepcopy(base.net)  # zoo.load returns one cached network per process
         net.requires_grad_(True)
         models[arm] = Model(net, radius)
+        if radius and args.freeze_trunk:
+            net.requires_grad_(False)
         sampler = PairSampler(stacks, cfg, radius, args.absent)
         loss = partial(pair_loss, models[arm], sampler, cfg.batch)
         seconds = finetune(models[arm], cfg, args.steps, loss)
@@ -336,6 +343,8 @@ def main() -> None:
             "seconds": round(seconds),
             "bps": {n: stack_bits(models[arm], ps, models["control"]) for n, ps in pairs.items()},
         }
+        if radius and args.freeze_trunk:
+            results[arm]["trunk"] = "frozen"
         if radius and args.absent:
             results[arm]["absent"] = args.absent
             results[arm]["bps_without_previous"] = {
