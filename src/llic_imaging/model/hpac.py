@@ -31,7 +31,15 @@ from torch import nn
 from llic_imaging.codec.schedule import Geometry, mask_taps
 from llic_imaging.model import quant
 
-__all__ = ["Caches", "HpacConfig", "HpacNet", "Prediction", "TileParams", "TorchSteps"]
+__all__ = [
+    "Caches",
+    "HpacConfig",
+    "HpacNet",
+    "Prediction",
+    "TileParams",
+    "TorchSteps",
+    "difference_inputs",
+]
 
 N_SCALES = 160  # must match codec.intcdf.N_SCALES
 SCALE_BIAS = 32  # j = 32 is a 1-pixel scale
@@ -75,6 +83,14 @@ class Prediction:
 
     mu16: torch.Tensor
     scale: torch.Tensor
+
+
+def difference_inputs(d: torch.Tensor, s0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differences ``d`` as the embedding takes them: scaled by ``s0`` (``2**-shift``), and by
+    ``s0 / 16`` for the coarse copy that still resolves edges beyond the fine one's clamp."""
+    fine = torch.clamp(torch.round(d * s0), -quant.ACT_MAX, quant.ACT_MAX)
+    coarse = torch.clamp(torch.round(d * (s0 * 2.0**-4)), -quant.ACT_MAX, quant.ACT_MAX)
+    return fine, coarse
 
 
 class QLinear(nn.Module):
@@ -158,9 +174,7 @@ class HpacNet(nn.Module):
         med = torch.where(nw >= mx, mn, torch.where(nw <= mn, mx, w + n - nw))
         anchor = torch.where(aw & an, med, torch.where(aw, w, torch.where(an, n, mid)))
         d = (nb - anchor[..., None]) * avail
-        s0 = torch.exp2(-shift.to(d.dtype))[..., None]
-        fine = torch.clamp(torch.round(d * s0), -quant.ACT_MAX, quant.ACT_MAX)
-        coarse = torch.clamp(torch.round(d * (s0 * 2.0**-4)), -quant.ACT_MAX, quant.ACT_MAX)
+        fine, coarse = difference_inputs(d, torch.exp2(-shift.to(d.dtype))[..., None])
         flag = avail * float(1 << quant.A_FRAC)
         parts = [fine, coarse, flag]
         if self.config.shift_input:  # lets flat contexts predict a small scale whatever sh is
