@@ -49,8 +49,9 @@ from llic_imaging import corpus, formats
 from llic_imaging.bench import codecs
 from llic_imaging.codec.engine import _tile_params, chunk_params, tile_grid
 from llic_imaging.codec.schedule import Geometry
-from llic_imaging.model import quant, zoo
-from llic_imaging.model.hpac import HpacNet, QLinear, TileParams
+from llic_imaging.model import zoo
+from llic_imaging.model.hpac import HpacNet, QLinear, TileParams, difference_inputs
+from llic_imaging.train.data import augment
 from llic_imaging.train.loop import PATCH, TrainConfig
 from llic_imaging.train.loss import bits
 
@@ -72,11 +73,8 @@ def window_values(ref: np.ndarray, geo: Geometry, r: int) -> np.ndarray:
 
 
 def _scaled(d: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Fine and coarse integer inputs of differences ``d``, as ``HpacNet._inputs`` makes them."""
-    s0 = torch.exp2(-shift)[:, None, None]
-    fine = torch.clamp(torch.round(d * s0), -quant.ACT_MAX, quant.ACT_MAX)
-    coarse = torch.clamp(torch.round(d * (s0 * 2.0**-4)), -quant.ACT_MAX, quant.ACT_MAX)
-    return torch.cat([fine, coarse], -1)
+    """Fine and coarse integer inputs of differences ``d`` (NP, P*P, T), as the network's own."""
+    return torch.cat(difference_inputs(d, torch.exp2(-shift)[:, None, None]), -1)
 
 
 class Model(nn.Module):
@@ -166,21 +164,7 @@ class PairSampler:
             ref = s[k - 1, y : y + wh, x : x + ww].astype(np.int64)
             if cur.min() != cur.max():
                 break
-        if rng.random() < 0.5:
-            cur, ref = cur[::-1], ref[::-1]
-        if rng.random() < 0.5:
-            cur, ref = cur[:, ::-1], ref[:, ::-1]
-        if rng.random() < 0.5:
-            cur, ref = cur.T, ref.T
-        lo = cur.min()
-        cur, ref = cur - lo, ref - lo
-        aug = cfg.augment
-        if cur.max() > 255 and rng.random() < aug.get("bit_shift_prob", 0.0):
-            k = int(rng.integers(1, 5))
-            cur, ref = cur >> k, ref >> k
-        if rng.random() < aug.get("offset_prob", 0.0):
-            off = int(rng.integers(0, 4096))
-            cur, ref = cur + off, ref + off
+        cur, ref = augment([cur, ref], cfg.augment, rng)
         p = chunk_params(cur)
         y = rng.integers(cur.shape[0] - cfg.crop + 1)
         x = rng.integers(cur.shape[1] - cfg.crop + 1)

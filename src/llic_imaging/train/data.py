@@ -17,7 +17,7 @@ import numpy as np
 from llic_imaging import corpus
 from llic_imaging.codec.engine import ChunkParams, chunk_params
 
-__all__ = ["Batch", "CropSampler"]
+__all__ = ["Batch", "CropSampler", "augment"]
 
 
 @dataclass
@@ -26,6 +26,28 @@ class Batch:
     shift: np.ndarray  # (B,)
     mid: np.ndarray
     vmax: np.ndarray
+
+
+def augment(windows: list[np.ndarray], aug: dict, rng: np.random.Generator) -> list[np.ndarray]:
+    """Random flips and transpose, minimum to zero, bit-depth and offset augmentation of
+    aligned windows (a plane, or a plane and its predecessor): each is drawn once and applied to
+    all alike, with the first window's minimum and range deciding."""
+    if aug.get("flips", True):
+        if rng.random() < 0.5:
+            windows = [w[::-1] for w in windows]
+        if rng.random() < 0.5:
+            windows = [w[:, ::-1] for w in windows]
+        if rng.random() < 0.5:
+            windows = [w.T for w in windows]
+    lo = windows[0].min()
+    windows = [w - lo for w in windows]
+    if windows[0].max() > 255 and rng.random() < aug.get("bit_shift_prob", 0.0):
+        k = int(rng.integers(1, 5))
+        windows = [w >> k for w in windows]
+    if rng.random() < aug.get("offset_prob", 0.0):
+        off = int(rng.integers(0, 4096))
+        windows = [w + off for w in windows]
+    return windows
 
 
 class CropSampler:
@@ -89,20 +111,7 @@ class CropSampler:
             c = a[y : y + wh, x : x + ww]
             if c.min() != c.max():
                 break
-        aug = self.augment
-        if aug.get("flips", True):
-            if rng.random() < 0.5:
-                c = c[::-1]
-            if rng.random() < 0.5:
-                c = c[:, ::-1]
-            if rng.random() < 0.5:
-                c = c.T
-        c = c - c.min()
-        if c.max() > 255 and rng.random() < aug.get("bit_shift_prob", 0.0):
-            c = c >> int(rng.integers(1, 5))
-        if rng.random() < aug.get("offset_prob", 0.0):
-            c = c + int(rng.integers(0, 4096))
-        return np.ascontiguousarray(c)
+        return np.ascontiguousarray(augment([c], self.augment, rng)[0])
 
     def _sample(self) -> tuple[np.ndarray, ChunkParams]:
         """A crop (minus vmin) and the side information of the window it was cut from."""
