@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 import llic_imaging
 from llic_imaging import FormatError, ModelError, StreamError, container
-from llic_imaging._api import DEFAULT_PATCH
+from llic_imaging._api import DEFAULT_PATCH, DEFAULT_PATCH_8BIT
 from llic_imaging.model import zoo
 
 
@@ -144,7 +145,7 @@ def test_info_and_metadata() -> None:
     assert d["bits_per_sample"] == 16
     assert d["chunk_count"] == 4
     assert d["model"] == zoo.DEFAULT_MODEL
-    assert d["patch"] == DEFAULT_PATCH == 64  # 16-bit data too (session 8)
+    assert d["patch"] == DEFAULT_PATCH == 64  # 16-bit data too (session 8); 8-bit: 128
     assert zoo.model_info(d["model"]).sha256.startswith(d["model_sha256"])
     assert len(d["model_sha256"]) == llic_imaging._api.MODEL_HASH_HEX
     assert llic_imaging.metadata(s) == b"hello"
@@ -338,7 +339,7 @@ def _probe_winner(img: np.ndarray, names: list[str]) -> str:
     with deterministic():
         nets = [zoo.load(n)[0] for n in names]
         costs = [
-            probe_bits(n, img[None], refs, patch=DEFAULT_PATCH, device=torch.device("cpu"))
+            probe_bits(n, img[None], refs, patch=DEFAULT_PATCH_8BIT, device=torch.device("cpu"))
             for n in nets
         ]
     return names[int(np.argmin(costs))]
@@ -352,7 +353,7 @@ def test_automatic_model_choice_for_8_bit_data() -> None:
     rng = np.random.default_rng(5)
     img = (np.cumsum(rng.integers(-3, 4, (300, 260)), axis=1) % 200).astype(np.uint8)
     data = llic_imaging.encode(img)
-    assert llic_imaging.info(data).patch == 64  # the default patch
+    assert llic_imaging.info(data).patch == DEFAULT_PATCH_8BIT == 128  # 8-bit default
     assert llic_imaging.info(data).model == _probe_winner(img, names)
     assert llic_imaging.info(llic_imaging.encode(img, model="auto")).model == _probe_winner(
         img, names
@@ -407,10 +408,10 @@ def test_plane_context_codes_registered_bands_smaller_and_reads_any_plane() -> N
     s = roundtrip(a, tile=32)  # DEFAULT_CONTEXT = 4
     assert len(s) < 0.95 * len(plain)
     h = container.read(s).header
-    assert (h["context"], h["format"]) == (4, 2)
+    assert (h["context"], h["format"]) == (4, 3)
     plain_header = container.read(plain).header
     assert "context" not in plain_header
-    assert plain_header["format"] == 1
+    assert plain_header["format"] == 3
     for i in range(a.shape[0]):
         np.testing.assert_array_equal(llic_imaging.decode(s, i), a[i])
     np.testing.assert_array_equal(
@@ -457,3 +458,34 @@ def test_plane_context_delta_reading_needs_only_its_group() -> None:
 def test_plane_context_out_of_range_is_refused(context: int) -> None:
     with pytest.raises(ValueError, match="context"):
         llic_imaging.encode(np.zeros((2, 8, 8), np.uint8), context=context)
+
+
+def _earlier_format_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The arrays of ``tests/data/format*.llic``, written in session 11 by the previous release
+    (container v2, codec formats 1 and 2, full sha256 digests)."""
+    rng = np.random.default_rng(2026)
+    y, x = np.mgrid[:48, :40]
+    u8 = 100 + 60 * np.sin(x / 7) * np.cos(y / 9) + rng.normal(0, 3, (48, 40))
+    base = 300 * np.sin(np.mgrid[:40, :36][1] / 5)
+    i16 = [base * (1 + 0.05 * k) - 1000 + rng.normal(0, 4, base.shape) for k in range(3)]
+    return np.clip(u8, 0, 255).astype(np.uint8), np.stack(i16).astype(np.int16)
+
+
+def test_streams_of_earlier_formats_still_decode() -> None:
+    """Archives outlive releases: v2 containers with formats 1 and 2 decode, whole and by plane,
+    and the same arrays written now are smaller (container v3, compact chunk headers)."""
+    data = Path(__file__).parent / "data"
+    u8, i16 = _earlier_format_arrays()
+    old_u8 = (data / "format1-container2-u8.llic").read_bytes()
+    old_i16 = (data / "format2-container2-i16.llic").read_bytes()
+    assert [(c.version, c.header["format"]) for c in map(container.read, (old_u8, old_i16))] == [
+        (2, 1),
+        (2, 2),
+    ]
+    np.testing.assert_array_equal(llic_imaging.decode(old_u8), u8)
+    np.testing.assert_array_equal(llic_imaging.decode(old_i16), i16)
+    np.testing.assert_array_equal(llic_imaging.decode(old_i16, 2), i16[2])
+    new_u8, new_i16 = llic_imaging.encode(u8), llic_imaging.encode(i16)
+    assert (container.read(new_u8).version, container.read(new_u8).header["format"]) == (3, 3)
+    assert len(new_u8) < len(old_u8) - 40
+    assert len(new_i16) < len(old_i16) - 100

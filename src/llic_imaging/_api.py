@@ -35,21 +35,27 @@ __all__ = [
 ]
 
 CODEC = "hpac"
-FORMAT = 2  # newest codec payload format this library reads and writes:
-# 1: chunk header, step order, focus coding, CDF grid v1, LUT v1; 2: 1 + delta chunks (context).
-# A stream records the oldest format that reads it (1 unless plane context is used).
+FORMAT = 3  # newest codec payload format this library reads and writes:
+# 1: chunk header, step order, focus coding, CDF grid v1, LUT v1; 2: 1 + delta chunks (context);
+# 3: 2 with compact chunk headers (2-10 bytes instead of 14). Streams written since format 3
+# record 3; a stream records the format it was written in, and all three still decode.
 MAX_CONTEXT = 1024
 # Stacks default to context groups of 4 planes (session 7): RGB / RGBN rasters code 18-30 %
 # smaller, an 8-bit MR volume 4 % (docs/benchmarks.md), while reading one plane decodes at most
 # 3 earlier tiles per tile; the encoder only tries deltas a cheap cost estimate favours.
 DEFAULT_CONTEXT = 4
 DEFAULT_TILE = 256
-# 64 since session 8 (8-bit data since session 3): 0.5-1.6 % smaller than 32 on the 16-bit
-# groups, 2-4 % on 8-bit, and the 17 kMAC/px default network keeps the decode target
-# (docs/benchmarks.md, "Number of coding steps").
+# 64 since session 8: 0.5-1.6 % smaller than 32 on the 16-bit groups, and the 17 kMAC/px
+# default network keeps the decode target (docs/benchmarks.md, "Number of coding steps").
 DEFAULT_PATCH = 64
+# 8-bit data (no speed target; 64 from session 3, 128 since session 11): 128 codes 0.2-2.4 %
+# smaller than 64 on the 8-bit groups at about 0.75x the decode speed.
+DEFAULT_PATCH_8BIT = 128
 PATCHES = (16, 32, 64, 128)  # larger: fewer context-poor first rows/columns, more decoder steps
 _MAX_PLANE_HASHES = 4096
+# Plane hashes keep the first 16 bytes of each plane's sha256, as container v3 does for the
+# array (docs/container.md): 32 hex digits per plane instead of 64; older streams carry 64.
+DIGEST_BYTES = 16
 # Streams name their weights by the first 16 hex digits of its sha256 (64 bits): enough to
 # catch a different weights file (the zoo checks the full hash on load) at ~28 fewer bytes
 # per stream than the full digest, which older streams carry and still decode with.
@@ -142,9 +148,10 @@ def encode(
     tile
         Side of the independently decodable tiles in pixels (default 256, minimum 8).
     patch
-        Side of the patches coded in parallel inside a tile (one of ``PATCHES``; default 64):
-        the first row and column of a patch have little context, so larger patches code
-        smaller (0.5-4 % from 32 to 64) but take ``3 * patch - 2`` decoder steps per tile.
+        Side of the patches coded in parallel inside a tile (one of ``PATCHES``; default 64,
+        128 for 8-bit data): the first row and column of a patch have little context, so larger
+        patches code smaller (0.5-4 % from 32 to 64) but take ``3 * patch - 2`` decoder steps
+        per tile.
     context
         Plane context group K for (N, H, W) stacks (default ``DEFAULT_CONTEXT`` = 4; 1 turns
         it off): inside each group of K planes a tile may be coded as its difference to the
@@ -171,7 +178,7 @@ def encode(
     from llic_imaging.model.runtime import deterministic
 
     stack, spec = to_stack(data)
-    tile, patch = _tiling(tile, patch)
+    tile, patch = _tiling(tile, patch, spec)
     context = DEFAULT_CONTEXT if context is None else int(context)
     if not 1 <= context <= MAX_CONTEXT:
         msg = f"context must be 1 to {MAX_CONTEXT} planes, got {context}"
@@ -192,7 +199,7 @@ def encode(
         )
     header: dict[str, Any] = {
         "codec": CODEC,
-        "format": FORMAT if context > 1 else 1,
+        "format": FORMAT,
         "spec": spec.to_dict(),
         "tile": tile,
         "patch": patch,
@@ -203,7 +210,7 @@ def encode(
     if context > 1:
         header["context"] = context
     if 1 < stack.shape[0] <= _MAX_PLANE_HASHES:  # one plane: the array hash covers it
-        header["plane_sha256"] = [_array_sha256(p).hex() for p in stack]
+        header["plane_sha256"] = [_array_sha256(p)[:DIGEST_BYTES].hex() for p in stack]
     chunks = [
         (container.ChunkKey(r.plane, r.y, r.x, r.h, r.w), p)
         for r, p in zip(refs, payloads, strict=True)
@@ -236,10 +243,12 @@ def _choose_model(
     return names[int(np.argmin(costs))]
 
 
-def _tiling(tile: int | None, patch: int | None) -> tuple[int, int]:
-    """Validated tile and patch sides (defaults for ``None``)."""
+def _tiling(tile: int | None, patch: int | None, spec: PlaneSpec) -> tuple[int, int]:
+    """Validated tile and patch sides (defaults for ``None``, by bit depth for the patch)."""
     tile = DEFAULT_TILE if tile is None else int(tile)
-    patch = DEFAULT_PATCH if patch is None else int(patch)
+    if patch is None:
+        patch = DEFAULT_PATCH_8BIT if spec.bits_per_sample <= 8 else DEFAULT_PATCH
+    patch = int(patch)
     if not 8 <= tile <= MAX_TILE:
         msg = f"tile must be 8 to {MAX_TILE} pixels, got {tile}"
         raise ValueError(msg)
@@ -257,7 +266,10 @@ def _parse(c: container.Container) -> tuple[PlaneSpec, dict[str, Any]]:
         msg = f"stream codec is {h.get('codec')!r}, expected {CODEC!r}"
         raise StreamError(msg)
     fmt = h.get("format")
-    if not isinstance(fmt, int) or fmt > FORMAT:
+    if not isinstance(fmt, int) or fmt < 1:
+        msg = f"stream header has an invalid codec format {fmt!r}"
+        raise StreamError(msg)
+    if fmt > FORMAT:
         msg = f"codec format {fmt!r} is newer than this library ({FORMAT}); upgrade llic-imaging"
         raise UnsupportedVersionError(msg)
     try:
@@ -373,9 +385,9 @@ def _decode(
             and refs[i].x + refs[i].w > x0
         ]
     payloads = {i: c.payload(i) for i in chosen}
-    context = h["context"]
+    context, compact = h["context"], h["format"] >= 3
     if index is not None and context > 1:
-        add_references(refs, payloads, c.payload)
+        add_references(refs, payloads, c.payload, compact=compact)
     chosen = sorted(payloads)
     plane0 = refs[chosen[0]].plane if index is not None and chosen else 0
     sel = [type(r)(r.plane - plane0, r.y, r.x, r.h, r.w) for r in (refs[i] for i in chosen)]
@@ -392,6 +404,7 @@ def _decode(
             patch=int(h["patch"]),
             device=dev,
             context=context,
+            compact=compact,
             progress=progress,
         )
     if index is None:
@@ -405,7 +418,7 @@ def _decode(
     if n == 1:
         _verify(_array_sha256(plane.reshape(spec.shape)), c.array_sha256, "array")
     elif isinstance(hashes, list) and len(hashes) == n:
-        _verify(_array_sha256(plane), bytes.fromhex(str(hashes[index])), f"plane {index}")
+        _verify(_array_sha256(plane), _hex_digest(hashes[index]), f"plane {index}")
     return plane
 
 
@@ -447,9 +460,19 @@ def _runtime(numthreads: int | None):
     return deterministic(numthreads)
 
 
+def _hex_digest(value: object) -> bytes:
+    """A stored plane hash; anything but hex digits reads as an empty (failing) digest."""
+    try:
+        return bytes.fromhex(str(value))
+    except ValueError:
+        return b""
+
+
 def _verify(found: bytes, expected: bytes, what: str) -> None:
-    if found != expected:
+    """``expected`` is a full sha256 (older streams) or its first ``DIGEST_BYTES``."""
+    if len(expected) < DIGEST_BYTES or found[: len(expected)] != expected:
         msg = f"{what} sha256 {found.hex()[:16]}... != stored {expected.hex()[:16]}...; the stream is corrupt"
+        found = found[: len(expected)]
         raise ChecksumError(msg, segment=what, expected=expected.hex(), found=found.hex())
 
 
@@ -505,7 +528,7 @@ def rate_map(
     from llic_imaging.model.runtime import deterministic
 
     stack, spec = to_stack(array)
-    tile, patch = _tiling(tile, patch)
+    tile, patch = _tiling(tile, patch, spec)
     refs = tile_grid(stack.shape, tile)
     with deterministic(numthreads):
         net, _, dev = _load_model(_choose_model(stack, spec, model, tile, patch, device), device)

@@ -47,9 +47,40 @@ def test_delta_leaving_the_dtype_range_is_refused() -> None:
         engine._place(out, TileRef(1, 0, 0, 4, 4), np.full((4, 4), 100, np.int64), delta=True)
 
 
-def test_delta_chunk_header_limits() -> None:
-    ok = ChunkParams(3, -0xFFFF, 0xFFFF, 0, 0).pack() + b"\0" * 4
-    assert ChunkParams.unpack(ok)[0].delta
-    for bad in (ChunkParams(1, -0xFFFF, 10, 0, 0), ChunkParams(4, 0, 10, 0, 0)):
+def _fixed(p: ChunkParams) -> bytes:
+    """The chunk header of codec formats 1-2."""
+    return engine._CHUNK_HEADER.pack(p.kind, p.vmin, p.vmax, p.shift, p.mid)
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_delta_chunk_header_limits(compact: bool) -> None:
+    pack = ChunkParams.pack if compact else _fixed
+    ok = pack(ChunkParams(3, -0xFFFF, 0xFFFF, 0, 0)) + b"\0" * 4
+    assert ChunkParams.unpack(ok, compact=compact)[0].delta
+    bad = [ChunkParams(1, -0xFFFF, 10, 0, 0), ChunkParams(1, 0, 10, 13, 0)]
+    bad += [ChunkParams(1, 0, 10, 0, 11)] + ([] if compact else [ChunkParams(4, 0, 10, 0, 0)])
+    for p in bad:
         with pytest.raises(StreamError):
-            ChunkParams.unpack(bad.pack())
+            ChunkParams.unpack(pack(p), compact=compact)
+
+
+@pytest.mark.parametrize(
+    "p",
+    [
+        ChunkParams(0, 0, 0, 0, 0),
+        ChunkParams(0, -2000, 0, 0, 0),
+        ChunkParams(2, -0xFFFF, 0, 0, 0),
+        ChunkParams(1, 3, 250, 2, 128),
+        ChunkParams(3, -70, 140, 12, 70),
+        ChunkParams(1, -0x8000, 0xFFFF, 0, 0xFFFF),
+    ],
+)
+def test_compact_chunk_header_round_trips(p: ChunkParams) -> None:
+    """Format 3's header is 2-10 bytes and reads back exactly; any cut inside it is an error."""
+    data = p.pack()
+    assert len(data) <= 10 < engine._CHUNK_HEADER.size
+    assert ChunkParams.unpack(data + b"words") == (p, b"words")
+    assert ChunkParams.unpack(_fixed(p) + b"words", compact=False) == (p, b"words")
+    for cut in range(len(data)):
+        with pytest.raises(StreamError):
+            ChunkParams.unpack(data[:cut])

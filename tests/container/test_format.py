@@ -1,4 +1,4 @@
-"""Tests for the .llic container: round trips, the pinned v1 and v2 layouts, limits, fuzzing."""
+"""Tests for the .llic container: round trips, the pinned v1 to v3 layouts, limits, fuzzing."""
 
 from __future__ import annotations
 
@@ -23,10 +23,18 @@ from llic_imaging.container import (
     read,
     write,
 )
-from llic_imaging.container.spec import CRC, HEADER_ZDICT, INDEX_DTYPE, PRELUDE, PRELUDE_V2
+from llic_imaging.container.spec import (
+    CRC,
+    HEADER_ZDICT,
+    HEADER_ZDICT_V3,
+    INDEX_DTYPE,
+    PRELUDE,
+    PRELUDE_V2,
+)
 from llic_imaging.errors import ChecksumError, LlicError, StreamError, UnsupportedVersionError
 
 SHA = hashlib.sha256(b"array").digest()
+DIGEST = SHA[:16]  # what v3 keeps of it
 
 # Written once by this library's v1 writer; a stream is forever, so never regenerate it.
 GOLDEN_V1 = bytes.fromhex(
@@ -41,6 +49,11 @@ GOLDEN_V2 = bytes.fromhex(
     "894c4c49430d0a1a0a02000000000e020168000102030405060708090a0b0c0d0e0f101112131415161718191a1b"
     "1c1d1e1f9043d4cd43d56181a4c148c748c738b61600ac5e13f10000000203026922de36010000020301000000ff"
     "d729f7306d68f201e10001ff"
+)
+# The same content written by the v3 writer (zlib 1.2.13 deflated its header). Never regenerate.
+GOLDEN_V3 = bytes.fromhex(
+    "894c4c49430d0a1a0a03000000000e020150000102030405060708090a0b0c0d0e0f8030868d4395b2409231d231"
+    "d2318ead05000000000203026922de36010000020301000000ff6d4fbfef580001ff"
 )
 GOLDEN_ZLIB = "1.2.13"
 
@@ -77,10 +90,10 @@ def leb128(n: int) -> bytes:
 
 
 def sections(stream: bytes) -> dict[str, int]:
-    """Start offsets of a v2 stream's header, index, metadata and payload sections, decoded from
-    the prelude as docs/container.md says (independently of the reader)."""
+    """Start offsets of a v2 or v3 stream's header, index, metadata and payload sections,
+    decoded from the prelude as docs/container.md says (independently of the reader)."""
     pos, values = PRELUDE_V2.size, []
-    widths = PRELUDE_V2.unpack_from(stream)[3]
+    _, version, _, widths = PRELUDE_V2.unpack_from(stream)
     for _ in range(4):
         value, shift = 0, 0
         while True:
@@ -93,15 +106,18 @@ def sections(stream: bytes) -> dict[str, int]:
         values.append(value)
     header_len, n_chunks, metadata_len, _ = values
     record = sum(1 << ((widths >> 2 * i) & 3) for i in range(6)) + 4
-    out = {"header": pos + 32 + CRC.size}
-    out["index"] = out["header"] + header_len + CRC.size
-    out["metadata"] = out["index"] + n_chunks * record + CRC.size
+    crc = CRC.size if version == 2 else 0  # v3: one crc32 after the metadata
+    out = {"header": pos + (32 if version == 2 else 16) + CRC.size}
+    out["index"] = out["header"] + header_len + crc
+    out["metadata"] = out["index"] + n_chunks * record + crc
     out["payload"] = out["metadata"] + metadata_len + CRC.size
     return out
 
 
-def deflate(header: bytes) -> bytes:
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=HEADER_ZDICT)
+def deflate(header: bytes, version: int = 3) -> bytes:
+    packer = zlib.compressobj(
+        9, zlib.DEFLATED, -15, zdict=HEADER_ZDICT if version == 2 else HEADER_ZDICT_V3
+    )
     return packer.compress(header) + packer.flush()
 
 
@@ -130,9 +146,10 @@ def assemble_v2(
     payload: bytes,
     *,
     widths: int = 0,
+    version: int = 3,
 ) -> bytes:
-    """Build a v2 stream by hand with valid crc32s: ``header`` is stored as given (deflate it
-    first for a valid one), ``rows`` are (plane, y, x, h, w, length, crc32) with 1-byte fields
+    """Build a v2 or v3 stream by hand with valid crc32s: ``header`` is stored as given (deflate
+    it first for a valid one), ``rows`` are (plane, y, x, h, w, length, crc32) with 1-byte fields
     unless ``widths`` says otherwise; ``fields`` override prelude values (varints may be raw
     bytes)."""
     dtype = np.dtype(
@@ -141,15 +158,14 @@ def assemble_v2(
     index = np.array(rows, dtype=dtype).tobytes() if rows else b""
     varints = {"header_len": len(header), "n_chunks": len(rows), "metadata_len": len(metadata)}
     varints |= {k: v for k, v in fields.items() if k in varints}
-    head = PRELUDE_V2.pack(MAGIC, fields.get("version", 2), fields.get("flags", 0), widths)
+    head = PRELUDE_V2.pack(MAGIC, version, fields.get("flags", 0), widths)
     coded = b"".join(v if isinstance(v, bytes) else leb128(v) for v in varints.values())
-    size = len(head) + len(coded) + 32 + len(header) + len(index) + len(metadata) + 16
-    size += len(payload)
+    sha = fields.get("sha", SHA)[: 32 if version == 2 else 16]
+    parts = [header, index, metadata] if version == 2 else [header + index + metadata]
+    size = len(head) + len(coded) + len(sha) + sum(len(p) + 4 for p in parts) + 4 + len(payload)
     total = fields.get("total_len", size + len(leb128(size + 1)))
-    sha = fields.get("sha", SHA)
     prelude = head + coded + (total if isinstance(total, bytes) else leb128(total)) + sha
-    parts = [prelude, header, index, metadata]
-    return b"".join(p + CRC.pack(zlib.crc32(p)) for p in parts) + payload
+    return b"".join(p + CRC.pack(zlib.crc32(p)) for p in [prelude, *parts]) + payload
 
 
 def index_of(*rows: tuple[int, ...]) -> bytes:
@@ -166,7 +182,7 @@ def test_round_trip() -> None:
     assert c.version == VERSION
     assert c.header == header
     assert c.metadata == metadata
-    assert c.array_sha256 == SHA
+    assert c.array_sha256 == DIGEST
     assert c.nbytes == len(stream)
     assert [e.key for e in c.chunks] == [k for k, _ in chunks]
     assert [c.payload(i) for i in range(len(chunks))] == [p for _, p in chunks]
@@ -177,7 +193,7 @@ def test_empty_metadata_and_no_chunks() -> None:
     stream = write({}, [], array_sha256=SHA)
     c = read(stream)
     assert (c.header, c.chunks, c.metadata, c.select(), c.select(0)) == ({}, (), b"", [], [])
-    assert len(stream) == sections(stream)["payload"] == 70
+    assert len(stream) == sections(stream)["payload"] == 46
 
 
 def test_write_accepts_bytes_like() -> None:
@@ -247,17 +263,15 @@ def test_golden_v1_stream_reads() -> None:
     assert c.array_sha256 == bytes(range(32))
 
 
-def test_golden_v2_stream_reads_like_v1() -> None:
-    v1, v2 = read(GOLDEN_V1), read(GOLDEN_V2)
-    assert (v1.version, v2.version) == (1, 2)
-    assert (v2.header, v2.chunks, v2.metadata, v2.array_sha256) == (
-        v1.header,
-        v1.chunks,
-        v1.metadata,
-        v1.array_sha256,
-    )
-    assert (v2.payload(0), v2.payload(1)) == (b"\x00\x01", b"\xff")
-    assert len(GOLDEN_V2) == 104 < len(GOLDEN_V1) == 201
+def test_golden_v2_and_v3_streams_read_like_v1() -> None:
+    v1, v2, v3 = read(GOLDEN_V1), read(GOLDEN_V2), read(GOLDEN_V3)
+    assert (v1.version, v2.version, v3.version) == (1, 2, 3)
+    for c in (v2, v3):
+        assert (c.header, c.chunks, c.metadata) == (v1.header, v1.chunks, v1.metadata)
+        assert (c.payload(0), c.payload(1)) == (b"\x00\x01", b"\xff")
+    assert v2.array_sha256 == v1.array_sha256 == bytes(range(32))
+    assert v3.array_sha256 == bytes(range(16))
+    assert len(GOLDEN_V3) == 80 < len(GOLDEN_V2) == 104 < len(GOLDEN_V1) == 201
 
 
 def test_writer_reproduces_golden_and_hand_assembly() -> None:
@@ -265,20 +279,25 @@ def test_writer_reproduces_golden_and_hand_assembly() -> None:
     header = {"dtype": "uint8", "shape": [2, 2, 3]}
     stream = write(header, chunks, metadata=b"m", array_sha256=bytes(range(32)))
     assert stream[: len(MAGIC)] == MAGIC
-    assert stream[9:11] == VERSION.to_bytes(2, "little") == b"\x02\x00"
-    assert read(stream) == read(GOLDEN_V2)
+    assert stream[9:11] == VERSION.to_bytes(2, "little") == b"\x03\x00"
+    assert read(stream) == read(GOLDEN_V3)
     if zlib.ZLIB_RUNTIME_VERSION != GOLDEN_ZLIB:
         pytest.skip(
             f"deflate output of zlib {zlib.ZLIB_RUNTIME_VERSION} may differ from {GOLDEN_ZLIB}"
         )
-    assert stream == GOLDEN_V2
-    # The v2 layout by hand: head, varints (header 14, 2 chunks, metadata 1, total 104), sha,
-    # crc; deflated header; 11-byte records (widths 0: one byte per field) without offsets.
+    assert stream == GOLDEN_V3
+    # The v3 layout by hand: head, varints (header 14, 2 chunks, metadata 1, total 80), the
+    # first 16 bytes of the sha256, crc; then header, index and metadata under one crc32.
     header_z = deflate(b'{"dtype":"uint8","shape":[2,2,3]}')
     assert len(header_z) == 14
     rows = [(0, 0, 0, 2, 3, 2, zlib.crc32(b"\x00\x01")), (1, 0, 0, 2, 3, 1, zlib.crc32(b"\xff"))]
     sha = {"sha": bytes(range(32))}
     assert assemble_v2(sha, header_z, rows, b"m", b"\x00\x01\xff") == stream
+    # The v2 layout: the whole sha256, v2's dictionary, a crc32 after each section.
+    header_z = deflate(b'{"dtype":"uint8","shape":[2,2,3]}', version=2)
+    by_hand = assemble_v2(sha, header_z, rows, b"m", b"\x00\x01\xff", version=2)
+    if zlib.ZLIB_RUNTIME_VERSION == GOLDEN_ZLIB:
+        assert by_hand == GOLDEN_V2
 
 
 def test_v1_writer_layout_still_reads() -> None:
@@ -331,7 +350,7 @@ def test_version_too_new() -> None:
     stream = assemble({"version": 7}, b"{}", b"", b"", b"")
     with pytest.raises(
         UnsupportedVersionError,
-        match=r"container version 7 is newer than this library \(2\); upgrade llic-imaging",
+        match=r"container version 7 is newer than this library \(3\); upgrade llic-imaging",
     ):
         read(stream)
     # A newer layout may be shorter than any known prelude; the version still decides the error.
@@ -395,8 +414,7 @@ def test_forged_chunk_out_of_range(row: tuple[int, ...]) -> None:
 
 
 def _bomb() -> bytes:
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=HEADER_ZDICT)
-    return packer.compress(b'{"a":"' + b"x" * (1 << 21) + b'"}') + packer.flush()
+    return deflate(b'{"a":"' + b"x" * (1 << 21) + b'"}')
 
 
 @pytest.mark.parametrize(
@@ -450,25 +468,21 @@ def test_wide_index_fields_round_trip() -> None:
     assert [(e.offset, e.length) for e in c.chunks] == [(0, 2), (2, 2)]
 
 
-@pytest.mark.parametrize(
-    ("where", "segment"), [(20, "prelude"), ("header", "header"), ("metadata", "metadata")]
-)
-def test_checksum_error_names_segment(where: int | str, segment: str) -> None:
-    stream = bytearray(write({"abc": 1}, [], metadata=b"xyz", array_sha256=SHA))
-    stream[where if isinstance(where, int) else sections(bytes(stream))[where] + 1] ^= 0x10
+@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("section", ["prelude", "header", "index", "metadata"])
+def test_checksum_error_names_segment(version: int, section: str) -> None:
+    """v2 names the section whose crc32 failed; v3 has one crc32 for header, index and metadata."""
+    rows = [(0, 0, 0, 1, 1, 1, zlib.crc32(b"a"))]
+    stream = bytearray(
+        assemble_v2({}, deflate(b'{"abc":1}', version), rows, b"xyz", b"a", version=version)
+    )
+    stream[20 if section == "prelude" else sections(bytes(stream))[section] + 1] ^= 0x10
     with pytest.raises(ChecksumError) as info:
         read(stream)
-    assert info.value.segment == segment
+    expected = section if version == 2 or section == "prelude" else "sections"
+    assert info.value.segment == expected
     assert info.value.expected != info.value.found
     assert info.value.expected.startswith("0x")
-
-
-def test_index_checksum() -> None:
-    stream = bytearray(write({}, [(ChunkKey(0, 0, 0, 1, 1), b"a")], array_sha256=SHA))
-    stream[sections(bytes(stream))["index"] + 1] ^= 1  # y of the first entry
-    with pytest.raises(ChecksumError) as info:
-        read(stream)
-    assert info.value.segment == "index"
 
 
 def test_payload_checksum() -> None:
@@ -613,7 +627,7 @@ def test_hypothesis_round_trip(header: dict, chunks: list, metadata: bytes, sha:
     assert c.header == header
     assert [e.key for e in c.chunks] == [k for k, _ in chunks]
     assert [c.payload(i) for i in range(len(chunks))] == [p for _, p in chunks]
-    assert (c.metadata, c.array_sha256) == (metadata, sha)
+    assert (c.metadata, c.array_sha256) == (metadata, sha[:16])
 
 
 @settings(max_examples=200, deadline=None)

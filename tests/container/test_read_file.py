@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 import pytest
-from test_format import SHA, realistic, sections
+from test_format import DIGEST, SHA, realistic, sections
 
 from llic_imaging.container import ChunkKey, read, read_file, write
 from llic_imaging.container.spec import PRELUDE_V2_MAX
@@ -43,7 +43,12 @@ def test_round_trip_matches_read() -> None:
     header, chunks, metadata, stream = realistic()
     c = from_file(stream)
     assert c == read(stream)
-    assert (c.header, c.metadata, c.array_sha256, c.nbytes) == (header, metadata, SHA, len(stream))
+    assert (c.header, c.metadata, c.array_sha256, c.nbytes) == (
+        header,
+        metadata,
+        DIGEST,
+        len(stream),
+    )
     assert [c.payload(i) for i in range(len(chunks))] == [p for _, p in chunks]
 
 

@@ -68,7 +68,7 @@ def run(
     model
         Model llic encodes with (``None``: the automatic choice); for comparing trained variants.
     patch
-        llic's patch side (``None``: the codec default, 32 for 16-bit planes and 64 for 8-bit);
+        llic's patch side (``None``: the codec default, 64 for 9-16 bit planes and 128 for 8-bit);
         for the coding-steps ablation.
     json_path, markdown_path
         Where to write :meth:`BenchReport.to_dict` as JSON and the generated markdown section

@@ -127,7 +127,7 @@ patch_opt = click.option(
     type=click.Choice(["16", "32", "64", "128"]),
     default=None,
     callback=lambda _ctx, _param, value: None if value is None else int(value),
-    help="Patch edge in pixels (default 32 for 16-bit data, 64 for 8-bit): larger patches code a little smaller and decode "
+    help="Patch edge in pixels (default 64 for 9-16 bit data, 128 for 8-bit): larger patches code a little smaller and decode "
     "slower (more network steps per tile).",
 )
 context_opt = click.option(

@@ -42,7 +42,7 @@ __all__ = [
     "tile_grid",
 ]
 
-_CHUNK_HEADER = struct.Struct("<BiIBI")  # kind, vmin, vmax, shift, mid
+_CHUNK_HEADER = struct.Struct("<BiIBI")  # codec formats 1-2: kind, vmin, vmax, shift, mid
 _KIND_CONSTANT, _KIND_CODED = 0, 1
 _DELTA = 2  # kind flag: the values are differences to the same tile of the previous plane
 MAX_SHIFT = 12
@@ -82,14 +82,28 @@ class ChunkParams:
         return bool(self.kind & _DELTA)
 
     def pack(self) -> bytes:
-        return _CHUNK_HEADER.pack(self.kind, self.vmin, self.vmax, self.shift, self.mid)
+        """The compact header (codec format 3): one byte ``kind | shift << 2``, then LEB128
+        varints of zigzag(vmin) and, for a coded chunk, vmax and mid: 2-10 bytes (an 8-bit tile's
+        coded header 6) instead of formats 1-2's fixed 14, 0.3 % of an 8-bit CT slice's stream."""
+        out = bytearray([self.kind | self.shift << 2])
+        fields = (_zigzag(self.vmin), self.vmax, self.mid) if self.coded else (_zigzag(self.vmin),)
+        for value in fields:
+            while value >= 0x80:
+                out.append(value & 0x7F | 0x80)
+                value >>= 7
+            out.append(value)
+        return bytes(out)
 
     @classmethod
-    def unpack(cls, payload: bytes) -> tuple[ChunkParams, bytes]:
-        if len(payload) < _CHUNK_HEADER.size:
-            msg = f"chunk payload has {len(payload)} bytes, shorter than its {_CHUNK_HEADER.size}-byte header"
-            raise StreamError(msg)
-        p = cls(*_CHUNK_HEADER.unpack_from(payload))
+    def unpack(cls, payload: bytes, *, compact: bool = True) -> tuple[ChunkParams, bytes]:
+        """Header and range-coded words of a payload: ``compact`` (format 3) or fixed (1-2)."""
+        if compact:
+            p, size = cls._unpack_compact(payload)
+        else:
+            if len(payload) < _CHUNK_HEADER.size:
+                msg = f"chunk payload has {len(payload)} bytes, shorter than its {_CHUNK_HEADER.size}-byte header"
+                raise StreamError(msg)
+            p, size = cls(*_CHUNK_HEADER.unpack_from(payload)), _CHUNK_HEADER.size
         if (
             p.kind not in (_KIND_CONSTANT, _KIND_CODED, _DELTA, _DELTA | _KIND_CODED)
             or p.vmax > 0xFFFF
@@ -100,7 +114,40 @@ class ChunkParams:
         ):
             msg = f"chunk header is invalid: {p}"
             raise StreamError(msg)
-        return p, payload[_CHUNK_HEADER.size :]
+        return p, payload[size:]
+
+    @classmethod
+    def _unpack_compact(cls, payload: bytes) -> tuple[ChunkParams, int]:
+        if not payload:
+            msg = "chunk payload is empty; it has no header"
+            raise StreamError(msg)
+        kind, shift = payload[0] & 3, payload[0] >> 2
+        values, pos = [], 1
+        for _ in range(3 if kind & _KIND_CODED else 1):
+            value, pos = _read_varint(payload, pos)
+            values.append(value)
+        vmin = values[0] >> 1 ^ -(values[0] & 1)
+        vmax, mid = values[1:] if kind & _KIND_CODED else (0, 0)
+        return cls(kind, vmin, vmax, shift, mid), pos
+
+
+def _zigzag(v: int) -> int:
+    """Signed -> unsigned so that small magnitudes take one varint byte."""
+    return v << 1 if v >= 0 else (-v << 1) - 1
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """One LEB128 value of at most 3 bytes (chunk header fields are below 2**17)."""
+    value = 0
+    for k in range(3):
+        if pos + k >= len(data):
+            msg = "chunk header is truncated"
+            raise StreamError(msg)
+        value |= (data[pos + k] & 0x7F) << 7 * k
+        if not data[pos + k] & 0x80:
+            return value, pos + k + 1
+    msg = "chunk header has a varint longer than 3 bytes: corrupt"
+    raise StreamError(msg)
 
 
 def tile_grid(shape: tuple[int, int, int], tile: int) -> list[TileRef]:
@@ -310,14 +357,16 @@ def decode_tiles(
     patch: int,
     device: torch.device,
     context: int = 1,
+    compact: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> None:
     """Decode chunk payloads into ``out`` (an (N, H, W) array of the stored dtype) at their tiles.
 
     A delta chunk's reference (same tile, previous plane) must be among ``refs``; chunks decode
     in generations (0: no reference, g: reference in generation g - 1), each in batches.
+    ``compact``: the payloads' chunk headers are codec format 3's (else formats 1-2's).
     """
-    parsed = [ChunkParams.unpack(p) for p in payloads]
+    parsed = [ChunkParams.unpack(p, compact=compact) for p in payloads]
     gens = _generations(refs, [p for p, _ in parsed], context)
     lim = np.iinfo(out.dtype)
     for p, _ in parsed:
@@ -354,7 +403,11 @@ def _previous(refs: list[TileRef]) -> list[int | None]:
 
 
 def add_references(
-    refs: list[TileRef], payloads: dict[int, bytes], read: Callable[[int], bytes]
+    refs: list[TileRef],
+    payloads: dict[int, bytes],
+    read: Callable[[int], bytes],
+    *,
+    compact: bool = True,
 ) -> None:
     """Add to ``payloads`` (chunk index -> payload) the chunks its delta chunks refer to,
     recursively, reading them with ``read``: decoding part of a stack with plane context
@@ -364,7 +417,9 @@ def add_references(
     while todo:
         i = todo.pop()
         j = prev[i]
-        if j is not None and j not in payloads and ChunkParams.unpack(payloads[i])[0].delta:
+        if j is None or j in payloads:
+            continue
+        if ChunkParams.unpack(payloads[i], compact=compact)[0].delta:
             payloads[j] = read(j)
             todo.append(j)
 

@@ -1,4 +1,4 @@
-"""Parse and validate a .llic stream (v1 or v2): every length before any allocation, every
+"""Parse and validate a .llic stream (v1 to v3): every length before any allocation, every
 section's crc32.
 
 One parser serves a buffer (``read``) and a seekable file (``read_file``): it sees the stream only
@@ -19,8 +19,10 @@ import numpy as np
 
 from llic_imaging.container.spec import (
     CRC,
+    DIGEST_BYTES,
     FLAGS,
     HEADER_ZDICT,
+    HEADER_ZDICT_V3,
     INDEX_DTYPE,
     INDEX_FIELDS,
     MAGIC,
@@ -30,7 +32,6 @@ from llic_imaging.container.spec import (
     PRELUDE,
     PRELUDE_V2,
     PRELUDE_V2_MAX,
-    SHA_BYTES,
     VERSION,
     VERSION_FIELD,
     VERSION_OFFSET,
@@ -141,7 +142,7 @@ def read(data: bytes | bytearray | memoryview) -> Container:
     UnsupportedVersionError
         The stream was written by a newer container version.
     ChecksumError
-        The prelude, header, index or metadata crc32 does not match.
+        The crc32 of the prelude or of the header, index or metadata section does not match.
     TypeError
         ``data`` is not a bytes-like object.
     """
@@ -201,7 +202,7 @@ def _parse(size: int, read_at: ReadAt) -> Container:
         raise StreamError(msg)
     version = VERSION_FIELD.unpack_from(head, VERSION_OFFSET)[0]
     _check_version(version)
-    p = _prelude_v1(head, size) if version == 1 else _prelude_v2(head, size)
+    p = _prelude_v1(head, size) if version == 1 else _prelude_v2(head, size, version)
     if p.flags != FLAGS:
         msg = f"prelude flags 0x{p.flags:02x} set; container v{version} defines none"
         raise StreamError(msg)
@@ -217,7 +218,9 @@ def _parse(size: int, read_at: ReadAt) -> Container:
         raise StreamError(msg)
     pos = p.end
     index_len = p.n_chunks * p.index.itemsize
-    payload_start = pos + p.header_len + index_len + p.metadata_len + 3 * CRC.size
+    n_crcs = 1 if version >= 3 else 3  # v3: one crc32 after header, index and metadata
+    sections_len = p.header_len + index_len + p.metadata_len + n_crcs * CRC.size
+    payload_start = pos + sections_len
     if payload_start > size:
         msg = (
             f"sections overrun the stream: header {p.header_len} + index {index_len} + metadata "
@@ -225,16 +228,32 @@ def _parse(size: int, read_at: ReadAt) -> Container:
         )
         raise StreamError(msg)
 
-    header_data = _section(read_at, pos, p.header_len, "header")
+    if version >= 3:
+        data = _section(read_at, pos, sections_len - CRC.size, "sections")
+        parts = _split(data, p.header_len, index_len, p.metadata_len)
+    else:
+        parts = []
+        for length, segment in ((p.header_len, "header"), (index_len, "index")):
+            parts.append(_section(read_at, pos, length, segment))
+            pos += length + CRC.size
+        parts.append(_section(read_at, pos, p.metadata_len, "metadata"))
+    header_data, index_data, metadata = parts
+    start = p.end
     if version > 1:
-        header_data = _inflate_header(header_data, pos)
-    header = _parse_header(header_data, pos)
-    pos += p.header_len + CRC.size
-    index = np.frombuffer(_section(read_at, pos, index_len, "index"), p.index, p.n_chunks)
+        header_data = _inflate_header(header_data, start, version)
+    header = _parse_header(header_data, start)
+    index = np.frombuffer(index_data, p.index, p.n_chunks)
     chunks = _parse_index(index, payload_start, size - payload_start)
-    pos += index_len + CRC.size
-    metadata = bytes(_section(read_at, pos, p.metadata_len, "metadata"))
-    return Container(version, header, chunks, metadata, p.sha, size, read_at, payload_start)
+    return Container(version, header, chunks, bytes(metadata), p.sha, size, read_at, payload_start)
+
+
+def _split(data: bytes | memoryview, *lengths: int) -> list[bytes | memoryview]:
+    """Consecutive slices of ``data`` with the given lengths."""
+    out, pos = [], 0
+    for n in lengths:
+        out.append(data[pos : pos + n])
+        pos += n
+    return out
 
 
 def _prelude_v1(head: bytes | memoryview, size: int) -> _Prelude:
@@ -248,9 +267,9 @@ def _prelude_v1(head: bytes | memoryview, size: int) -> _Prelude:
     return _Prelude(flags, header_len, n_chunks, metadata_len, total_len, sha, end, INDEX_DTYPE)
 
 
-def _prelude_v2(head: bytes | memoryview, size: int) -> _Prelude:
-    """The v2 prelude (fixed head, four varints, sha256), after its crc32."""
-    truncated = f"stream truncated to {size} bytes, inside its v2 prelude"
+def _prelude_v2(head: bytes | memoryview, size: int, version: int) -> _Prelude:
+    """The v2 or v3 prelude (fixed head, four varints, array digest), after its crc32."""
+    truncated = f"stream truncated to {size} bytes, inside its v{version} prelude"
     if size < PRELUDE_V2.size:
         raise StreamError(truncated)
     _, _, flags, widths = PRELUDE_V2.unpack_from(head)
@@ -259,14 +278,15 @@ def _prelude_v2(head: bytes | memoryview, size: int) -> _Prelude:
     for name in ("header_len", "n_chunks", "metadata_len", "total_len"):
         value, pos = _varint(head, pos, name, truncated)
         values.append(value)
-    end = pos + SHA_BYTES + CRC.size
+    digest = DIGEST_BYTES[version]
+    end = pos + digest + CRC.size
     if len(head) < end:
         raise StreamError(truncated)
     _checked(head[:end], 0, "prelude")
     if widths >> 2 * len(INDEX_FIELDS):
         msg = f"prelude index widths 0x{widths:04x} use undefined bits"
         raise StreamError(msg)
-    sha = bytes(head[pos : pos + SHA_BYTES])
+    sha = bytes(head[pos : pos + digest])
     return _Prelude(flags, *values, sha, end, index_dtype(widths))
 
 
@@ -286,9 +306,10 @@ def _varint(data: bytes | memoryview, pos: int, name: str, truncated: str) -> tu
     raise StreamError(msg)
 
 
-def _inflate_header(data: bytes | memoryview, pos: int) -> bytes:
-    """Inflate a v2 header; at most ``MAX_HEADER_BYTES`` come out, whatever the input claims."""
-    unpack = zlib.decompressobj(-15, zdict=HEADER_ZDICT)
+def _inflate_header(data: bytes | memoryview, pos: int, version: int) -> bytes:
+    """Inflate a v2 or v3 header; at most ``MAX_HEADER_BYTES`` come out, whatever the input
+    claims."""
+    unpack = zlib.decompressobj(-15, zdict=HEADER_ZDICT if version == 2 else HEADER_ZDICT_V3)
     try:
         out = unpack.decompress(bytes(data), MAX_HEADER_BYTES)
     except zlib.error as exc:
@@ -362,8 +383,8 @@ def _parse_header(data: bytes | memoryview, pos: int) -> dict[str, Any]:
 def _parse_index(index: np.ndarray, payload_start: int, payload_len: int) -> tuple[ChunkEntry, ...]:
     """Entries of a decoded index; every chunk must lie inside the payload section.
 
-    v1 records carry their offsets. v2 records do not: its chunks are back to back, so their
-    lengths must add up to the payload section exactly.
+    v1 records carry their offsets. v2 and v3 records do not: their chunks are back to back, so
+    their lengths must add up to the payload section exactly.
     """
     limit = np.uint64(payload_len)
     if "offset" in index.dtype.names:
@@ -387,7 +408,7 @@ def _parse_index(index: np.ndarray, payload_start: int, payload_len: int) -> tup
 
 
 def _offsets(length: np.ndarray, payload_start: int, payload_len: int) -> np.ndarray:
-    """v2 offsets: running sums of the lengths, which must fill the payload section exactly."""
+    """v2/v3 offsets: running sums of the lengths, which must fill the payload section exactly."""
     end = np.cumsum(length, dtype=np.uint64)
     # A wrapped uint64 sum shows as a decrease (each length is below 2**64).
     wrapped = bool((end[1:] < end[:-1]).any()) or bool((length > payload_len).any())

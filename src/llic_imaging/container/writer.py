@@ -1,4 +1,4 @@
-"""Serialise a header, chunks and metadata into one .llic v2 stream (see ``docs/container.md``)."""
+"""Serialise a header, chunks and metadata into one .llic v3 stream (see ``docs/container.md``)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import numpy as np
 
 from llic_imaging.container.spec import (
     CRC,
+    DIGEST_BYTES,
     FLAGS,
-    HEADER_ZDICT,
+    HEADER_ZDICT_V3,
     INDEX_FIELDS,
     MAGIC,
     MAX_CHUNKS,
@@ -39,9 +40,10 @@ def write(
 ) -> bytes:
     """Return a complete .llic stream holding ``header``, ``chunks`` and ``metadata``.
 
-    Every section gets its own crc32 and the prelude records every section length plus the total
-    stream length, so a reader can validate the whole layout before it allocates anything and can
-    detect truncation even when the last chunk happens to be intact.
+    The prelude, the header-index-metadata sections and every chunk get a crc32, and the prelude
+    records every section length plus the total stream length, so a reader can validate the whole
+    layout before it allocates anything and can detect truncation even when the last chunk
+    happens to be intact.
 
     Parameters
     ----------
@@ -55,7 +57,8 @@ def write(
     metadata : bytes, optional
         Opaque bytes (format adapters' envelope), stored verbatim.
     array_sha256 : bytes
-        The 32-byte sha256 of the original array, kept for end-to-end verification after decode.
+        The 32-byte sha256 of the original array; its first 16 bytes are kept for end-to-end
+        verification after decode (16 bytes are taken as they are: a re-written container's).
 
     Returns
     -------
@@ -69,7 +72,7 @@ def write(
         ``ChunkKey`` of integers, or a payload, ``metadata`` or ``array_sha256`` is not bytes-like.
     ValueError
         A size is over the container's limits, a key field is outside u32, a header float is NaN or
-        infinite, or ``array_sha256`` is not 32 bytes.
+        infinite, or ``array_sha256`` is neither 32 nor 16 bytes.
     """
     if not isinstance(header, dict):
         msg = f"header must be a dict, got {type(header).__name__}"
@@ -85,8 +88,8 @@ def write(
         raise ValueError(msg)
     # memoryview, not bytes(): bytes(32) would silently turn an int into 32 zero bytes.
     sha = memoryview(array_sha256).tobytes()
-    if len(sha) != SHA_BYTES:
-        msg = f"array_sha256 must be {SHA_BYTES} bytes, got {len(sha)}"
+    if len(sha) not in (SHA_BYTES, DIGEST_BYTES[VERSION]):
+        msg = f"array_sha256 must be {SHA_BYTES} bytes (or the {DIGEST_BYTES[VERSION]} a v{VERSION} container keeps), got {len(sha)}"
         raise ValueError(msg)
     metadata = memoryview(metadata).cast("B")
 
@@ -106,19 +109,20 @@ def write(
 
     widths = _widths(rows)
     index_bytes = np.array(rows, dtype=index_dtype(widths)).tobytes() if rows else b""
-    packer = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=HEADER_ZDICT)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=HEADER_ZDICT_V3)
     header_z = packer.compress(header_bytes) + packer.flush()
     head = PRELUDE_V2.pack(MAGIC, VERSION, FLAGS, widths)
     varints = b"".join(_varint(n) for n in (len(header_z), len(chunks), len(metadata)))
-    sections_len = len(header_z) + len(index_bytes) + len(metadata)
-    body_len = len(head) + len(varints) + SHA_BYTES + 4 * CRC.size + sections_len
+    digest = sha[: DIGEST_BYTES[VERSION]]
+    sections = b"".join((header_z, index_bytes, metadata))
+    body_len = len(head) + len(varints) + len(digest) + 2 * CRC.size + len(sections)
     body_len += sum(len(d) for d in payloads)
     total = body_len  # total_len counts its own varint, whose length depends on the total
     while body_len + len(_varint(total)) != total:
         total = body_len + len(_varint(total))
-    prelude = head + varints + _varint(total) + sha
-    sections = (prelude, header_z, index_bytes, metadata)
-    return b"".join([part for s in sections for part in (s, CRC.pack(zlib.crc32(s)))] + payloads)
+    prelude = head + varints + _varint(total) + digest
+    parts = (prelude, CRC.pack(zlib.crc32(prelude)), sections, CRC.pack(zlib.crc32(sections)))
+    return b"".join([*parts, *payloads])
 
 
 def _widths(rows: list[tuple[int, ...]]) -> int:
