@@ -489,3 +489,21 @@ def test_streams_of_earlier_formats_still_decode() -> None:
     assert (container.read(new_u8).version, container.read(new_u8).header["format"]) == (3, 3)
     assert len(new_u8) < len(old_u8) - 40
     assert len(new_i16) < len(old_i16) - 100
+
+
+@pytest.mark.parametrize("stored", ["", "ab", "zz" * 16, 7])
+def test_plane_hashes_shorter_than_128_bits_or_not_hex_are_refused(stored: object) -> None:
+    """A plane is checked against the first 16 bytes of its sha256 (32 hex digits); a forged
+    header cannot make that check pass with a shorter or malformed digest."""
+    a = np.arange(3 * 16 * 16, dtype=np.uint16).reshape(3, 16, 16) % 97
+    c = container.read(llic_imaging.encode(a))
+    assert [len(h) for h in c.header["plane_sha256"]] == [32] * 3
+    np.testing.assert_array_equal(llic_imaging.decode(llic_imaging.encode(a), 1), a[1])
+    forged = container.write(
+        {**c.header, "plane_sha256": [stored] * 3},
+        [(k, c.payload(i)) for i, k in enumerate(c.chunks)],
+        array_sha256=c.array_sha256,
+    )
+    np.testing.assert_array_equal(llic_imaging.decode(forged), a)  # the array digest holds
+    with pytest.raises(llic_imaging.ChecksumError, match="plane 1"):
+        llic_imaging.decode(forged, 1)
