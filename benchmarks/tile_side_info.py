@@ -1,0 +1,149 @@
+"""What two more per-tile choices in the chunk header would buy, before building either.
+
+    python benchmarks/tile_side_info.py [--source ../shared/data] [--threads 2] [--json FILE]
+
+Both would be encoder-side choices signalled in a chunk's header, integer-exact by construction:
+
+* **scale offset**: every pixel's scale level shifted by ``d`` (1/8 octave each, ``d`` in
+  -6..6), chosen per tile (or per image) by the encoder. Measured on the validation planes of
+  the 9-16 bit groups, as ``llic bench`` takes them, in model bits (the coder's integer tables,
+  teacher forced). If the network were miscalibrated on some data, this would pay.
+* **linear inter-plane prediction**: a delta chunk codes ``x - clip(((a * ref + 32) >> 6) + b)``
+  instead of ``x - ref``, with ``a`` (1/64 steps, 0..255) and ``b`` fitted per tile by least
+  squares. Measured on ``plane_context.py``'s stacks (up to 11 consecutive pairs of planes each)
+  as the best of intra, delta and linear per tile against the best of intra and delta, which
+  is what ``context=K`` ships. Bands whose gains differ would pay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from plane_context import STACKS, load
+
+from llic_imaging import corpus
+from llic_imaging.codec import engine, focus, intcdf
+from llic_imaging.model import zoo
+from llic_imaging.model.runtime import deterministic
+
+GROUPS_16 = ("CT", "MR", "other medical", "satellite 16-bit")
+OFFSETS = tuple(range(-6, 7))
+PATCH = 64
+CPU = torch.device("cpu")
+
+
+def _bits(net, jobs: list, offsets: tuple[int, ...] = (0,)) -> np.ndarray:
+    """Model bits of each job (tile, values, params), one column per scale offset."""
+    out = np.zeros((len(jobs), len(offsets)))
+    for j, geo, mu, sc, u in engine._predictions(net, jobs, PATCH, CPU):
+        pos = geo.stream_order  # the tile's pixels, without the padding of partial patches
+        mu, sc, u = mu[pos], sc[pos], u[pos]
+        for k, d in enumerate(offsets):
+            level = np.clip(sc + d, 0, intcdf.N_SCALES - 1)
+            out[j, k] = focus.code_lengths(mu, level, u, jobs[j][2].vmax).sum()
+    return out
+
+
+def scale_offsets(net, source: Path) -> dict:
+    """Mean bps per group: as trained, best offset per image, best offset per tile."""
+    rows = {}
+    for group in GROUPS_16:
+        base, image, tile = [], [], []
+        for f in corpus.files(source):
+            if f.group != group or f.split != "validation":
+                continue
+            for p in corpus.read_planes(f):
+                if p.constant:
+                    continue
+                stack = p.array[None]
+                refs = engine.tile_grid(stack.shape, 256)
+                tiles, params, coded = engine._side_info(stack, refs)
+                jobs = [(refs[i], tiles[i], params[i]) for i in coded]
+                bits = _bits(net, jobs, OFFSETS)
+                n = p.array.size
+                base.append(bits[:, OFFSETS.index(0)].sum() / n)
+                image.append(bits.sum(0).min() / n)
+                tile.append(bits.min(1).sum() / n)
+        rows[group] = {
+            "as trained": round(float(np.mean(base)), 4),
+            "best offset per image": round(float(np.mean(image)), 4),
+            "best offset per tile": round(float(np.mean(tile)), 4),
+        }
+        print(group, rows[group], flush=True)
+    return rows
+
+
+def _linear(x: np.ndarray, ref: np.ndarray, lim: np.iinfo) -> np.ndarray:
+    """``x`` minus its per-tile least-squares prediction from ``ref`` (a in 1/64 steps)."""
+    if ref.std() == 0:
+        return x - ref
+    a = np.linalg.lstsq(np.stack([ref.ravel(), np.ones(ref.size)], 1), x.ravel(), rcond=None)[0][0]
+    a64 = int(np.clip(round(a * 64), 0, 255))
+    scaled = (a64 * ref + 32) >> 6
+    return x - np.clip(scaled + round(float(np.mean(x - scaled))), lim.min, lim.max)
+
+
+def linear_prediction(net, source: Path) -> dict:
+    """Bytes of the best of intra and delta, and of intra, delta and linear, per stack."""
+    rows = {}
+    for name, files in STACKS.items():
+        stack = load(source, files)
+        lim = np.iinfo(stack.dtype)
+        starts = np.unique(
+            np.linspace(0, stack.shape[0] - 2, min(11, stack.shape[0] - 1)).astype(int)
+        )
+        jobs, options = [], []
+        for k in starts:
+            for r in engine.tile_grid((1, *stack.shape[1:]), 256):
+                window = (slice(r.y, r.y + r.h), slice(r.x, r.x + r.w))
+                x = stack[k + 1][window].astype(np.int64)
+                ref = stack[k][window].astype(np.int64)
+                cands = {"intra": x, "delta": x - ref, "linear": _linear(x, ref, lim)}
+                option = {}
+                for kind, values in cands.items():
+                    p = engine.chunk_params(values, delta=kind != "intra")
+                    option[kind] = len(jobs) if p.coded else None
+                    if p.coded:
+                        jobs.append((r, values, p))
+                options.append(option)
+        bits = _bits(net, jobs)[:, 0]
+        cost = [{k: 0.0 if j is None else bits[j] for k, j in o.items()} for o in options]
+        intra = sum(c["intra"] for c in cost)
+        two = sum(min(c["intra"], c["delta"]) for c in cost)
+        three = sum(min(c.values()) for c in cost)
+        rows[name] = {
+            "pairs": len(starts),
+            "intra kB": round(float(intra) / 8e3, 1),
+            "intra or delta / intra": round(float(two / intra), 4),
+            "intra, delta or linear / intra": round(float(three / intra), 4),
+            "linear's gain": f"{(three / two - 1) * 100:+.2f} %",
+        }
+        print(name, rows[name], flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--source", type=Path, default=corpus.default_root())
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--json", type=Path, default=Path(__file__).parent / "results" / "tile-side-info.json"
+    )
+    args = ap.parse_args()
+    with deterministic(args.threads):
+        net = zoo.load(zoo.DEFAULT_MODEL)[0]
+        result = {
+            "model": zoo.DEFAULT_MODEL,
+            "patch": PATCH,
+            "scale offset (mean bps)": scale_offsets(net, args.source),
+            "linear inter-plane prediction": linear_prediction(net, args.source),
+        }
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
