@@ -17,12 +17,12 @@ from __future__ import annotations
 import struct
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from llic_imaging.codec import focus
+from llic_imaging.codec import focus, intcdf
 from llic_imaging.codec.entropy import ChunkDecoders, encode_chunk
 from llic_imaging.codec.schedule import Geometry
 from llic_imaging.errors import StreamError
@@ -45,6 +45,16 @@ __all__ = [
 _CHUNK_HEADER = struct.Struct("<BiIBI")  # codec formats 1-2: kind, vmin, vmax, shift, mid
 _KIND_CONSTANT, _KIND_CODED = 0, 1
 _DELTA = 2  # kind flag: the values are differences to the same tile of the previous plane
+# kind flag (format 3): predictions add gain/64 of the previous plane's prediction error at the
+# same place, and the scale level drops by ``tighten`` (docs/design.md, "Context across planes")
+_RESID = 4
+_KINDS = (_KIND_CONSTANT, _KIND_CODED, _DELTA, _DELTA | _KIND_CODED, _RESID | _KIND_CODED)
+# the encoder's search grid for a resid chunk (on every 4th pixel; the choice is in the header)
+_GAINS = tuple(range(0, 80, 8))
+_TIGHTEN = (0, 2, 4, 6, 8, 10)
+# a resid chunk must save this share of the tile's own bits: below it, the dependency (reading
+# the tile decodes its reference too) is not worth it, and noise cannot pick it by chance
+_RESID_MARGIN = 0.01
 MAX_SHIFT = 12
 _BATCH_PIXELS = 1 << 18  # pixels per batch of tiles: the decoder caches ~600 bytes per pixel
 _DENSE_PIXELS = 1 << 14  # pixels per dense network call: cache-sized on CPU
@@ -70,6 +80,8 @@ class ChunkParams:
     vmax: int  # range R of the shifted values u = v - vmin
     shift: int
     mid: int
+    gain: int = 0  # resid chunks: share of the reference's prediction error, in 1/64
+    tighten: int = 0  # resid chunks: scale levels (1/8 octave) taken off the prediction
 
     @property
     def coded(self) -> bool:
@@ -81,12 +93,25 @@ class ChunkParams:
         """Values are differences to the same tile of the previous plane."""
         return bool(self.kind & _DELTA)
 
+    @property
+    def resid(self) -> bool:
+        """Predictions are refined by the previous plane's prediction error (see :func:`_refine`)."""
+        return bool(self.kind & _RESID)
+
+    @property
+    def needs_reference(self) -> bool:
+        """Decodes only after the same tile of the previous plane."""
+        return self.delta or self.resid
+
     def pack(self) -> bytes:
-        """The compact header (codec format 3): one byte ``kind | shift << 2``, then LEB128
-        varints of zigzag(vmin) and, for a coded chunk, vmax and mid: 2-10 bytes (an 8-bit tile's
-        coded header 6) instead of formats 1-2's fixed 14, 0.3 % of an 8-bit CT slice's stream."""
-        out = bytearray([self.kind | self.shift << 2])
-        fields = (_zigzag(self.vmin), self.vmax, self.mid) if self.coded else (_zigzag(self.vmin),)
+        """The compact header (codec format 3): one byte ``kind | shift << 3``, then LEB128
+        varints of zigzag(vmin), for a coded chunk vmax and mid, for a resid chunk gain and
+        tighten: 2-12 bytes (an 8-bit tile's coded header 5) instead of formats 1-2's fixed 14,
+        0.3 % of an 8-bit CT slice's stream."""
+        out = bytearray([self.kind | self.shift << 3])
+        fields = [_zigzag(self.vmin)]
+        fields += [self.vmax, self.mid] if self.coded else []
+        fields += [self.gain, self.tighten] if self.resid else []
         for value in fields:
             while value >= 0x80:
                 out.append(value & 0x7F | 0x80)
@@ -105,7 +130,9 @@ class ChunkParams:
                 raise StreamError(msg)
             p, size = cls(*_CHUNK_HEADER.unpack_from(payload)), _CHUNK_HEADER.size
         if (
-            p.kind not in (_KIND_CONSTANT, _KIND_CODED, _DELTA, _DELTA | _KIND_CODED)
+            p.kind not in (_KINDS if compact else _KINDS[:4])
+            or p.gain > 255
+            or p.tighten > 15
             or p.vmax > 0xFFFF
             or p.vmin < (-0xFFFF if p.delta else -0x8000)
             or p.vmin + p.vmax > 0xFFFF
@@ -121,14 +148,15 @@ class ChunkParams:
         if not payload:
             msg = "chunk payload is empty; it has no header"
             raise StreamError(msg)
-        kind, shift = payload[0] & 3, payload[0] >> 2
+        kind, shift = payload[0] & 7, payload[0] >> 3
         values, pos = [], 1
-        for _ in range(3 if kind & _KIND_CODED else 1):
+        for _ in range(1 + 2 * bool(kind & _KIND_CODED) + 2 * bool(kind & _RESID)):
             value, pos = _read_varint(payload, pos)
             values.append(value)
+        values += [0] * (5 - len(values))
         vmin = values[0] >> 1 ^ -(values[0] & 1)
-        vmax, mid = values[1:] if kind & _KIND_CODED else (0, 0)
-        return cls(kind, vmin, vmax, shift, mid), pos
+        vmax, mid, gain, tighten = values[1:] if kind & _KIND_CODED else (0, 0, *values[1:3])
+        return cls(kind, vmin, vmax, shift, mid, gain, tighten), pos
 
 
 def _zigzag(v: int) -> int:
@@ -273,6 +301,50 @@ def _deltas(
     return out
 
 
+def _refine(
+    mu16: np.ndarray, scale: np.ndarray, error16: np.ndarray, p: ChunkParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """A resid chunk's integer predictions: the network's mean plus ``gain / 64`` of the
+    reference tile's prediction error at the same pixels (1/16 px), the scale ``tighten``
+    levels smaller. Encoder and decoder both call this on int64 arrays (floor shifts)."""
+    mu = np.clip(mu16 + ((p.gain * error16 + 32) >> 6), 0, 16 * p.vmax)
+    return mu, np.clip(scale - p.tighten, 0, intcdf.N_SCALES - 1)
+
+
+def _resid_refs(
+    refs: list[TileRef], params: list[ChunkParams], intra: list[ChunkParams], context: int
+) -> dict[int, int]:
+    """Tile -> reference tile, for the tiles that may be coded as resid chunks: coded as
+    themselves (not a constant delta), in a context group after its first plane, with a coded
+    reference (whose prediction error exists)."""
+    if context < 2:
+        return {}
+    return {
+        i: j
+        for i, j in enumerate(_previous(refs))
+        if j is not None and refs[i].plane % context and params[i].coded and intra[j].coded
+        if params[i] is intra[i] and params[j] is intra[j]  # both have an intra prediction
+    }
+
+
+def _best_resid(
+    pred: tuple[np.ndarray, np.ndarray, np.ndarray], error16: np.ndarray, p: ChunkParams
+) -> tuple[float, ChunkParams, tuple]:
+    """The resid option of a tile: ``(bits, params, refined prediction)`` for the gain and
+    tighten of the search grid that code every 4th pixel smallest."""
+    mu, sc, u = pred
+    sub = slice(None, None, 4)
+
+    def cost(q: ChunkParams, k: slice) -> float:
+        return float(focus.code_lengths(*_refine(mu[k], sc[k], error16[k], q), u[k], p.vmax).sum())
+
+    options = [
+        replace(p, kind=p.kind | _RESID, gain=g, tighten=t) for g in _GAINS for t in _TIGHTEN
+    ]
+    q = min(options, key=lambda q: cost(q, sub))
+    return cost(q, slice(None)), q, (*_refine(mu, sc, error16, q), u)
+
+
 def _predictions(
     net, jobs: list[tuple[TileRef, np.ndarray, ChunkParams]], patch: int, device: torch.device
 ) -> Iterator[tuple[int, Geometry, np.ndarray, np.ndarray, np.ndarray]]:
@@ -297,11 +369,13 @@ def encode_tiles(
 ) -> list[bytes]:
     """Chunk payloads (header + range-coded words) of every tile in ``refs``, in order.
 
-    With ``context`` K > 1 a delta candidate (:func:`_deltas`) replaces its tile when it is
-    constant or when the network codes it in fewer bits (both are predicted; the cheaper one
-    is coded from its own predictions).
+    With ``context`` K > 1 a tile may be coded in up to three ways, and the one the network
+    codes in the fewest bits is kept (all from their own predictions): as itself; as a delta
+    chunk (:func:`_deltas`' candidates; a constant difference is taken at once); as a resid
+    chunk (itself, with its predictions refined by the previous plane's prediction error).
     """
     tiles, params, coded = _side_info(stack, refs)
+    intra = list(params)
     deltas = {}
     for i, d in _deltas(stack, refs, tiles, context).items():
         dp = chunk_params(d, delta=True)
@@ -309,6 +383,8 @@ def encode_tiles(
             deltas[i] = (d, dp)
         else:  # a constant difference costs nothing more than its header
             tiles[i], params[i] = d, dp
+    resid = _resid_refs(refs, params, intra, context)
+    needed = set(resid.values())  # tiles whose prediction error a resid candidate reads
     payloads: list[bytes] = [p.pack() for p in params]
     jobs = []
     for i, (t, p) in enumerate(zip(tiles, params, strict=True)):
@@ -316,22 +392,41 @@ def encode_tiles(
             jobs.append((i, t, p))
         if i in deltas:
             jobs.append((i, *deltas[i]))
+    n_options: dict[int, int] = defaultdict(int)  # coding options of every coded tile
+    for i in [i for i, _, _ in jobs] + list(resid):
+        n_options[i] += 1
     if progress:
-        progress(len(refs) - len({i for i, _, _ in jobs}))
-    best: dict[int, tuple[float, ChunkParams, tuple]] = {}
+        progress(len(refs) - len(n_options))
+    errors: dict[int, np.ndarray] = {}
+    pending: dict[int, list] = defaultdict(list)
     refs_of_jobs = [(refs[i], t, p) for i, t, p in jobs]
     for j, geo, mu, sc, u in _predictions(net, refs_of_jobs, patch, device):
         i, _, p = jobs[j]
         pos = geo.stream_order
         pred = (mu[pos], sc[pos], u[pos])
-        if i in deltas:  # two options: keep the cheaper until both are in
-            bits = float(focus.code_lengths(*pred, p.vmax).sum())
-            if i not in best:
-                best[i] = (bits, p, pred)
-                continue
-            if best[i][0] <= bits:
-                _, p, pred = best[i]
-            del best[i]
+        found = pending[i]
+        found.append((None, p, pred))
+        if not p.delta:
+            if i in needed:
+                errors[i] = 16 * pred[2] - pred[0]
+            if i in resid:
+                own = float(focus.code_lengths(*pred, p.vmax).sum())
+                found[-1] = (own, p, pred)
+                option = _best_resid(pred, errors.pop(resid[i]), p)
+                if option[0] < (1 - _RESID_MARGIN) * own:
+                    found.append(option)
+                else:
+                    n_options[i] -= 1
+        if len(found) < n_options[i]:
+            continue
+        del pending[i]
+        if len(found) > 1:  # the fewest bits; the first option on a tie
+            bits = [
+                float(focus.code_lengths(*pr, q.vmax).sum()) if b is None else b
+                for b, q, pr in found
+            ]
+            found = [found[int(np.argmin(bits))]]
+        _, p, pred = found[0]
         payloads[i] = p.pack() + encode_chunk(*pred, p.vmax, geo.step_sizes)
         if progress:
             progress(1)
@@ -390,7 +485,9 @@ def decode_tiles(
             idx = [coded[i] for i in sub]
             params = [parsed[i][0] for i in idx]
             words = [parsed[i][1] for i in idx]
-            for i, values in zip(idx, _decode_batch(net, geo, params, words, device), strict=True):
+            errors = _reference_errors(net, geo, [refs[i] for i in idx], params, out, device)
+            decoded = _decode_batch(net, geo, params, words, errors, device)
+            for i, values in zip(idx, decoded, strict=True):
                 _place(out, refs[i], values, parsed[i][0].delta)
             if progress:
                 progress(len(idx))
@@ -419,7 +516,7 @@ def add_references(
         j = prev[i]
         if j is None or j in payloads:
             continue
-        if ChunkParams.unpack(payloads[i], compact=compact)[0].delta:
+        if ChunkParams.unpack(payloads[i], compact=compact)[0].needs_reference:
             payloads[j] = read(j)
             todo.append(j)
 
@@ -430,7 +527,7 @@ def _generations(refs: list[TileRef], params: list[ChunkParams], context: int) -
     gens = [0] * len(refs)
     for i in sorted(range(len(refs)), key=lambda i: refs[i].plane):
         r, ref = refs[i], prev[i]
-        if not params[i].delta:
+        if not params[i].needs_reference:
             continue
         if context < 2 or r.plane % context == 0 or ref is None:
             msg = f"chunk at plane {r.plane} ({r.y}, {r.x}) refers to a plane outside its context group: corrupt"
@@ -451,10 +548,44 @@ def _place(out: np.ndarray, r: TileRef, values: np.ndarray, delta: bool) -> None
     out[r.plane][window] = values
 
 
+def _reference_errors(
+    net,
+    geo: Geometry,
+    refs: list[TileRef],
+    params: list[ChunkParams],
+    out: np.ndarray,
+    device: torch.device,
+) -> dict[int, np.ndarray]:
+    """For the resid chunks of a batch (by position in it), the prediction error in 1/16 px of
+    their reference tile, already decoded into ``out``: ``(n_patches, P, P)`` int64 each, from
+    the same teacher-forced pass that gave the encoder its predictions."""
+    at = [b for b, p in enumerate(params) if p.resid]
+    if not at:
+        return {}
+    tiles = [
+        out[refs[b].plane - 1, refs[b].y : refs[b].y + refs[b].h, refs[b].x : refs[b].x + refs[b].w]
+        for b in at
+    ]
+    rparams = [chunk_params(t) for t in tiles]
+    if not all(p.coded for p in rparams):
+        msg = f"resid chunk at plane {refs[at[0]].plane} refers to a constant tile: corrupt"
+        raise StreamError(msg)
+    mu, _, u = _dense(net, geo, tiles, rparams, device)
+    shape = (geo.n_patches, geo.patch, geo.patch)
+    return {b: (16 * u[k] - mu[k]).reshape(shape) for k, b in enumerate(at)}
+
+
 def _decode_batch(
-    net, geo: Geometry, params: list[ChunkParams], words: list[bytes], device: torch.device
+    net,
+    geo: Geometry,
+    params: list[ChunkParams],
+    words: list[bytes],
+    errors: dict[int, np.ndarray],
+    device: torch.device,
 ) -> list[np.ndarray]:
-    """Decode one batch of equal-size tiles, step by step -> each tile's int64 values."""
+    """Decode one batch of equal-size tiles, step by step -> each tile's int64 values.
+
+    ``errors``: the reference prediction errors of the batch's resid chunks (by position)."""
     decoders = ChunkDecoders(words, [p.vmax for p in params])
     steps = _stepper(net, geo, params, device)
     patch, n = geo.patch, len(params)
@@ -464,6 +595,8 @@ def _decode_batch(
             np.asarray(t).astype(np.int64).reshape(n, *mask.shape)[:, mask]
             for t in steps.predict(s)
         )
+        for b, e in errors.items():
+            mu[b], sc[b] = _refine(mu[b], sc[b], e[:, *geo.step_cells(s)][mask], params[b])
         step_vals = np.zeros((n, *mask.shape), np.float32)
         step_vals[:, mask] = decoders.decode_step(mu, sc)
         step_vals = step_vals.reshape(-1, mask.shape[1])
