@@ -47,12 +47,12 @@ def load(source: Path, files: list[str]) -> np.ndarray:
     return np.stack(planes)
 
 
-def chunk_sizes(data: bytes) -> tuple[list[int], list[bool], int]:
-    """Payload bytes and delta flag of every chunk, and the stream's other bytes."""
+def chunk_sizes(data: bytes) -> tuple[list[int], list[ChunkParams], int]:
+    """Payload bytes and header of every chunk, and the stream's other bytes."""
     c = container.read(data)
     payloads = [c.payload(i) for i in range(len(c.chunks))]
     sizes = [len(p) for p in payloads]
-    return sizes, [ChunkParams.unpack(p)[0].delta for p in payloads], len(data) - sum(sizes)
+    return sizes, [ChunkParams.unpack(p)[0] for p in payloads], len(data) - sum(sizes)
 
 
 def measure(stack: np.ndarray, threads: int) -> dict:
@@ -65,7 +65,7 @@ def measure(stack: np.ndarray, threads: int) -> dict:
     assert np.array_equal(llic_imaging.decode(full, numthreads=threads), stack)
     t3 = time.perf_counter()
     s1, _, rest = chunk_sizes(intra)
-    sn, delta, _ = chunk_sizes(full)
+    sn, kinds, _ = chunk_sizes(full)
     per_plane = len(s1) // n
     jxl = codecs.resolve(("jxl_e7",), 1)[0]
     jxl_bytes = sum(len(jxl.encode(jxl.prepare(p))) for p in stack)
@@ -77,9 +77,9 @@ def measure(stack: np.ndarray, threads: int) -> dict:
         for i in range(len(s1)):
             plane = i // per_plane
             size += s1[i] if plane % k == 0 else sn[i]
-            # tiles decoded to read this one: follow delta chunks back inside the group
+            # tiles decoded to read this one: follow delta and resid chunks back in the group
             depth, j = 1, i
-            while (j // per_plane) % k and delta[j]:
+            while (j // per_plane) % k and kinds[j].needs_reference:
                 depth, j = depth + 1, j - per_plane
             chain.append(depth)
         rows[k] = {
@@ -93,7 +93,8 @@ def measure(stack: np.ndarray, threads: int) -> dict:
         "shape": list(stack.shape),
         "dtype": str(stack.dtype),
         "jxl_bps": 8 * jxl_bytes / stack.size,
-        "delta_tiles": f"{sum(delta)}/{len(delta) - per_plane}",
+        "delta_tiles": f"{sum(p.delta for p in kinds)}/{len(kinds) - per_plane}",
+        "resid_tiles": f"{sum(p.resid for p in kinds)}/{len(kinds) - per_plane}",
         "encode_s": {"k1": t1 - t0, "kN": t2 - t1},
         "decode_kN_s": t3 - t2,
         "k": rows,

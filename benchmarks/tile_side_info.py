@@ -1,4 +1,4 @@
-"""What two more per-tile choices in the chunk header would buy, before building either.
+"""What more per-tile choices in the chunk header buy: two measured and not built, one built.
 
     python benchmarks/tile_side_info.py [--source ../shared/data] [--threads 2] [--json FILE]
 
@@ -12,7 +12,10 @@ Both would be encoder-side choices signalled in a chunk's header, integer-exact 
   instead of ``x - ref``, with ``a`` (1/64 steps, 0..255) and ``b`` fitted per tile by least
   squares. Measured on ``plane_context.py``'s stacks (up to 11 consecutive pairs of planes each)
   as the best of intra, delta and linear per tile against the best of intra and delta, which
-  is what ``context=K`` ships. Bands whose gains differ would pay.
+  is what ``context=K`` shipped until session 11. Bands whose gains differ would pay.
+* **resid** (built in session 11): the tile coded as itself, its predictions refined by the
+  previous plane's prediction error (``engine._best_resid``, the encoder's own search, taken
+  only where it saves 1 % of the tile's bits as the encoder does), on the same pairs.
 """
 
 from __future__ import annotations
@@ -36,12 +39,20 @@ PATCH = 64
 CPU = torch.device("cpu")
 
 
-def _bits(net, jobs: list, offsets: tuple[int, ...] = (0,)) -> np.ndarray:
-    """Model bits of each job (tile, values, params), one column per scale offset."""
-    out = np.zeros((len(jobs), len(offsets)))
+def _predictions(net, jobs: list) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(mu16, scale, u)`` of each job (tile, values, params) in stream order: the tile's
+    pixels without the padding of partial patches."""
+    out: list = [None] * len(jobs)
     for j, geo, mu, sc, u in engine._predictions(net, jobs, PATCH, CPU):
-        pos = geo.stream_order  # the tile's pixels, without the padding of partial patches
-        mu, sc, u = mu[pos], sc[pos], u[pos]
+        pos = geo.stream_order
+        out[j] = (mu[pos], sc[pos], u[pos])
+    return out
+
+
+def _bits(net, jobs: list, offsets: tuple[int, ...] = (0,)) -> np.ndarray:
+    """Model bits of each job, one column per scale offset."""
+    out = np.zeros((len(jobs), len(offsets)))
+    for j, (mu, sc, u) in enumerate(_predictions(net, jobs)):
         for k, d in enumerate(offsets):
             level = np.clip(sc + d, 0, intcdf.N_SCALES - 1)
             out[j, k] = focus.code_lengths(mu, level, u, jobs[j][2].vmax).sum()
@@ -88,7 +99,7 @@ def _linear(x: np.ndarray, ref: np.ndarray, lim: np.iinfo) -> np.ndarray:
 
 
 def linear_prediction(net, source: Path) -> dict:
-    """Bytes of the best of intra and delta, and of intra, delta and linear, per stack."""
+    """Bits of the best of intra and delta, and with linear or resid tiles as a third choice."""
     rows = {}
     for name, files in STACKS.items():
         stack = load(source, files)
@@ -102,25 +113,42 @@ def linear_prediction(net, source: Path) -> dict:
                 window = (slice(r.y, r.y + r.h), slice(r.x, r.x + r.w))
                 x = stack[k + 1][window].astype(np.int64)
                 ref = stack[k][window].astype(np.int64)
-                cands = {"intra": x, "delta": x - ref, "linear": _linear(x, ref, lim)}
+                cands = {"intra": x, "delta": x - ref, "linear": _linear(x, ref, lim), "ref": ref}
                 option = {}
                 for kind, values in cands.items():
-                    p = engine.chunk_params(values, delta=kind != "intra")
+                    p = engine.chunk_params(values, delta=kind in ("delta", "linear"))
                     option[kind] = len(jobs) if p.coded else None
                     if p.coded:
                         jobs.append((r, values, p))
                 options.append(option)
-        bits = _bits(net, jobs)[:, 0]
-        cost = [{k: 0.0 if j is None else bits[j] for k, j in o.items()} for o in options]
+        preds = _predictions(net, jobs)
+        bits = [
+            float(focus.code_lengths(*pr, job[2].vmax).sum())
+            for pr, job in zip(preds, jobs, strict=True)
+        ]
+        cost = []
+        for o in options:
+            c = {k: 0.0 if j is None else bits[j] for k, j in o.items() if k != "ref"}
+            c["resid"] = c["intra"]
+            if o["intra"] is not None and o["ref"] is not None:
+                mu, _, u = preds[o["ref"]]
+                p = jobs[o["intra"]][2]
+                resid = engine._best_resid(preds[o["intra"]], 16 * u - mu, p)[0]
+                if resid < (1 - engine._RESID_MARGIN) * c["intra"]:
+                    c["resid"] = resid
+            cost.append(c)
         intra = sum(c["intra"] for c in cost)
         two = sum(min(c["intra"], c["delta"]) for c in cost)
-        three = sum(min(c.values()) for c in cost)
+        three = sum(min(c["intra"], c["delta"], c["linear"]) for c in cost)
+        resid = sum(min(c["intra"], c["delta"], c["resid"]) for c in cost)
         rows[name] = {
             "pairs": len(starts),
             "intra kB": round(float(intra) / 8e3, 1),
             "intra or delta / intra": round(float(two / intra), 4),
             "intra, delta or linear / intra": round(float(three / intra), 4),
             "linear's gain": f"{(three / two - 1) * 100:+.2f} %",
+            "intra, delta or resid / intra": round(float(resid / intra), 4),
+            "resid's gain": f"{(resid / two - 1) * 100:+.2f} %",
         }
         print(name, rows[name], flush=True)
     return rows
@@ -140,7 +168,7 @@ def main() -> None:
             "model": zoo.DEFAULT_MODEL,
             "patch": PATCH,
             "scale offset (mean bps)": scale_offsets(net, args.source),
-            "linear inter-plane prediction": linear_prediction(net, args.source),
+            "inter-plane choices": linear_prediction(net, args.source),
         }
     args.json.write_text(json.dumps(result, indent=1) + "\n")
 

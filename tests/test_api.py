@@ -507,3 +507,50 @@ def test_plane_hashes_shorter_than_128_bits_or_not_hex_are_refused(stored: objec
     np.testing.assert_array_equal(llic_imaging.decode(forged), a)  # the array digest holds
     with pytest.raises(llic_imaging.ChecksumError, match="plane 1"):
         llic_imaging.decode(forged, 1)
+
+
+def _shifting_slices() -> np.ndarray:
+    """Slices whose structure moves (so differences do not pay) over a texture that stays at
+    the same pixels (so the previous slice's prediction errors do): what resid chunks are for."""
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[:64, :64]
+    texture = rng.normal(0, 5, (64, 64))
+    slices = [
+        1000 + 400 * ((x + 4 * k) // 8 % 2) + 150 * np.sin(y / 5 + k) + texture for k in range(4)
+    ]
+    return np.stack([s + rng.normal(0, 1, s.shape) for s in slices]).astype(np.uint16)
+
+
+def test_resid_chunks_code_moving_slices_smaller_and_read_any_plane() -> None:
+    from llic_imaging.codec.engine import ChunkParams
+
+    a = _shifting_slices()
+    plain, s = llic_imaging.encode(a, tile=32, context=1), llic_imaging.encode(a, tile=32)
+    c = container.read(s)
+    kinds = [ChunkParams.unpack(c.payload(i))[0] for i in range(len(c.chunks))]
+    resid = [k for k in kinds if k.resid]
+    assert len(resid) >= 6
+    assert not any(k.resid for k, e in zip(kinds, c.chunks, strict=True) if e.plane == 0)
+    assert all(k.gain > 0 for k in resid)
+    assert len(s) < len(plain)
+    np.testing.assert_array_equal(llic_imaging.decode(s), a)
+    for i in range(a.shape[0]):
+        np.testing.assert_array_equal(llic_imaging.decode(s, i), a[i])
+    np.testing.assert_array_equal(
+        llic_imaging.decode(s, 3, window=(5, 40, 20, 20)), a[3, 5:25, 40:60]
+    )
+    # a resid tile is read through its reference: damage plane 0 and plane 1 fails too
+    damaged = bytearray(s)
+    start = len(s) - sum(e.length for e in c.chunks)
+    for e in c.chunks:
+        if e.plane == 0:
+            damaged[start + e.offset + e.length - 1] ^= 0xFF
+    with pytest.raises(llic_imaging.ChecksumError):
+        llic_imaging.decode(bytes(damaged), 1)
+
+
+def test_resid_chunks_decode_the_same_with_any_thread_count() -> None:
+    a = _shifting_slices()
+    s = llic_imaging.encode(a, tile=32, numthreads=2)
+    assert llic_imaging.encode(a, tile=32, numthreads=1) == s
+    np.testing.assert_array_equal(llic_imaging.decode(s, numthreads=1), a)

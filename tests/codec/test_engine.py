@@ -28,8 +28,10 @@ def test_delta_chunks_decode_after_their_reference() -> None:
     ("planes", "context"),
     [(2, 1), (4, 3)],  # no context in the header; a delta chunk that starts a group
 )
-def test_delta_chunk_outside_its_group_is_refused(planes: int, context: int) -> None:
-    params = [ChunkParams(1, 0, 9, 0, 0)] * (planes - 1) + [ChunkParams(3, 0, 9, 0, 0)]
+@pytest.mark.parametrize("kind", [3, 5])
+def test_delta_chunk_outside_its_group_is_refused(planes: int, context: int, kind: int) -> None:
+    """Delta (3) and resid (5) chunks both need the same tile of the previous plane."""
+    params = [ChunkParams(1, 0, 9, 0, 0)] * (planes - 1) + [ChunkParams(kind, 0, 9, 0, 0)]
     with pytest.raises(StreamError, match="context group"):
         engine._generations(_refs(planes), params, context)
 
@@ -58,7 +60,10 @@ def test_delta_chunk_header_limits(compact: bool) -> None:
     ok = pack(ChunkParams(3, -0xFFFF, 0xFFFF, 0, 0)) + b"\0" * 4
     assert ChunkParams.unpack(ok, compact=compact)[0].delta
     bad = [ChunkParams(1, -0xFFFF, 10, 0, 0), ChunkParams(1, 0, 10, 13, 0)]
-    bad += [ChunkParams(1, 0, 10, 0, 11)] + ([] if compact else [ChunkParams(4, 0, 10, 0, 0)])
+    bad += [ChunkParams(1, 0, 10, 0, 11), ChunkParams(4, 0, 10, 0, 0), ChunkParams(7, 0, 9, 0, 0)]
+    bad += [ChunkParams(5, 0, 10, 0, 0, 256), ChunkParams(5, 0, 10, 0, 0, 8, 16)] if compact else []
+    if not compact:  # formats 1-2 have neither resid chunks nor the fields
+        bad.append(ChunkParams(5, 0, 10, 0, 0))
     for p in bad:
         with pytest.raises(StreamError):
             ChunkParams.unpack(pack(p), compact=compact)
@@ -73,14 +78,27 @@ def test_delta_chunk_header_limits(compact: bool) -> None:
         ChunkParams(1, 3, 250, 2, 128),
         ChunkParams(3, -70, 140, 12, 70),
         ChunkParams(1, -0x8000, 0xFFFF, 0, 0xFFFF),
+        ChunkParams(5, 3, 250, 2, 128, 40, 2),
+        ChunkParams(5, -0x8000, 0xFFFF, 12, 0xFFFF, 255, 15),
     ],
 )
 def test_compact_chunk_header_round_trips(p: ChunkParams) -> None:
-    """Format 3's header is 2-10 bytes and reads back exactly; any cut inside it is an error."""
+    """Format 3's header is 2-13 bytes and reads back exactly; any cut inside it is an error."""
     data = p.pack()
-    assert len(data) <= 10 < engine._CHUNK_HEADER.size
+    assert len(data) <= 13 < engine._CHUNK_HEADER.size
     assert ChunkParams.unpack(data + b"words") == (p, b"words")
-    assert ChunkParams.unpack(_fixed(p) + b"words", compact=False) == (p, b"words")
+    if not p.resid:
+        assert ChunkParams.unpack(_fixed(p) + b"words", compact=False) == (p, b"words")
     for cut in range(len(data)):
         with pytest.raises(StreamError):
             ChunkParams.unpack(data[:cut])
+
+
+def test_refine_adds_a_share_of_the_reference_error_and_tightens() -> None:
+    p = ChunkParams(5, 0, 100, 0, 50, gain=32, tighten=3)
+    mu, sc = engine._refine(
+        np.array([800, 800, 0, 1600]), np.array([40, 2, 40, 40]), np.array([64, -65, -64, 64]), p
+    )
+    # floor((32 * e + 32) / 64): half the error, rounded half up; means stay inside [0, 16 R]
+    assert mu.tolist() == [832, 768, 0, 1600]
+    assert sc.tolist() == [37, 0, 37, 37]

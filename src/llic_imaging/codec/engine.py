@@ -6,10 +6,12 @@ frequency table the decoder builds is the encoder's. Tiles of equal size are bat
 planes; each tile is a chunk with its own small header.
 
 Plane context: with ``context = K > 1`` the encoder may code a tile of plane ``k`` (``k % K``
-not 0) as its difference to the same tile of plane ``k - 1`` (slices of a volume, bands of a
-raster), where the network codes that in fewer bits (a cheap MED estimate preselects the
-candidates). Such a chunk is marked ``delta`` and decodes after its reference, so a tile needs
-at most ``K - 1`` others; every other chunk decodes on its own. Design and measurements: docs/design.md ("Context across planes").
+not 0) in terms of the same tile of plane ``k - 1`` (slices of a volume, bands of a raster):
+as its difference (a ``delta`` chunk; a cheap MED estimate preselects the candidates), or as
+itself with every prediction refined by the reference's prediction error at the same pixel (a
+``resid`` chunk), whichever the network codes in the fewest bits. Such chunks decode after
+their reference, so a tile needs at most ``K - 1`` others; every other chunk decodes on its
+own. Design and measurements: docs/design.md ("Context across planes").
 """
 
 from __future__ import annotations
