@@ -95,3 +95,29 @@ def test_cross_process_decode_with_plane_context(tmp_path: Path) -> None:
     assert any(kinds), "no tile was coded against the previous plane"
     _run(tmp_path, "decode", "1", "0", "4096", str(stream), str(out))
     np.testing.assert_array_equal(np.load(out), a)
+
+
+def test_cross_process_resid_chunks(tmp_path: Path) -> None:
+    """Resid chunks rerun the teacher-forced pass on their decoded reference: another process
+    with other threads, oneDNN and batch sizes must get the same integers, and the encoder's
+    settings must not change the stream."""
+    from llic_imaging import container
+    from llic_imaging.codec.engine import ChunkParams
+
+    rng = np.random.default_rng(3)
+    y, x = np.mgrid[:64, :96]
+    texture = rng.normal(0, 5, x.shape)
+    a = np.stack(
+        [1000 + 400 * ((x + 4 * k) // 8 % 2) + 150 * np.sin(y / 5 + k) + texture for k in range(3)]
+    )
+    a = (a + rng.normal(0, 1, a.shape)).astype(np.uint16)
+    src, out = tmp_path / "img.npy", tmp_path / "out.npy"
+    np.save(src, a)
+    _run(tmp_path, "encode", "2", "1", str(1 << 20), str(src), str(tmp_path / "a.llic"), "3")
+    _run(tmp_path, "encode", "1", "0", "4096", str(src), str(tmp_path / "b.llic"), "3")
+    stream = (tmp_path / "a.llic").read_bytes()
+    assert (tmp_path / "b.llic").read_bytes() == stream
+    c = container.read(stream)
+    assert any(ChunkParams.unpack(c.payload(i))[0].resid for i in range(len(c.chunks)))
+    _run(tmp_path, "decode", "1", "0", "4096", str(tmp_path / "a.llic"), str(out))
+    np.testing.assert_array_equal(np.load(out), a)
