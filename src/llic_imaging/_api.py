@@ -154,9 +154,10 @@ def encode(
         per tile.
     context
         Plane context group K for (N, H, W) stacks (default ``DEFAULT_CONTEXT`` = 4; 1 turns
-        it off): inside each group of K planes a tile may be coded as its difference to the
-        same tile of the previous plane where the network codes that in fewer bits (registered
-        bands, smooth volumes). Decoding one plane then decodes up to K - 1 earlier tiles at the
+        it off): inside each group of K planes a tile may be coded against the same tile of
+        the previous plane, as its difference or with its predictions refined by that tile's
+        prediction errors, where the network codes that in fewer bits (registered bands,
+        MR volumes). Decoding one plane then decodes up to K - 1 earlier tiles at the
         same place. K is capped at the number of planes (a single plane's stream is the same
         for every K).
     numthreads, device

@@ -135,8 +135,9 @@ context_opt = click.option(
     type=click.IntRange(min=1, max=1024),
     default=None,
     help="Stacks (volumes, multiband rasters): plane context group K, 1 to 1024 (default 4; 1: "
-    "off). Inside each group of K planes a tile may be coded as its difference to the previous "
-    "plane where that is smaller; reading one plane then decodes up to K - 1 earlier tiles.",
+    "off). Inside each group of K planes a tile may be coded against the previous plane (its "
+    "difference, or its predictions refined by that plane's prediction errors) where that is "
+    "smaller; reading one plane then decodes up to K - 1 earlier tiles.",
 )
 level_opt = click.option(
     "--level",

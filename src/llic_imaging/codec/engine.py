@@ -414,11 +414,9 @@ def encode_tiles(
             if i in resid:
                 own = float(focus.code_lengths(*pred, p.vmax).sum())
                 found[-1] = (own, p, pred)
-                option = _best_resid(pred, errors.pop(resid[i]), p)
-                if option[0] < (1 - _RESID_MARGIN) * own:
-                    found.append(option)
-                else:
-                    n_options[i] -= 1
+                bits, q, refined = _best_resid(pred, errors.pop(resid[i]), p)
+                # under the margin the dependency does not pay: never the cheapest then
+                found.append((bits if bits < (1 - _RESID_MARGIN) * own else np.inf, q, refined))
         if len(found) < n_options[i]:
             continue
         del pending[i]
