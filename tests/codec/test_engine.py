@@ -1,4 +1,5 @@
-"""Engine rules a hostile stream could break: delta chunks outside their context group or range."""
+"""Engine rules a hostile stream could break (delta and resid chunks outside their context group
+or range, header limits) and the equalities resid chunks rest on."""
 
 from __future__ import annotations
 
@@ -102,3 +103,33 @@ def test_refine_adds_a_share_of_the_reference_error_and_tightens() -> None:
     # floor((32 * e + 32) / 64): half the error, rounded half up; means stay inside [0, 16 R]
     assert mu.tolist() == [832, 768, 0, 1600]
     assert sc.tolist() == [37, 0, 37, 37]
+
+
+def test_recorded_prediction_errors_equal_the_teacher_forced_pass() -> None:
+    """The decoder takes a resid chunk's reference errors from the reference's own step
+    predictions, or from a teacher-forced pass where the reference was a delta chunk: both
+    must give the encoder's integers."""
+    import torch
+
+    from llic_imaging.codec.schedule import Geometry
+    from llic_imaging.model import zoo
+    from llic_imaging.model.runtime import deterministic
+
+    cpu = torch.device("cpu")
+    rng = np.random.default_rng(4)
+    stack = (np.cumsum(rng.integers(-3, 4, (2, 40, 56)), axis=2) + 500).astype(np.uint16)
+    refs = engine.tile_grid(stack.shape, 64)
+    geo = Geometry(40, 56, 16)
+    with deterministic(1):
+        net = zoo.load(zoo.DEFAULT_MODEL)[0]
+        payloads = engine.encode_tiles(net, stack, refs, patch=16, device=cpu)
+        params, words = zip(*(ChunkParams.unpack(p) for p in payloads), strict=True)
+        values, recorded = engine._decode_batch(
+            net, geo, list(params), list(words), {}, [0, 1], cpu
+        )
+        np.testing.assert_array_equal(np.stack(values), stack)
+        later = [TileRef(r.plane + 1, r.y, r.x, r.h, r.w) for r in refs]  # read planes 0 and 1
+        dense = engine._reference_errors(net, geo, later, stack, cpu, [0, 1])
+    for b in (0, 1):
+        np.testing.assert_array_equal(recorded[b][geo.inside], dense[b][geo.inside])
+        assert np.abs(recorded[b][geo.inside]).max() > 0

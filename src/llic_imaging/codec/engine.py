@@ -463,6 +463,11 @@ def decode_tiles(
     """
     parsed = [ChunkParams.unpack(p, compact=compact) for p in payloads]
     gens = _generations(refs, [p for p, _ in parsed], context)
+    prev = _previous(refs)
+    # tiles whose prediction errors a resid chunk reads: when they decode as themselves (not as
+    # deltas), their own step predictions give the errors, which saves a pass over them later
+    keep = {prev[i] for i, (p, _) in enumerate(parsed) if p.resid}
+    errors: dict[int, np.ndarray] = {}
     lim = np.iinfo(out.dtype)
     for p, _ in parsed:
         if not p.delta and (p.vmin < lim.min or p.vmin + p.vmax > lim.max):
@@ -485,10 +490,18 @@ def decode_tiles(
             idx = [coded[i] for i in sub]
             params = [parsed[i][0] for i in idx]
             words = [parsed[i][1] for i in idx]
-            errors = _reference_errors(net, geo, [refs[i] for i in idx], params, out, device)
-            decoded = _decode_batch(net, geo, params, words, errors, device)
+            known = {
+                b: errors.pop(prev[i])
+                for b, i in enumerate(idx)
+                if params[b].resid and prev[i] in errors
+            }
+            todo = [b for b, p in enumerate(params) if p.resid and b not in known]
+            known |= _reference_errors(net, geo, [refs[idx[b]] for b in todo], out, device, todo)
+            record = [b for b, i in enumerate(idx) if i in keep and not params[b].delta]
+            decoded, recorded = _decode_batch(net, geo, params, words, known, record, device)
             for i, values in zip(idx, decoded, strict=True):
                 _place(out, refs[i], values, parsed[i][0].delta)
+            errors |= {idx[b]: e for b, e in recorded.items()}
             if progress:
                 progress(len(idx))
 
@@ -549,28 +562,20 @@ def _place(out: np.ndarray, r: TileRef, values: np.ndarray, delta: bool) -> None
 
 
 def _reference_errors(
-    net,
-    geo: Geometry,
-    refs: list[TileRef],
-    params: list[ChunkParams],
-    out: np.ndarray,
-    device: torch.device,
+    net, geo: Geometry, refs: list[TileRef], out: np.ndarray, device: torch.device, at: list[int]
 ) -> dict[int, np.ndarray]:
-    """For the resid chunks of a batch (by position in it), the prediction error in 1/16 px of
-    their reference tile, already decoded into ``out``: ``(n_patches, P, P)`` int64 each, from
-    the same teacher-forced pass that gave the encoder its predictions."""
-    at = [b for b, p in enumerate(params) if p.resid]
-    if not at:
+    """The prediction errors (1/16 px) of the tiles one plane before ``refs``, already decoded
+    into ``out``, keyed by ``at``: ``(n_patches, P, P)`` int64 each, from the same teacher-forced
+    pass that gave the encoder its predictions. For references decoded as deltas (or read from
+    outside the decoded set), whose step predictions were of their difference."""
+    if not refs:
         return {}
-    tiles = [
-        out[refs[b].plane - 1, refs[b].y : refs[b].y + refs[b].h, refs[b].x : refs[b].x + refs[b].w]
-        for b in at
-    ]
-    rparams = [chunk_params(t) for t in tiles]
-    if not all(p.coded for p in rparams):
-        msg = f"resid chunk at plane {refs[at[0]].plane} refers to a constant tile: corrupt"
+    tiles = [out[r.plane - 1, r.y : r.y + r.h, r.x : r.x + r.w] for r in refs]
+    params = [chunk_params(t) for t in tiles]
+    if not all(p.coded for p in params):
+        msg = f"resid chunk at plane {refs[0].plane} refers to a constant tile: corrupt"
         raise StreamError(msg)
-    mu, _, u = _dense(net, geo, tiles, rparams, device)
+    mu, _, u = _dense(net, geo, tiles, params, device)
     shape = (geo.n_patches, geo.patch, geo.patch)
     return {b: (16 * u[k] - mu[k]).reshape(shape) for k, b in enumerate(at)}
 
@@ -581,29 +586,38 @@ def _decode_batch(
     params: list[ChunkParams],
     words: list[bytes],
     errors: dict[int, np.ndarray],
+    record: list[int],
     device: torch.device,
-) -> list[np.ndarray]:
-    """Decode one batch of equal-size tiles, step by step -> each tile's int64 values.
+) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
+    """Decode one batch of equal-size tiles, step by step -> each tile's int64 values, and the
+    prediction errors of the tiles at positions ``record`` (as :func:`_reference_errors`).
 
     ``errors``: the reference prediction errors of the batch's resid chunks (by position)."""
     decoders = ChunkDecoders(words, [p.vmax for p in params])
     steps = _stepper(net, geo, params, device)
     patch, n = geo.patch, len(params)
     pixels = np.zeros((n * geo.n_patches, patch, patch), np.float32)
+    raw = {b: np.zeros((geo.n_patches, patch, patch), np.int64) for b in record}
     for s, mask in enumerate(geo.step_inside):
+        cells = geo.step_cells(s)
         mu, sc = (
             np.asarray(t).astype(np.int64).reshape(n, *mask.shape)[:, mask]
             for t in steps.predict(s)
         )
+        for b, r in raw.items():  # the network's own predictions, before any refinement
+            at_step = np.zeros(mask.shape, np.int64)
+            at_step[mask] = mu[b]
+            r[:, *cells] = at_step
         for b, e in errors.items():
-            mu[b], sc[b] = _refine(mu[b], sc[b], e[:, *geo.step_cells(s)][mask], params[b])
+            mu[b], sc[b] = _refine(mu[b], sc[b], e[:, *cells][mask], params[b])
         step_vals = np.zeros((n, *mask.shape), np.float32)
         step_vals[:, mask] = decoders.decode_step(mu, sc)
         step_vals = step_vals.reshape(-1, mask.shape[1])
         steps.write(s, step_vals)
-        pixels[:, *geo.step_cells(s)] = step_vals
+        pixels[:, *cells] = step_vals
     pixels = pixels.astype(np.int64).reshape(n, geo.n_patches, patch, patch)
-    return [geo.from_patches(pixels[b]) + p.vmin for b, p in enumerate(params)]
+    values = [geo.from_patches(pixels[b]) + p.vmin for b, p in enumerate(params)]
+    return values, {b: 16 * pixels[b] - r for b, r in raw.items()}
 
 
 def _tile_bits(
