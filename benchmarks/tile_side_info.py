@@ -1,6 +1,7 @@
 """What more per-tile choices in the chunk header buy: two measured and not built, one built.
 
     python benchmarks/tile_side_info.py [--source ../shared/data] [--threads 2] [--json FILE]
+        [--second-model NAME]   # e.g. with LLIC_MODEL_PATH=runs/candidates
 
 Both would be encoder-side choices signalled in a chunk's header, integer-exact by construction:
 
@@ -13,6 +14,9 @@ Both would be encoder-side choices signalled in a chunk's header, integer-exact 
   squares. Measured on ``plane_context.py``'s stacks (up to 11 consecutive pairs of planes each)
   as the best of intra, delta and linear per tile against the best of intra and delta, which
   is what ``context=K`` shipped until session 11. Bands whose gains differ would pay.
+* **model per tile** (with ``--second-model``): each tile of the 9-16 bit groups' planes coded
+  by whichever of the default and the second model codes it smaller (one header bit), against
+  the default alone. If trained models erred differently, a second model would pay.
 * **resid** (built in session 11): the tile coded as itself, its predictions refined by the
   previous plane's prediction error (``engine._best_resid``, the encoder's own search, taken
   only where it saves 1 % of the tile's bits as the encoder does), on the same pairs.
@@ -88,6 +92,32 @@ def scale_offsets(net, source: Path) -> dict:
     return rows
 
 
+def model_per_tile(net, second, source: Path) -> dict:
+    """Mean bps per group: each model alone, and the cheaper of the two per tile."""
+    rows = {}
+    for group in GROUPS_16:
+        sums, k = np.zeros(3), 0
+        for f in corpus.files(source):
+            if f.group != group or f.split != "validation":
+                continue
+            for p in corpus.read_planes(f):
+                if p.constant:
+                    continue
+                stack = p.array[None]
+                refs = engine.tile_grid(stack.shape, 256)
+                bits = [
+                    [float(b.sum()) for _, b in engine._tile_bits(n, stack, refs, PATCH, CPU)]
+                    for n in (net, second)
+                ]
+                a, b = np.array(bits)
+                sums += np.array([a.sum(), b.sum(), np.minimum(a, b).sum()]) / p.array.size
+                k += 1
+        first, other, best = (round(float(v / k), 4) for v in sums)
+        rows[group] = {"default": first, "second": other, "cheaper per tile": best}
+        print(group, rows[group], flush=True)
+    return rows
+
+
 def _linear(x: np.ndarray, ref: np.ndarray, lim: np.iinfo) -> np.ndarray:
     """``x`` minus its per-tile least-squares prediction from ``ref`` (a in 1/64 steps)."""
     if ref.std() == 0:
@@ -158,6 +188,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--source", type=Path, default=corpus.default_root())
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--second-model", help="also measure a per-tile choice against this model")
     ap.add_argument(
         "--json", type=Path, default=Path(__file__).parent / "results" / "tile-side-info.json"
     )
@@ -170,6 +201,11 @@ def main() -> None:
             "scale offset (mean bps)": scale_offsets(net, args.source),
             "inter-plane choices": linear_prediction(net, args.source),
         }
+        if args.second_model:
+            second = zoo.load(args.second_model)[0]
+            result[f"model per tile: {zoo.DEFAULT_MODEL} or {args.second_model}"] = model_per_tile(
+                net, second, args.source
+            )
     args.json.write_text(json.dumps(result, indent=1) + "\n")
 
 
