@@ -554,3 +554,43 @@ def test_resid_chunks_decode_the_same_with_any_thread_count() -> None:
     s = llic_imaging.encode(a, tile=32, numthreads=2)
     assert llic_imaging.encode(a, tile=32, numthreads=1) == s
     np.testing.assert_array_equal(llic_imaging.decode(s, numthreads=1), a)
+
+
+def _with_chunk(c: container.Container, i: int, params) -> bytes:
+    """``c`` re-written with chunk ``i``'s header replaced by ``params`` (valid checksums)."""
+    from llic_imaging.codec.engine import ChunkParams
+
+    chunks = []
+    for k, e in enumerate(c.chunks):
+        payload = c.payload(k)
+        if k == i:
+            payload = params.pack() + ChunkParams.unpack(payload)[1]
+        chunks.append((e.key, payload))
+    return container.write(c.header, chunks, metadata=c.metadata, array_sha256=c.array_sha256)
+
+
+def test_forged_resid_chunks_fail_cleanly() -> None:
+    """A resid header forged onto a chunk (checksums valid) gives a named error, never an image:
+    refused outright where its reference is constant, caught by the digests otherwise."""
+    from dataclasses import replace
+
+    from llic_imaging.codec.engine import ChunkParams
+
+    a = _shifting_slices()[:2]
+    a[0] = 1000  # a constant first plane
+    c = container.read(llic_imaging.encode(a, tile=64))
+    p = ChunkParams.unpack(c.payload(1))[0]
+    assert p.coded
+    assert not p.resid
+    with pytest.raises(llic_imaging.StreamError, match="constant tile"):
+        llic_imaging.decode(_with_chunk(c, 1, replace(p, kind=5, gain=32, tighten=2)))
+    b = _shifting_slices()[:2]
+    c = container.read(llic_imaging.encode(b, tile=64, context=1))
+    p = ChunkParams.unpack(c.payload(1))[0]
+    forged = _with_chunk(c, 1, replace(p, kind=5, gain=64, tighten=4))
+    with pytest.raises(llic_imaging.StreamError, match="context group"):
+        llic_imaging.decode(forged)  # the header says K = 1: no plane has a reference
+    c = container.read(llic_imaging.encode(b, tile=64, context=2))
+    p = ChunkParams.unpack(c.payload(1))[0]
+    with pytest.raises(llic_imaging.LlicError):
+        llic_imaging.decode(_with_chunk(c, 1, replace(p, kind=5, gain=p.gain ^ 64, tighten=4)))
