@@ -108,7 +108,7 @@ class ChunkParams:
     def pack(self) -> bytes:
         """The compact header (codec format 3): one byte ``kind | shift << 3``, then LEB128
         varints of zigzag(vmin), for a coded chunk vmax and mid, for a resid chunk gain and
-        tighten: 2-12 bytes (an 8-bit tile's coded header 5) instead of formats 1-2's fixed 14,
+        tighten: 2-13 bytes (an 8-bit tile's coded header 5) instead of formats 1-2's fixed 14,
         0.3 % of an 8-bit CT slice's stream."""
         out = bytearray([self.kind | self.shift << 3])
         fields = [_zigzag(self.vmin)]
@@ -147,6 +147,7 @@ class ChunkParams:
 
     @classmethod
     def _unpack_compact(cls, payload: bytes) -> tuple[ChunkParams, int]:
+        """A format 3 header (see :meth:`pack`) and its length in bytes; unchecked."""
         if not payload:
             msg = "chunk payload is empty; it has no header"
             raise StreamError(msg)
