@@ -594,3 +594,30 @@ def test_forged_resid_chunks_fail_cleanly() -> None:
     p = ChunkParams.unpack(c.payload(1))[0]
     with pytest.raises(llic_imaging.LlicError):
         llic_imaging.decode(_with_chunk(c, 1, replace(p, kind=5, gain=p.gain ^ 64, tighten=4)))
+
+
+def _streaky() -> np.ndarray:
+    """Noise correlated along rows (a detector's streaks): the network's errors at a pixel and
+    its left neighbour correlate, which feedback chunks take."""
+    rng = np.random.default_rng(11)
+    noise = rng.normal(0, 40, (96, 134))
+    noise = sum(noise[:, k : k + 128] for k in range(7)) / 7
+    x = np.arange(128)[None, :]
+    return (2000 + 300 * np.sin(x / 15) + noise).astype(np.uint16)
+
+
+def test_feedback_chunks_round_trip_and_match_the_rate_map() -> None:
+    from llic_imaging.codec.engine import ChunkParams
+
+    a = _streaky()
+    s = llic_imaging.encode(a, tile=64)
+    c = container.read(s)
+    kinds = [ChunkParams.unpack(c.payload(i))[0] for i in range(len(c.chunks))]
+    assert sum(k.feedback for k in kinds) >= 2
+    assert all(k.taps == 1 and k.gain > 0 for k in kinds if k.feedback)  # the W neighbour
+    np.testing.assert_array_equal(llic_imaging.decode(s), a)
+    np.testing.assert_array_equal(llic_imaging.decode(s, window=(10, 70, 40, 50)), a[10:50, 70:120])
+    assert llic_imaging.encode(a, tile=64, numthreads=2) == s
+    payload = sum(len(c.payload(i)) for i in range(len(c.chunks)))
+    rates = llic_imaging.rate_map(a, tile=64)
+    assert abs(rates.sum() / (8 * payload) - 1) < 0.01

@@ -121,3 +121,25 @@ def test_cross_process_resid_chunks(tmp_path: Path) -> None:
     assert any(ChunkParams.unpack(c.payload(i))[0].resid for i in range(len(c.chunks)))
     _run(tmp_path, "decode", "1", "0", "4096", str(tmp_path / "a.llic"), str(out))
     np.testing.assert_array_equal(np.load(out), a)
+
+
+def test_cross_process_feedback_chunks(tmp_path: Path) -> None:
+    """Feedback chunks refine each step from the errors of earlier steps: the same stream from
+    two encoder settings, the same pixels in a decoder with others."""
+    from llic_imaging import container
+    from llic_imaging.codec.engine import ChunkParams
+
+    rng = np.random.default_rng(11)
+    noise = rng.normal(0, 40, (96, 134))
+    noise = sum(noise[:, k : k + 128] for k in range(7)) / 7
+    a = (2000 + 300 * np.sin(np.arange(128)[None, :] / 15) + noise).astype(np.uint16)
+    src, out = tmp_path / "img.npy", tmp_path / "out.npy"
+    np.save(src, a)
+    _run(tmp_path, "encode", "2", "1", str(1 << 20), str(src), str(tmp_path / "a.llic"))
+    _run(tmp_path, "encode", "1", "0", "4096", str(src), str(tmp_path / "b.llic"))
+    stream = (tmp_path / "a.llic").read_bytes()
+    assert (tmp_path / "b.llic").read_bytes() == stream
+    c = container.read(stream)
+    assert any(ChunkParams.unpack(c.payload(i))[0].feedback for i in range(len(c.chunks)))
+    _run(tmp_path, "decode", "1", "0", "4096", str(tmp_path / "a.llic"), str(out))
+    np.testing.assert_array_equal(np.load(out), a)

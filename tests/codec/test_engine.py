@@ -63,8 +63,9 @@ def test_delta_chunk_header_limits(compact: bool) -> None:
     bad = [ChunkParams(1, -0xFFFF, 10, 0, 0), ChunkParams(1, 0, 10, 13, 0)]
     bad += [ChunkParams(1, 0, 10, 0, 11), ChunkParams(4, 0, 10, 0, 0), ChunkParams(7, 0, 9, 0, 0)]
     bad += [ChunkParams(5, 0, 10, 0, 0, 256), ChunkParams(5, 0, 10, 0, 0, 8, 16)] if compact else []
-    if not compact:  # formats 1-2 have neither resid chunks nor the fields
-        bad.append(ChunkParams(5, 0, 10, 0, 0))
+    bad += [ChunkParams(9, 0, 10, 0, 0, 8, 2, 4), ChunkParams(13, 0, 10, 0, 0)] if compact else []
+    if not compact:  # formats 1-2 have neither refined chunks nor their fields
+        bad += [ChunkParams(5, 0, 10, 0, 0), ChunkParams(9, 0, 10, 0, 0)]
     for p in bad:
         with pytest.raises(StreamError):
             ChunkParams.unpack(pack(p), compact=compact)
@@ -81,14 +82,16 @@ def test_delta_chunk_header_limits(compact: bool) -> None:
         ChunkParams(1, -0x8000, 0xFFFF, 0, 0xFFFF),
         ChunkParams(5, 3, 250, 2, 128, 40, 2),
         ChunkParams(5, -0x8000, 0xFFFF, 12, 0xFFFF, 255, 15),
+        ChunkParams(9, 7, 4000, 3, 2000, 40, 2, 3),
+        ChunkParams(9, -0x8000, 0xFFFF, 12, 0xFFFF, 255, 15, 3),
     ],
 )
 def test_compact_chunk_header_round_trips(p: ChunkParams) -> None:
-    """Format 3's header is 2-13 bytes and reads back exactly; any cut inside it is an error."""
+    """Format 3's header is 2-14 bytes and reads back exactly; any cut inside it is an error."""
     data = p.pack()
-    assert len(data) <= 13 < engine._CHUNK_HEADER.size
+    assert len(data) <= 14
     assert ChunkParams.unpack(data + b"words") == (p, b"words")
-    if not p.resid:
+    if not p.resid and not p.feedback:
         assert ChunkParams.unpack(_fixed(p) + b"words", compact=False) == (p, b"words")
     for cut in range(len(data)):
         with pytest.raises(StreamError):
@@ -133,3 +136,21 @@ def test_recorded_prediction_errors_equal_the_teacher_forced_pass() -> None:
     for b in (0, 1):
         np.testing.assert_array_equal(recorded[b][geo.inside], dense[b][geo.inside])
         assert np.abs(recorded[b][geo.inside]).max() > 0
+
+
+def test_neighbour_errors_read_causal_neighbours_inside_the_patch() -> None:
+    """Feedback reads W, N, NE and NW (all decoded in earlier steps) with the chosen weights,
+    and 0 beyond the patch's edges, where the decoder has nothing."""
+    e = np.arange(1, 17, dtype=np.int64).reshape(1, 4, 4) * 8
+    padded = engine._padded(e)
+    r, c = np.array([0, 1, 2, 3]), np.array([0, 2, 3, 1])
+    at = (np.zeros(4, np.int64), r, c)
+    assert engine._neighbour_errors(padded, at, 1).tolist() == [0, 8 * 6, 8 * 11, 8 * 13]  # W
+    assert engine._neighbour_errors(padded, at, 2).tolist() == [0, 8 * 3, 8 * 8, 8 * 10]  # N
+    # mean of four, NE outside the patch at the last column
+    assert engine._neighbour_errors(padded, at, 0).tolist() == [
+        0,
+        (6 + 3 + 4 + 2) * 2,
+        (11 + 8 + 0 + 7) * 2,
+        (13 + 10 + 11 + 9) * 2,
+    ]

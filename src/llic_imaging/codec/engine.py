@@ -47,16 +47,19 @@ __all__ = [
 _CHUNK_HEADER = struct.Struct("<BiIBI")  # codec formats 1-2: kind, vmin, vmax, shift, mid
 _KIND_CONSTANT, _KIND_CODED = 0, 1
 _DELTA = 2  # kind flag: the values are differences to the same tile of the previous plane
-# kind flag (format 3): predictions add gain/64 of the previous plane's prediction error at the
-# same place, and the scale level drops by ``tighten`` (docs/design.md, "Context across planes")
-_RESID = 4
-_KINDS = (_KIND_CONSTANT, _KIND_CODED, _DELTA, _DELTA | _KIND_CODED, _RESID | _KIND_CODED)
-# the encoder's search grid for a resid chunk (on every 4th pixel; the choice is in the header)
-_GAINS = tuple(range(0, 80, 8))
-_TIGHTEN = (0, 2, 4, 6, 8, 10)
+# kind flags of refined chunks (format 3): predictions add gain/64 of a prediction error, and the
+# scale level drops by ``tighten`` (docs/design.md). The error is the previous plane's at the
+# same pixel (resid) or a weighted mean of the tile's own at causal neighbours (feedback).
+_RESID, _FEEDBACK = 4, 8
+_KINDS = (_KIND_CONSTANT, _KIND_CODED, _DELTA, _DELTA | _KIND_CODED)
+_KINDS_FORMAT3 = (*_KINDS, _RESID | _KIND_CODED, _FEEDBACK | _KIND_CODED)
+# feedback taps: weights (summing to 8) of the errors at W, N, NE and NW, chosen per chunk
+_TAPS = ((2, 2, 2, 2), (8, 0, 0, 0), (0, 8, 0, 0), (4, 4, 0, 0))
+_TIGHTEN = (0, 2, 4, 6, 8, 10)  # the encoder's search: see _best_refinement
 # a resid chunk must save this share of the tile's own bits: below it, the dependency (reading
 # the tile decodes its reference too) is not worth it, and noise cannot pick it by chance
 _RESID_MARGIN = 0.01
+_FEEDBACK_MARGIN = 64  # bits a feedback chunk must save: its header's extra bytes, and more
 MAX_SHIFT = 12
 _BATCH_PIXELS = 1 << 18  # pixels per batch of tiles: the decoder caches ~600 bytes per pixel
 _DENSE_PIXELS = 1 << 14  # pixels per dense network call: cache-sized on CPU
@@ -82,8 +85,9 @@ class ChunkParams:
     vmax: int  # range R of the shifted values u = v - vmin
     shift: int
     mid: int
-    gain: int = 0  # resid chunks: share of the reference's prediction error, in 1/64
-    tighten: int = 0  # resid chunks: scale levels (1/8 octave) taken off the prediction
+    gain: int = 0  # refined chunks: share of the prediction error added, in 1/64
+    tighten: int = 0  # refined chunks: scale levels (1/8 octave) taken off the prediction
+    taps: int = 0  # feedback chunks: which neighbour weights (index into _TAPS)
 
     @property
     def coded(self) -> bool:
@@ -101,19 +105,25 @@ class ChunkParams:
         return bool(self.kind & _RESID)
 
     @property
+    def feedback(self) -> bool:
+        """Predictions are refined by the tile's own errors at causal neighbours."""
+        return bool(self.kind & _FEEDBACK)
+
+    @property
     def needs_reference(self) -> bool:
         """Decodes only after the same tile of the previous plane."""
         return self.delta or self.resid
 
     def pack(self) -> bytes:
-        """The compact header (codec format 3): one byte ``kind | shift << 3``, then LEB128
-        varints of zigzag(vmin), for a coded chunk vmax and mid, for a resid chunk gain and
-        tighten: 2-13 bytes (an 8-bit tile's coded header 5) instead of formats 1-2's fixed 14,
-        0.3 % of an 8-bit CT slice's stream."""
-        out = bytearray([self.kind | self.shift << 3])
+        """The compact header (codec format 3): one byte ``kind | shift << 4``, then LEB128
+        varints of zigzag(vmin), for a coded chunk vmax and mid, for a refined chunk gain and
+        tighten, for a feedback chunk taps: 2-14 bytes (an 8-bit tile's coded header 5) instead
+        of formats 1-2's fixed 14, 0.3 % of an 8-bit CT slice's stream."""
+        out = bytearray([self.kind | self.shift << 4])
         fields = [_zigzag(self.vmin)]
         fields += [self.vmax, self.mid] if self.coded else []
-        fields += [self.gain, self.tighten] if self.resid else []
+        fields += [self.gain, self.tighten] if self.resid or self.feedback else []
+        fields += [self.taps] if self.feedback else []
         for value in fields:
             while value >= 0x80:
                 out.append(value & 0x7F | 0x80)
@@ -132,9 +142,10 @@ class ChunkParams:
                 raise StreamError(msg)
             p, size = cls(*_CHUNK_HEADER.unpack_from(payload)), _CHUNK_HEADER.size
         if (
-            p.kind not in (_KINDS if compact else _KINDS[:4])
+            p.kind not in (_KINDS_FORMAT3 if compact else _KINDS)
             or p.gain > 255
             or p.tighten > 15
+            or p.taps >= len(_TAPS)
             or p.vmax > 0xFFFF
             or p.vmin < (-0xFFFF if p.delta else -0x8000)
             or p.vmin + p.vmax > 0xFFFF
@@ -151,15 +162,17 @@ class ChunkParams:
         if not payload:
             msg = "chunk payload is empty; it has no header"
             raise StreamError(msg)
-        kind, shift = payload[0] & 7, payload[0] >> 3
-        values, pos = [], 1
-        for _ in range(1 + 2 * bool(kind & _KIND_CODED) + 2 * bool(kind & _RESID)):
-            value, pos = _read_varint(payload, pos)
-            values.append(value)
-        values += [0] * (5 - len(values))
-        vmin = values[0] >> 1 ^ -(values[0] & 1)
-        vmax, mid, gain, tighten = values[1:] if kind & _KIND_CODED else (0, 0, *values[1:3])
-        return cls(kind, vmin, vmax, shift, mid, gain, tighten), pos
+        kind, shift = payload[0] & 15, payload[0] >> 4
+        coded, refined = bool(kind & _KIND_CODED), bool(kind & (_RESID | _FEEDBACK))
+        names = ["vmin", *["vmax", "mid"] * coded, *["gain", "tighten"] * refined]
+        names += ["taps"] * bool(kind & _FEEDBACK)
+        fields, pos = {}, 1
+        for name in names:
+            fields[name], pos = _read_varint(payload, pos)
+        fields["vmin"] = fields["vmin"] >> 1 ^ -(fields["vmin"] & 1)
+        fields.setdefault("vmax", 0)
+        fields.setdefault("mid", 0)
+        return cls(kind, shift=shift, **fields), pos
 
 
 def _zigzag(v: int) -> int:
@@ -330,22 +343,67 @@ def _resid_refs(
     }
 
 
-def _best_resid(
-    pred: tuple[np.ndarray, np.ndarray, np.ndarray], error16: np.ndarray, p: ChunkParams
+def _best_refinement(
+    pred: tuple[np.ndarray, np.ndarray, np.ndarray], options: list[tuple[ChunkParams, np.ndarray]]
 ) -> tuple[float, ChunkParams, tuple]:
-    """The resid option of a tile: ``(bits, params, refined prediction)`` for the gain and
-    tighten of the search grid that code every 4th pixel smallest."""
+    """The best refined option of a tile: ``(bits, params, refined prediction)``.
+
+    ``options`` pairs a header template (kind, taps) with its error in stream order. The search
+    runs on every 8th pixel: gains 16, 32 and 48 at tighten 2 for every option, then every
+    tighten at the best gain and its neighbours 8 apart (30 trials for one option)."""
     mu, sc, u = pred
-    sub = slice(None, None, 4)
+    sub = slice(None, None, 8)
 
-    def cost(q: ChunkParams, k: slice) -> float:
-        return float(focus.code_lengths(*_refine(mu[k], sc[k], error16[k], q), u[k], p.vmax).sum())
+    def cost(q: ChunkParams, e: np.ndarray, k: slice) -> float:
+        return float(focus.code_lengths(*_refine(mu[k], sc[k], e[k], q), u[k], q.vmax).sum())
 
+    trials = [(replace(t, gain=g, tighten=2), e) for t, e in options for g in (16, 32, 48)]
+    q, e = min(trials, key=lambda t: cost(*t, sub))
+    near = [q.gain - 8, q.gain, q.gain + 8]
+    q = min(
+        (replace(q, gain=g, tighten=t) for g in near for t in _TIGHTEN),
+        key=lambda q: cost(q, e, sub),
+    )
+    return cost(q, e, slice(None)), q, (*_refine(mu, sc, e, q), u)
+
+
+def _padded(errors: np.ndarray) -> np.ndarray:
+    """(n_patches, P, P) errors in a zero frame (one row above, one column each side), so that
+    every causal neighbour read is in bounds and reads 0 outside the patch."""
+    n, p, _ = errors.shape
+    out = np.zeros((n, p + 1, p + 2), np.int64)
+    out[:, 1:, 1:-1] = errors
+    return out
+
+
+def _neighbour_errors(padded: np.ndarray, at: tuple, taps: int) -> np.ndarray:
+    """Weighted mean of the errors at W, N, NE and NW of the positions ``at`` (patch, row,
+    column index arrays, broadcast together) from :func:`_padded` errors; floor of sum / 8."""
+    k, r, c = at
+    w = _TAPS[taps]
+    acc = w[0] * padded[k, r + 1, c] + w[1] * padded[k, r, c + 1]
+    acc += w[2] * padded[k, r, c + 2] + w[3] * padded[k, r, c]
+    return acc >> 3
+
+
+def _feedback_option(
+    geo: Geometry, dense: tuple[np.ndarray, np.ndarray, np.ndarray], p: ChunkParams, own: float
+) -> tuple[float, ChunkParams, tuple]:
+    """A coded tile's best feedback refinement, ``(bits, params, refined prediction)``, from its
+    teacher-forced ``(mu16, scale, u)`` (patch layout) and its own bits ``own``. The bits are
+    infinite unless they save ``_FEEDBACK_MARGIN``: then the tile is better coded as itself."""
+    mu, sc, u = dense
+    inside = geo.inside.reshape(-1)
+    errors = _padded(np.where(inside, 16 * u - mu, 0).reshape(geo.n_patches, geo.patch, -1))
+    pos = geo.stream_order
+    p2 = geo.patch * geo.patch
+    at = (pos // p2, pos % p2 // geo.patch, pos % geo.patch)
+    template = replace(p, kind=p.kind | _FEEDBACK)
     options = [
-        replace(p, kind=p.kind | _RESID, gain=g, tighten=t) for g in _GAINS for t in _TIGHTEN
+        (replace(template, taps=t), _neighbour_errors(errors, at, t)) for t in range(len(_TAPS))
     ]
-    q = min(options, key=lambda q: cost(q, sub))
-    return cost(q, slice(None)), q, (*_refine(mu, sc, error16, q), u)
+    bits, q, refined = _best_refinement((mu[pos], sc[pos], u[pos]), options)
+    return (bits if bits < own - _FEEDBACK_MARGIN else np.inf), q, refined
 
 
 def _predictions(
@@ -396,7 +454,9 @@ def encode_tiles(
         if i in deltas:
             jobs.append((i, *deltas[i]))
     n_options: dict[int, int] = defaultdict(int)  # coding options of every coded tile
-    for i in [i for i, _, _ in jobs] + list(resid):
+    for i, _, p in jobs:
+        n_options[i] += 1 if p.delta else 2  # a tile as itself also has its feedback option
+    for i in resid:
         n_options[i] += 1
     if progress:
         progress(len(refs) - len(n_options))
@@ -408,20 +468,23 @@ def encode_tiles(
         pos = geo.stream_order
         pred = (mu[pos], sc[pos], u[pos])
         found = pending[i]
-        found.append((None, p, pred))
-        if not p.delta:
+        if p.delta:
+            found.append((None, p, pred))
+        else:
+            own = float(focus.code_lengths(*pred, p.vmax).sum())
+            found.append((own, p, pred))
+            found.append(_feedback_option(geo, (mu, sc, u), p, own))
             if i in needed:
                 errors[i] = 16 * pred[2] - pred[0]
             if i in resid:
-                own = float(focus.code_lengths(*pred, p.vmax).sum())
-                found[-1] = (own, p, pred)
-                bits, q, refined = _best_resid(pred, errors.pop(resid[i]), p)
+                option = [(replace(p, kind=p.kind | _RESID), errors.pop(resid[i]))]
+                bits, q, refined = _best_refinement(pred, option)
                 # under the margin the dependency does not pay: never the cheapest then
                 found.append((bits if bits < (1 - _RESID_MARGIN) * own else np.inf, q, refined))
         if len(found) < n_options[i]:
             continue
         del pending[i]
-        if len(found) > 1:  # the fewest bits; the first option on a tie
+        if len(found) > 1:  # the fewest bits; the first option on a tie (intra first)
             bits = [
                 float(focus.code_lengths(*pr, q.vmax).sum()) if b is None else b
                 for b, q, pr in found
@@ -599,23 +662,30 @@ def _decode_batch(
     patch, n = geo.patch, len(params)
     pixels = np.zeros((n * geo.n_patches, patch, patch), np.float32)
     raw = {b: np.zeros((geo.n_patches, patch, patch), np.int64) for b in record}
+    own = {
+        b: _padded(np.zeros((geo.n_patches, patch, patch), np.int64))
+        for b, p in enumerate(params)
+        if p.feedback
+    }
+    patches = np.arange(geo.n_patches)[:, None]
     for s, mask in enumerate(geo.step_inside):
-        cells = geo.step_cells(s)
-        mu, sc = (
-            np.asarray(t).astype(np.int64).reshape(n, *mask.shape)[:, mask]
-            for t in steps.predict(s)
-        )
-        for b, r in raw.items():  # the network's own predictions, before any refinement
-            at_step = np.zeros(mask.shape, np.int64)
-            at_step[mask] = mu[b]
-            r[:, *cells] = at_step
+        r, c = geo.step_cells(s)
+        grid = [np.asarray(t).astype(np.int64).reshape(n, *mask.shape) for t in steps.predict(s)]
+        mu, sc = (g[:, mask] for g in grid)
+        for b, kept in raw.items():  # the network's own predictions, before any refinement
+            kept[:, r, c] = np.where(mask, grid[0][b], 0)
         for b, e in errors.items():
-            mu[b], sc[b] = _refine(mu[b], sc[b], e[:, *cells][mask], params[b])
+            mu[b], sc[b] = _refine(mu[b], sc[b], e[:, r, c][mask], params[b])
+        for b, e in own.items():
+            near = _neighbour_errors(e, (patches, r[None], c[None]), params[b].taps)
+            mu[b], sc[b] = _refine(mu[b], sc[b], near[mask], params[b])
         step_vals = np.zeros((n, *mask.shape), np.float32)
         step_vals[:, mask] = decoders.decode_step(mu, sc)
+        for b, e in own.items():  # errors against the network's own mean, as the encoder's
+            e[:, r + 1, c + 1] = np.where(mask, 16 * step_vals[b].astype(np.int64) - grid[0][b], 0)
         step_vals = step_vals.reshape(-1, mask.shape[1])
         steps.write(s, step_vals)
-        pixels[:, *cells] = step_vals
+        pixels[:, r, c] = step_vals
     pixels = pixels.astype(np.int64).reshape(n, geo.n_patches, patch, patch)
     values = [geo.from_patches(pixels[b]) + p.vmin for b, p in enumerate(params)]
     return values, {b: 16 * pixels[b] - r for b, r in raw.items()}
@@ -624,12 +694,20 @@ def _decode_batch(
 def _tile_bits(
     net, stack: np.ndarray, refs: list[TileRef], patch: int, device: torch.device
 ) -> Iterator[tuple[TileRef, np.ndarray]]:
-    """Bits of every pixel of each coded tile under the integer tables, ``(ref, (h, w))``."""
+    """Bits of every pixel of each coded tile under the integer tables, ``(ref, (h, w))``: the
+    encoder's choice between the tile's own predictions and their feedback refinement."""
     tiles, params, coded = _side_info(stack, refs)
     jobs = [(refs[i], tiles[i], params[i]) for i in coded]
     for j, geo, mu, sc, u in _predictions(net, jobs, patch, device):
         ref, _, p = jobs[j]
-        bits = focus.code_lengths(mu, sc, u, p.vmax)
+        pos = geo.stream_order
+        pred = (mu[pos], sc[pos], u[pos])
+        own = float(focus.code_lengths(*pred, p.vmax).sum())
+        refined_bits, _, refined = _feedback_option(geo, (mu, sc, u), p, own)
+        if refined_bits < own:
+            pred = refined
+        bits = np.zeros(mu.shape)
+        bits[pos] = focus.code_lengths(*pred, p.vmax)
         yield ref, geo.from_patches(bits.reshape(geo.n_patches, patch, patch))
 
 
