@@ -12,6 +12,11 @@ itself with every prediction refined by the reference's prediction error at the 
 ``resid`` chunk), whichever the network codes in the fewest bits. Such chunks decode after
 their reference, so a tile needs at most ``K - 1`` others; every other chunk decodes on its
 own. Design and measurements: docs/design.md ("Context across planes").
+
+Feedback: any coded tile may also refine its means with its own errors at causal neighbours
+(a ``feedback`` chunk; docs/design.md, "Feedback chunks"), where the encoder finds that it
+saves bits. Refinements are integer arithmetic on the network's integer predictions
+(:func:`_refine`), so encoder and decoder stay bit-exact.
 """
 
 from __future__ import annotations
