@@ -435,10 +435,11 @@ def encode_tiles(
 ) -> list[bytes]:
     """Chunk payloads (header + range-coded words) of every tile in ``refs``, in order.
 
-    With ``context`` K > 1 a tile may be coded in up to three ways, and the one the network
-    codes in the fewest bits is kept (all from their own predictions): as itself; as a delta
-    chunk (:func:`_deltas`' candidates; a constant difference is taken at once); as a resid
-    chunk (itself, with its predictions refined by the previous plane's prediction error).
+    A coded tile is kept as itself or as a feedback chunk (its predictions refined by its own
+    errors at causal neighbours, :func:`_feedback_option`). With ``context`` K > 1 it may also
+    be a delta chunk (:func:`_deltas`' candidates; a constant difference is taken at once) or
+    a resid chunk (its predictions refined by the previous plane's prediction error). The
+    option the network codes in the fewest bits is kept, each coded from its own predictions.
     """
     tiles, params, coded = _side_info(stack, refs)
     intra = list(params)
