@@ -18,7 +18,7 @@ Both would be encoder-side choices signalled in a chunk's header, integer-exact 
   by whichever of the default and the second model codes it smaller (one header bit), against
   the default alone. If trained models erred differently, a second model would pay.
 * **resid** (built in session 11): the tile coded as itself, its predictions refined by the
-  previous plane's prediction error (``engine._best_resid``, the encoder's own search, taken
+  previous plane's prediction error (``engine._best_refinement``, the encoder's own search, taken
   only where it saves 1 % of the tile's bits as the encoder does), on the same pairs.
 """
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -63,26 +64,25 @@ def _bits(net, jobs: list, offsets: tuple[int, ...] = (0,)) -> np.ndarray:
     return out
 
 
+def _planes(source: Path, group: str):
+    """The validation planes of ``group`` that ``llic bench`` counts (non-constant)."""
+    return (p for p in corpus.iter_planes(source, groups=[group]) if not p.constant)
+
+
 def scale_offsets(net, source: Path) -> dict:
     """Mean bps per group: as trained, best offset per image, best offset per tile."""
     rows = {}
     for group in GROUPS_16:
         base, image, tile = [], [], []
-        for f in corpus.files(source):
-            if f.group != group or f.split != "validation":
-                continue
-            for p in corpus.read_planes(f):
-                if p.constant:
-                    continue
-                stack = p.array[None]
-                refs = engine.tile_grid(stack.shape, 256)
-                tiles, params, coded = engine._side_info(stack, refs)
-                jobs = [(refs[i], tiles[i], params[i]) for i in coded]
-                bits = _bits(net, jobs, OFFSETS)
-                n = p.array.size
-                base.append(bits[:, OFFSETS.index(0)].sum() / n)
-                image.append(bits.sum(0).min() / n)
-                tile.append(bits.min(1).sum() / n)
+        for p in _planes(source, group):
+            stack = p.array[None]
+            refs = engine.tile_grid(stack.shape, 256)
+            tiles, params, coded = engine._side_info(stack, refs)
+            bits = _bits(net, [(refs[i], tiles[i], params[i]) for i in coded], OFFSETS)
+            n = p.array.size
+            base.append(bits[:, OFFSETS.index(0)].sum() / n)
+            image.append(bits.sum(0).min() / n)
+            tile.append(bits.min(1).sum() / n)
         rows[group] = {
             "as trained": round(float(np.mean(base)), 4),
             "best offset per image": round(float(np.mean(image)), 4),
@@ -97,21 +97,16 @@ def model_per_tile(net, second, source: Path) -> dict:
     rows = {}
     for group in GROUPS_16:
         sums, k = np.zeros(3), 0
-        for f in corpus.files(source):
-            if f.group != group or f.split != "validation":
-                continue
-            for p in corpus.read_planes(f):
-                if p.constant:
-                    continue
-                stack = p.array[None]
-                refs = engine.tile_grid(stack.shape, 256)
-                bits = [
-                    [float(b.sum()) for _, b in engine._tile_bits(n, stack, refs, PATCH, CPU)]
-                    for n in (net, second)
-                ]
-                a, b = np.array(bits)
-                sums += np.array([a.sum(), b.sum(), np.minimum(a, b).sum()]) / p.array.size
-                k += 1
+        for p in _planes(source, group):
+            stack = p.array[None]
+            refs = engine.tile_grid(stack.shape, 256)
+            bits = [
+                [float(b.sum()) for _, b in engine._tile_bits(n, stack, refs, PATCH, CPU)]
+                for n in (net, second)
+            ]
+            a, b = np.array(bits)
+            sums += np.array([a.sum(), b.sum(), np.minimum(a, b).sum()]) / p.array.size
+            k += 1
         first, other, best = (round(float(v / k), 4) for v in sums)
         rows[group] = {"default": first, "second": other, "cheaper per tile": best}
         print(group, rows[group], flush=True)
@@ -163,7 +158,8 @@ def linear_prediction(net, source: Path) -> dict:
             if o["intra"] is not None and o["ref"] is not None:
                 mu, _, u = preds[o["ref"]]
                 p = jobs[o["intra"]][2]
-                resid = engine._best_resid(preds[o["intra"]], 16 * u - mu, p)[0]
+                option = [(replace(p, kind=p.kind | engine._RESID), 16 * u - mu)]
+                resid = engine._best_refinement(preds[o["intra"]], option)[0]
                 if resid < (1 - engine._RESID_MARGIN) * c["intra"]:
                     c["resid"] = resid
             cost.append(c)

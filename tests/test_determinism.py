@@ -97,49 +97,42 @@ def test_cross_process_decode_with_plane_context(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.load(out), a)
 
 
-def test_cross_process_resid_chunks(tmp_path: Path) -> None:
-    """Resid chunks rerun the teacher-forced pass on their decoded reference: another process
-    with other threads, oneDNN and batch sizes must get the same integers, and the encoder's
-    settings must not change the stream."""
+def _one_stream_decoded_elsewhere(tmp_path: Path, a: np.ndarray, kind: str, *context: str) -> None:
+    """Two encoder settings give one stream holding a chunk of ``kind`` (a ``ChunkParams``
+    flag), and a process with other threads, oneDNN and batch sizes decodes it to ``a``."""
     from llic_imaging import container
     from llic_imaging.codec.engine import ChunkParams
 
+    src, out = tmp_path / "img.npy", tmp_path / "out.npy"
+    np.save(src, a)
+    _run(tmp_path, "encode", "2", "1", str(1 << 20), str(src), str(tmp_path / "a.llic"), *context)
+    _run(tmp_path, "encode", "1", "0", "4096", str(src), str(tmp_path / "b.llic"), *context)
+    stream = (tmp_path / "a.llic").read_bytes()
+    assert (tmp_path / "b.llic").read_bytes() == stream
+    c = container.read(stream)
+    assert any(getattr(ChunkParams.unpack(c.payload(i))[0], kind) for i in range(len(c.chunks)))
+    _run(tmp_path, "decode", "1", "0", "4096", str(tmp_path / "a.llic"), str(out))
+    np.testing.assert_array_equal(np.load(out), a)
+
+
+def test_cross_process_resid_chunks(tmp_path: Path) -> None:
+    """Resid chunks read the prediction errors of their reference (from its decoding, or a
+    teacher-forced pass over it): the same integers in every process and setting."""
     rng = np.random.default_rng(3)
     y, x = np.mgrid[:64, :96]
     texture = rng.normal(0, 5, x.shape)
     a = np.stack(
         [1000 + 400 * ((x + 4 * k) // 8 % 2) + 150 * np.sin(y / 5 + k) + texture for k in range(3)]
     )
-    a = (a + rng.normal(0, 1, a.shape)).astype(np.uint16)
-    src, out = tmp_path / "img.npy", tmp_path / "out.npy"
-    np.save(src, a)
-    _run(tmp_path, "encode", "2", "1", str(1 << 20), str(src), str(tmp_path / "a.llic"), "3")
-    _run(tmp_path, "encode", "1", "0", "4096", str(src), str(tmp_path / "b.llic"), "3")
-    stream = (tmp_path / "a.llic").read_bytes()
-    assert (tmp_path / "b.llic").read_bytes() == stream
-    c = container.read(stream)
-    assert any(ChunkParams.unpack(c.payload(i))[0].resid for i in range(len(c.chunks)))
-    _run(tmp_path, "decode", "1", "0", "4096", str(tmp_path / "a.llic"), str(out))
-    np.testing.assert_array_equal(np.load(out), a)
+    _one_stream_decoded_elsewhere(
+        tmp_path, (a + rng.normal(0, 1, a.shape)).astype(np.uint16), "resid", "3"
+    )
 
 
 def test_cross_process_feedback_chunks(tmp_path: Path) -> None:
-    """Feedback chunks refine each step from the errors of earlier steps: the same stream from
-    two encoder settings, the same pixels in a decoder with others."""
-    from llic_imaging import container
-    from llic_imaging.codec.engine import ChunkParams
-
+    """Feedback chunks refine each step from the errors of earlier steps."""
     rng = np.random.default_rng(11)
     noise = rng.normal(0, 40, (96, 134))
     noise = sum(noise[:, k : k + 128] for k in range(7)) / 7
     a = (2000 + 300 * np.sin(np.arange(128)[None, :] / 15) + noise).astype(np.uint16)
-    src, out = tmp_path / "img.npy", tmp_path / "out.npy"
-    np.save(src, a)
-    _run(tmp_path, "encode", "2", "1", str(1 << 20), str(src), str(tmp_path / "a.llic"))
-    _run(tmp_path, "encode", "1", "0", "4096", str(src), str(tmp_path / "b.llic"))
-    stream = (tmp_path / "a.llic").read_bytes()
-    assert (tmp_path / "b.llic").read_bytes() == stream
-    c = container.read(stream)
-    assert any(ChunkParams.unpack(c.payload(i))[0].feedback for i in range(len(c.chunks)))
-    _run(tmp_path, "decode", "1", "0", "4096", str(tmp_path / "a.llic"), str(out))
-    np.testing.assert_array_equal(np.load(out), a)
+    _one_stream_decoded_elsewhere(tmp_path, a, "feedback")
