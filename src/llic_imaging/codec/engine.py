@@ -636,8 +636,8 @@ def _reference_errors(
 ) -> dict[int, np.ndarray]:
     """The prediction errors (1/16 px) of the tiles one plane before ``refs``, already decoded
     into ``out``, keyed by ``at``: ``(n_patches, P, P)`` int64 each, from the same teacher-forced
-    pass that gave the encoder its predictions. For references decoded as deltas (or read from
-    outside the decoded set), whose step predictions were of their difference."""
+    pass that gave the encoder its predictions. For references decoded as deltas, whose step
+    predictions were of their difference."""
     if not refs:
         return {}
     tiles = [out[r.plane - 1, r.y : r.y + r.h, r.x : r.x + r.w] for r in refs]
@@ -667,34 +667,31 @@ def _decode_batch(
     steps = _stepper(net, geo, params, device)
     patch, n = geo.patch, len(params)
     pixels = np.zeros((n * geo.n_patches, patch, patch), np.float32)
-    raw = {b: np.zeros((geo.n_patches, patch, patch), np.int64) for b in record}
-    own = {
-        b: _padded(np.zeros((geo.n_patches, patch, patch), np.int64))
-        for b, p in enumerate(params)
-        if p.feedback
-    }
+    # the network's own errors (against its mean before any refinement, as the encoder's),
+    # kept for feedback chunks and for the tiles a resid chunk will read; 0 where not decoded
+    tracked = {b for b, p in enumerate(params) if p.feedback} | set(record)
+    own = {b: _padded(np.zeros((geo.n_patches, patch, patch), np.int64)) for b in tracked}
     patches = np.arange(geo.n_patches)[:, None]
     for s, mask in enumerate(geo.step_inside):
         r, c = geo.step_cells(s)
         grid = [np.asarray(t).astype(np.int64).reshape(n, *mask.shape) for t in steps.predict(s)]
         mu, sc = (g[:, mask] for g in grid)
-        for b, kept in raw.items():  # the network's own predictions, before any refinement
-            kept[:, r, c] = np.where(mask, grid[0][b], 0)
         for b, e in errors.items():
             mu[b], sc[b] = _refine(mu[b], sc[b], e[:, r, c][mask], params[b])
         for b, e in own.items():
-            near = _neighbour_errors(e, (patches, r[None], c[None]), params[b].taps)
-            mu[b], sc[b] = _refine(mu[b], sc[b], near[mask], params[b])
+            if params[b].feedback:
+                near = _neighbour_errors(e, (patches, r[None], c[None]), params[b].taps)
+                mu[b], sc[b] = _refine(mu[b], sc[b], near[mask], params[b])
         step_vals = np.zeros((n, *mask.shape), np.float32)
         step_vals[:, mask] = decoders.decode_step(mu, sc)
-        for b, e in own.items():  # errors against the network's own mean, as the encoder's
+        for b, e in own.items():
             e[:, r + 1, c + 1] = np.where(mask, 16 * step_vals[b].astype(np.int64) - grid[0][b], 0)
         step_vals = step_vals.reshape(-1, mask.shape[1])
         steps.write(s, step_vals)
         pixels[:, r, c] = step_vals
     pixels = pixels.astype(np.int64).reshape(n, geo.n_patches, patch, patch)
     values = [geo.from_patches(pixels[b]) + p.vmin for b, p in enumerate(params)]
-    return values, {b: 16 * pixels[b] - r for b, r in raw.items()}
+    return values, {b: own[b][:, 1:, 1:-1].copy() for b in record}
 
 
 def _tile_bits(
