@@ -178,11 +178,17 @@ def test_bad_inputs() -> None:
         llic_imaging.encode(np.zeros((4, 4), np.uint8), model="hpac-huge-v9")
 
 
+def _rewritten(c: container.Container, header: dict | None = None, **payloads: bytes) -> bytes:
+    """``c`` written again with valid checksums: ``header`` fields changed, and chunk ``i``'s
+    payload replaced where ``payloads`` has ``chunk{i}``, to forge what a writer would not."""
+    chunks = [(e.key, payloads.get(f"chunk{i}", c.payload(i))) for i, e in enumerate(c.chunks)]
+    return container.write(
+        {**c.header, **(header or {})}, chunks, metadata=c.metadata, array_sha256=c.array_sha256
+    )
+
+
 def _with_model_hash(stream: bytes, model_hash: str) -> bytes:
-    c = container.read(stream)
-    header = dict(c.header, model_sha256=model_hash)
-    chunks = [(e.key, c.payload(i)) for i, e in enumerate(c.chunks)]
-    return container.write(header, chunks, array_sha256=c.array_sha256)
+    return _rewritten(container.read(stream), {"model_sha256": model_hash})
 
 
 def test_stream_from_other_weights_is_refused() -> None:
@@ -316,13 +322,7 @@ def test_unknown_patch_sizes_are_refused() -> None:
     with pytest.raises(ValueError, match="patch must be one of"):
         llic_imaging.encode(np.zeros((8, 8), np.uint8), patch=48)
     data = llic_imaging.encode(np.arange(64, dtype=np.uint8).reshape(8, 8))
-    c = container.read(data)
-    forged = container.write(
-        {**c.header, "patch": 48},
-        [(k, c.payload(i)) for i, k in enumerate(c.chunks)],
-        metadata=c.metadata,
-        array_sha256=c.array_sha256,
-    )
+    forged = _rewritten(container.read(data), {"patch": 48})
     with pytest.raises(llic_imaging.StreamError, match="unsupported tile"):
         llic_imaging.decode(forged)
 
@@ -499,11 +499,7 @@ def test_plane_hashes_shorter_than_128_bits_or_not_hex_are_refused(stored: objec
     c = container.read(llic_imaging.encode(a))
     assert [len(h) for h in c.header["plane_sha256"]] == [32] * 3
     np.testing.assert_array_equal(llic_imaging.decode(llic_imaging.encode(a), 1), a[1])
-    forged = container.write(
-        {**c.header, "plane_sha256": [stored] * 3},
-        [(k, c.payload(i)) for i, k in enumerate(c.chunks)],
-        array_sha256=c.array_sha256,
-    )
+    forged = _rewritten(c, {"plane_sha256": [stored] * 3})
     np.testing.assert_array_equal(llic_imaging.decode(forged), a)  # the array digest holds
     with pytest.raises(llic_imaging.ChecksumError, match="plane 1"):
         llic_imaging.decode(forged, 1)
@@ -560,13 +556,7 @@ def _with_chunk(c: container.Container, i: int, params) -> bytes:
     """``c`` re-written with chunk ``i``'s header replaced by ``params`` (valid checksums)."""
     from llic_imaging.codec.engine import ChunkParams
 
-    chunks = []
-    for k, e in enumerate(c.chunks):
-        payload = c.payload(k)
-        if k == i:
-            payload = params.pack() + ChunkParams.unpack(payload)[1]
-        chunks.append((e.key, payload))
-    return container.write(c.header, chunks, metadata=c.metadata, array_sha256=c.array_sha256)
+    return _rewritten(c, **{f"chunk{i}": params.pack() + ChunkParams.unpack(c.payload(i))[1]})
 
 
 def test_forged_resid_chunks_fail_cleanly() -> None:
