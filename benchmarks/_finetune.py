@@ -14,7 +14,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from llic_imaging.train.loop import TrainConfig, _lr
+from llic_imaging.train.loop import TrainConfig, lr_at
 
 
 def finetune(
@@ -27,7 +27,7 @@ def finetune(
     t0 = time.time()
     for step in range(steps):
         for grp in opt.param_groups:
-            grp["lr"] = _lr(sched, step)
+            grp["lr"] = lr_at(sched, step)
         loss = batch_loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()

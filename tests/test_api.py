@@ -611,3 +611,81 @@ def test_feedback_chunks_round_trip_and_match_the_rate_map() -> None:
     payload = sum(len(c.payload(i)) for i in range(len(c.chunks)))
     rates = llic_imaging.rate_map(a, tile=64)
     assert abs(rates.sum() / (8 * payload) - 1) < 0.01
+
+
+def _period_three() -> np.ndarray:
+    """Two planes of noise on a column pattern of period 3 that no training image has: a
+    30-step adapter pays for itself there."""
+    rng = np.random.default_rng(5)
+    x = np.arange(128)[None, None, :]
+    return (1000 + 40 * (x % 3 == 0) + rng.normal(0, 2, (2, 128, 128))).astype(np.uint16)
+
+
+@pytest.fixture(scope="module")
+def adapted_stream() -> tuple[np.ndarray, bytes]:
+    a = _period_three()
+    return a, llic_imaging.encode(a, tile=64, adapt=30)
+
+
+def test_adapted_streams_round_trip_and_read_any_plane_or_window(adapted_stream) -> None:
+    a, s = adapted_stream
+    info = llic_imaging.info(s)
+    assert info.adapted
+    assert info.codec_format == 4
+    assert len(s) < 0.97 * len(llic_imaging.encode(a, tile=64))
+    np.testing.assert_array_equal(llic_imaging.decode(s), a)
+    np.testing.assert_array_equal(llic_imaging.decode(s, 1), a[1])
+    np.testing.assert_array_equal(
+        llic_imaging.decode(s, window=(70, 10, 30, 90)), a[0, 70:100, 10:100]
+    )
+    assert llic_imaging.encode(a, tile=64, adapt=30, numthreads=2) == s  # fitting is 1-thread
+
+
+def test_adaptation_that_does_not_pay_leaves_the_plain_stream() -> None:
+    a = _streaky()
+    s = llic_imaging.encode(a, tile=64, adapt=30)
+    assert s == llic_imaging.encode(a, tile=64)
+    assert not llic_imaging.info(s).adapted
+    assert llic_imaging.info(s).codec_format == 3
+
+
+@pytest.mark.parametrize("adapt", [-1, 1.5, "yes"])
+def test_bad_adapt_values_are_refused(adapt: object) -> None:
+    with pytest.raises(ValueError, match="adapt"):
+        llic_imaging.encode(np.zeros((8, 8), np.uint8), adapt=adapt)
+
+
+def _zero_adapter() -> bytes:
+    """A well-formed adapter that changes nothing: decoding with it gives the wrong image."""
+    from llic_imaging.codec import adapt
+
+    net = zoo.load()[0]
+    return adapt.pack(np.zeros(sum(p.numel() for p in net.state_dict().values()), np.int64))
+
+
+def test_forged_adapters_fail_cleanly(adapted_stream) -> None:
+    a, s = adapted_stream
+    c = container.read(s)
+    last = len(c.chunks) - 1
+    forged = {
+        "format 3 with an adapter": _rewritten(c, {"format": 3}),
+        "adapter flag 2": _rewritten(c, {"adapter": 2}),
+        "no adapter flag": _rewritten(c, {"adapter": 0}),
+        "junk adapter": _rewritten(c, **{f"chunk{last}": b"\x00" * 40}),
+        "the base model's adapter": _rewritten(c, **{f"chunk{last}": _zero_adapter()}),
+    }
+    for stream in forged.values():
+        with pytest.raises(llic_imaging.LlicError):
+            llic_imaging.decode(stream)
+    flipped = bytearray(s)
+    flipped[-5] ^= 1  # inside the adapter chunk, the last one
+    with pytest.raises(llic_imaging.ChecksumError):
+        llic_imaging.decode(bytes(flipped))
+    missing = container.write(
+        c.header,
+        [(e.key, c.payload(i)) for i, e in enumerate(c.chunks[:last])],
+        metadata=c.metadata,
+        array_sha256=c.array_sha256,
+    )
+    with pytest.raises(StreamError):
+        llic_imaging.decode(missing)

@@ -35,10 +35,13 @@ __all__ = [
 ]
 
 CODEC = "hpac"
-FORMAT = 3  # newest codec payload format this library reads and writes:
+FORMAT = 4  # newest codec payload format this library reads and writes:
 # 1: chunk header, step order, focus coding, CDF grid v1, LUT v1; 2: 1 + delta chunks (context);
-# 3: 2 with compact chunk headers (2-10 bytes instead of 14). Streams written since format 3
-# record 3; a stream records the format it was written in, and all three still decode.
+# 3: 2 with compact chunk headers (2-10 bytes instead of 14); 4: 3 + an adapter chunk (per-image
+# adaptation, codec.adapt). A stream records the format it was written in (3 unless it carries
+# an adapter, so older readers still read unadapted streams), and all four still decode.
+ADAPTED_FORMAT = 4
+UNADAPTED_FORMAT = 3
 MAX_CONTEXT = 1024
 # Stacks default to context groups of 4 planes (session 7): RGB / RGBN rasters code 18-30 %
 # smaller, an 8-bit MR volume 4 % (docs/benchmarks.md), while reading one plane decodes at most
@@ -85,6 +88,7 @@ class StreamInfo:
     metadata_bytes: int
     level: int
     context: int = 1  # plane context group K (1: every tile decodes on its own)
+    adapted: bool = False  # carries a per-image adapter (encode(..., adapt=True))
 
     @property
     def raw_bytes(self) -> int:
@@ -127,6 +131,7 @@ def encode(
     tile: int | None = None,
     patch: int | None = None,
     context: int | None = None,
+    adapt: bool | int = False,
     numthreads: int | None = None,
     device: str | None = None,
     metadata: bytes | None = None,
@@ -160,6 +165,12 @@ def encode(
         MR volumes). Decoding one plane then decodes up to K - 1 earlier tiles at the
         same place. K is capped at the number of planes (a single plane's stream is the same
         for every K).
+    adapt
+        Per-image adaptation (``codec.adapt``): fine-tune the model on this image (``True``:
+        ``codec.adapt.STEPS`` steps, an int: that many) and store the change in the stream
+        where it saves more than it costs. Encoding takes a fitting (about 0.1 s per step)
+        and a second coding pass; decoding costs the same. The fitting runs in float, so the
+        adapted stream may differ between machines; every one decodes exactly anywhere.
     numthreads, device
         CPU threads (default 1) and ``"cpu"``/``"cuda"``; the stream does not depend on
         either.
@@ -188,6 +199,9 @@ def encode(
     if level not in (None, 1):
         msg = f"level must be None or 1, got {level!r}"
         raise ValueError(msg)
+    if not isinstance(adapt, bool | int) or adapt < 0:
+        msg = f"adapt must be True, False or a number of steps, got {adapt!r}"
+        raise ValueError(msg)
     if metadata is not None and not isinstance(metadata, bytes | bytearray | memoryview):
         msg = f"metadata must be bytes, got {type(metadata).__name__}"
         raise TypeError(msg)
@@ -198,9 +212,15 @@ def encode(
         payloads = encode_tiles(
             net, stack, refs, patch=patch, device=dev, context=context, progress=progress
         )
+        tuned = None
+        if adapt:
+            from llic_imaging.codec.adapt import STEPS
+
+            steps = STEPS if adapt is True else int(adapt)
+            tuned = _adapted_tiles(net, stack, refs, tile, patch, dev, context, steps)
     header: dict[str, Any] = {
         "codec": CODEC,
-        "format": FORMAT,
+        "format": UNADAPTED_FORMAT,
         "spec": spec.to_dict(),
         "tile": tile,
         "patch": patch,
@@ -212,13 +232,36 @@ def encode(
         header["context"] = context
     if 1 < stack.shape[0] <= _MAX_PLANE_HASHES:  # one plane: the array hash covers it
         header["plane_sha256"] = [_array_sha256(p)[:DIGEST_BYTES].hex() for p in stack]
-    chunks = [
-        (container.ChunkKey(r.plane, r.y, r.x, r.h, r.w), p)
-        for r, p in zip(refs, payloads, strict=True)
-    ]
-    return container.write(
-        header, chunks, metadata=bytes(metadata or b""), array_sha256=_array_sha256(stack)
-    )
+    keys = [container.ChunkKey(r.plane, r.y, r.x, r.h, r.w) for r in refs]
+    options = {"metadata": bytes(metadata or b""), "array_sha256": _array_sha256(stack)}
+    stream = container.write(header, list(zip(keys, payloads, strict=True)), **options)
+    if tuned is not None:  # the MDL choice: the adapter's bytes count against what it saves
+        adapter, payloads = tuned
+        header = {**header, "format": ADAPTED_FORMAT, "adapter": 1}
+        chunks = [*zip(keys, payloads, strict=True), (_adapter_key(stack.shape[0]), adapter)]
+        adapted = container.write(header, chunks, **options)
+        stream = adapted if len(adapted) < len(stream) else stream
+    return stream
+
+
+def _adapted_tiles(
+    net, stack: np.ndarray, refs: list, tile: int, patch: int, dev, context: int, steps: int
+) -> tuple[bytes, list[bytes]] | None:
+    """The adapter fitted to ``stack`` and the tiles coded with it (None: nothing to fit)."""
+    from llic_imaging.codec import adapt
+    from llic_imaging.codec.engine import encode_tiles
+
+    deltas = adapt.fit(net, stack, tile=tile, steps=steps)
+    if deltas is None or not deltas.any():
+        return None
+    tuned = adapt.adapted(net, deltas)
+    payloads = encode_tiles(tuned, stack, refs, patch=patch, device=dev, context=context)
+    return adapt.pack(deltas), payloads
+
+
+def _adapter_key(planes: int) -> container.ChunkKey:
+    """Index record of the adapter chunk: after every tile, on a plane past the last one."""
+    return container.ChunkKey(planes, 0, 0, 0, 0)
 
 
 def _choose_model(
@@ -277,6 +320,7 @@ def _parse(c: container.Container) -> tuple[PlaneSpec, dict[str, Any]]:
         spec = PlaneSpec.from_dict(h["spec"])
         tile, patch = int(h["tile"]), int(h["patch"])
         context = int(h.get("context", 1))
+        adapted = h.get("adapter", 0)
         str(h["model"])
         model_hash = str(h["model_sha256"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -288,20 +332,27 @@ def _parse(c: container.Container) -> tuple[PlaneSpec, dict[str, Any]]:
     if not MODEL_HASH_HEX <= len(model_hash) <= 64:
         msg = f"stream header's model_sha256 has {len(model_hash)} hex digits, expected {MODEL_HASH_HEX} to 64"
         raise StreamError(msg)
-    return spec, {**h, "context": context}
+    if adapted not in (0, 1) or (adapted and fmt < ADAPTED_FORMAT):
+        msg = f"stream header has adapter {adapted!r} in codec format {fmt}"
+        raise StreamError(msg)
+    return spec, {**h, "context": context, "adapter": bool(adapted)}
 
 
-def _refs_of(c: container.Container, spec: PlaneSpec, tile: int):
-    """The container's chunk table must be exactly this shape's tile grid (no hostile sizes)."""
+def _refs_of(c: container.Container, spec: PlaneSpec, tile: int, adapted: bool = False):
+    """The container's chunk table must be exactly this shape's tile grid (no hostile sizes),
+    followed by the adapter's record if the stream has one."""
     from llic_imaging.codec.engine import TileRef, tile_grid
 
     n, h, w = spec.planes, *spec.shape[-2:]
     count = n * -(-h // tile) * -(-w // tile)
-    if count != len(c.chunks) or n * h * w > MAX_SAMPLES:
+    if count + adapted != len(c.chunks) or n * h * w > MAX_SAMPLES:
         msg = f"chunk index has {len(c.chunks)} chunks; a {spec.shape} image in {tile}-pixel tiles has {count}"
         raise StreamError(msg)
     expected = tile_grid((n, h, w), tile)
-    found = [TileRef(e.plane, e.y, e.x, e.h, e.w) for e in c.chunks]
+    found = [TileRef(e.plane, e.y, e.x, e.h, e.w) for e in c.chunks[:count]]
+    if adapted and c.chunks[count].key != _adapter_key(n):
+        msg = f"chunk index record {count} is not the adapter's"
+        raise StreamError(msg)
     if found != expected:
         msg = f"chunk index does not match the {spec.shape} image cut into {tile}-pixel tiles"
         raise StreamError(msg)
@@ -358,7 +409,7 @@ def _decode(
     from llic_imaging.codec.engine import add_references, decode_tiles
 
     spec, h = _parse(c)
-    refs = _refs_of(c, spec, int(h["tile"]))
+    refs = _refs_of(c, spec, int(h["tile"]), h["adapter"])
     _check_model(h)
     n, hgt, wid = spec.planes, *spec.shape[-2:]
     if window is not None and index is None:
@@ -396,6 +447,10 @@ def _decode(
     # SHA-256 checks below (or the per-chunk crc32 for windows), so no wider buffer is needed.
     out = np.zeros((n if index is None else index - plane0 + 1, hgt, wid), spec.dtype)
     net, _, dev = _load_model(h["model"], device)
+    if h["adapter"]:
+        from llic_imaging.codec import adapt
+
+        net = adapt.adapted(net, adapt.unpack(c.payload(len(refs)), net))
     with _runtime(numthreads):
         decode_tiles(
             net,
@@ -497,6 +552,7 @@ def info(data: bytes, /) -> StreamInfo:
         metadata_bytes=len(c.metadata),
         level=int(h.get("level", 1)),
         context=h["context"],
+        adapted=h["adapter"],
     )
 
 

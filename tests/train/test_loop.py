@@ -14,7 +14,7 @@ from _train_data import make_sampler
 from llic_imaging.model import zoo
 from llic_imaging.model.hpac import HpacConfig, HpacNet
 from llic_imaging.train.cli import DEFAULT_CONFIG
-from llic_imaging.train.loop import TrainConfig, _lr, batch_bits, train
+from llic_imaging.train.loop import TrainConfig, batch_bits, lr_at, train
 
 
 def _log(out: Path) -> list[dict]:
@@ -93,7 +93,7 @@ def test_a_finished_run_resumes_to_a_no_op(tiny_cfg: TrainConfig, tmp_path: Path
 
 
 def test_learning_rate_is_a_cosine_from_lr_to_lr_final(tiny_cfg: TrainConfig) -> None:
-    rates = [_lr(tiny_cfg, s) for s in range(tiny_cfg.steps + 2)]
+    rates = [lr_at(tiny_cfg, s) for s in range(tiny_cfg.steps + 2)]
     assert rates[0] == pytest.approx(tiny_cfg.lr)
     assert rates[tiny_cfg.steps] == pytest.approx(tiny_cfg.lr_final)
     assert rates[-1] == pytest.approx(tiny_cfg.lr_final)  # clamped past the end

@@ -24,7 +24,7 @@ from llic_imaging.model.hpac import HpacConfig, HpacNet, TileParams
 from llic_imaging.train.data import Batch, CropSampler
 from llic_imaging.train.loss import bits
 
-__all__ = ["TrainConfig", "batch_bits", "batch_tensors", "train"]
+__all__ = ["TrainConfig", "batch_bits", "batch_tensors", "lr_at", "train"]
 
 PATCH = 32
 
@@ -88,7 +88,8 @@ def batch_tensors(
     return u, inside, TileParams(col(batch.shift), col(batch.mid), col(batch.vmax))
 
 
-def _lr(cfg: TrainConfig, step: int) -> float:
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Cosine schedule from ``cfg.lr`` to ``cfg.lr_final`` over ``cfg.steps``."""
     t = min(1.0, step / max(1, cfg.steps))
     return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1.0 + math.cos(math.pi * t))
 
@@ -138,7 +139,7 @@ def train(
     with open(log_path, "a" if step else "w") as log:
         while step < last:
             for g in opt.param_groups:
-                g["lr"] = _lr(cfg, step)
+                g["lr"] = lr_at(cfg, step)
             total, n = batch_bits(net, sampler.batch(cfg.batch), dev, focus=cfg.loss == "focus")
             loss = total / n
             opt.zero_grad(set_to_none=True)
@@ -150,7 +151,7 @@ def train(
                 rec = {
                     "step": step,
                     "bps": round(float(loss.detach()), 4),
-                    "lr": _lr(cfg, step),
+                    "lr": lr_at(cfg, step),
                     "s": round(time.time() - t0, 1),
                 }
                 log.write(json.dumps(rec) + "\n")
