@@ -17,7 +17,8 @@ import pytest
 WORKER = textwrap.dedent(
     """
     import sys, numpy as np, torch
-    mode, threads, mkldnn, batch, src, dst, context = (sys.argv[1:8] + ["1"])[:7]
+    mode, threads, mkldnn, batch, src, dst = sys.argv[1:7]
+    context, adapt = (sys.argv[7:] + ["1", "0"][len(sys.argv[7:]) :])[:2]
     torch.backends.mkldnn.enabled = mkldnn == "1"
     import llic_imaging
     from llic_imaging.codec import engine
@@ -25,7 +26,9 @@ WORKER = textwrap.dedent(
     engine._DENSE_PIXELS = min(engine._DENSE_PIXELS, int(batch))
     if mode == "encode":
         a = np.load(src)
-        s = llic_imaging.encode(a, tile=64, numthreads=int(threads), context=int(context))
+        s = llic_imaging.encode(
+            a, tile=64, numthreads=int(threads), context=int(context), adapt=int(adapt)
+        )
         open(dst, "wb").write(s)
     else:
         a = llic_imaging.decode(open(src, "rb").read(), numthreads=int(threads))
@@ -136,3 +139,23 @@ def test_cross_process_feedback_chunks(tmp_path: Path) -> None:
     noise = sum(noise[:, k : k + 128] for k in range(7)) / 7
     a = (2000 + 300 * np.sin(np.arange(128)[None, :] / 15) + noise).astype(np.uint16)
     _one_stream_decoded_elsewhere(tmp_path, a, "feedback")
+
+
+def test_cross_process_adapted_streams(tmp_path: Path) -> None:
+    """An adapter is fitted in float, once per machine, with one thread whatever the coding
+    threads: two encoder processes write one stream, and the adapted integer network decodes
+    it exactly in a process with other settings."""
+    import llic_imaging
+
+    rng = np.random.default_rng(5)
+    x = np.arange(128)[None, :]
+    a = (1000 + 40 * (x % 3 == 0) + rng.normal(0, 2, (128, 128))).astype(np.uint16)
+    src, out = tmp_path / "img.npy", tmp_path / "out.npy"
+    np.save(src, a)
+    _run(tmp_path, "encode", "2", "1", str(1 << 20), str(src), str(tmp_path / "a.llic"), "1", "30")
+    _run(tmp_path, "encode", "1", "0", "4096", str(src), str(tmp_path / "b.llic"), "1", "30")
+    stream = (tmp_path / "a.llic").read_bytes()
+    assert (tmp_path / "b.llic").read_bytes() == stream
+    assert llic_imaging.info(stream).adapted
+    _run(tmp_path, "decode", "1", "0", "4096", str(tmp_path / "a.llic"), str(out))
+    np.testing.assert_array_equal(np.load(out), a)

@@ -106,3 +106,10 @@ def test_images_smaller_than_a_crop_are_not_fitted(net) -> None:
     small = np.random.default_rng(0).integers(0, 4000, (1, 40, 300))
     with deterministic(1):
         assert adapt.fit(net, small, tile=64, steps=5) is None
+
+
+def test_fitting_some_parameters_leaves_the_others_unchanged(net) -> None:
+    with deterministic(1):
+        d = adapt.fit(net, _pattern().astype(np.int64), tile=64, steps=5, names={"head.bias"})
+    assert d[-2:].any()  # head.bias is the last tensor
+    assert not d[:-2].any()

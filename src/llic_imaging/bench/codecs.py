@@ -166,7 +166,11 @@ def _jpegls() -> Codec:
     )
 
 
-def _llic(numthreads: int | None, model: str | None, patch: int | None = None) -> Codec:
+def _llic(
+    numthreads: int | None, model: str | None, patch: int | None = None, *, adapt: bool = False
+) -> Codec:
+    """llic as ``encode``/``decode`` run it; ``adapt``: with per-image adaptation
+    (``llic_adapt``, not a default codec: it fits for about 30 s per plane)."""
     import llic_imaging
     from llic_imaging.model import zoo
 
@@ -177,12 +181,14 @@ def _llic(numthreads: int | None, model: str | None, patch: int | None = None) -
         if model in (None, zoo.AUTO)
         else zoo.model_info(model).name
     )
+    options = {"numthreads": numthreads, "model": model, "patch": patch, "adapt": adapt}
     return Codec(
-        "llic",
+        "llic_adapt" if adapt else "llic",
         lambda plane: Prepared(plane, bits_needed(plane)),
-        lambda p: llic_imaging.encode(p.array, numthreads=numthreads, model=model, patch=patch),
+        lambda p: llic_imaging.encode(p.array, **options),
         lambda data, p: llic_imaging.decode(data, numthreads=numthreads),
-        f"public API, {llic_imaging.version()}; coding with {coding}, numthreads={numthreads}",
+        f"public API, {llic_imaging.version()}; coding with {coding}"
+        f"{', adapted per image' if adapt else ''}, numthreads={numthreads}",
     )
 
 
@@ -194,7 +200,7 @@ _CLASSICAL: dict[str, Callable[[], Codec]] = {
     "zstd19": _zstd,
 }
 #: Every codec name ``run`` accepts.
-CODECS: tuple[str, ...] = ("llic", *_CLASSICAL)
+CODECS: tuple[str, ...] = ("llic", "llic_adapt", *_CLASSICAL)
 
 
 def resolve(
@@ -223,7 +229,10 @@ def resolve(
     codecs = []
     for name in names:
         try:
-            codec = _llic(numthreads, model, patch) if name == "llic" else _CLASSICAL[name]()
+            if name in ("llic", "llic_adapt"):
+                codec = _llic(numthreads, model, patch, adapt=name == "llic_adapt")
+            else:
+                codec = _CLASSICAL[name]()
             prepared = codec.prepare(probe)
             ok = np.array_equal(codec.decode(codec.encode(prepared), prepared), prepared.array)
         except Exception as exc:

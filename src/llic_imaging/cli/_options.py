@@ -1,7 +1,7 @@
 """Shared click options, exit codes, per-file error reporting, progress and JSON output for the CLIs.
 
 Users: ``level_opt``, ``model_opt``, ``tile_opt``, ``patch_opt``, ``context_opt`` (compress,
-demo); ``numthreads_opt`` (all but info); ``device_opt`` (compress, restore, verify, demo); ``output_opt``, ``overwrite_opt`` (compress,
+demo); ``adapt_opt`` (compress); ``numthreads_opt`` (all but info); ``device_opt`` (compress, restore, verify, demo); ``output_opt``, ``overwrite_opt`` (compress,
 restore); ``json_opt`` (all but bench); ``verbose_opt``, ``quiet_opt`` (every command). ``llic-dicom``
 uses ``numthreads_opt``, ``verbose_opt``, ``quiet_opt``, ``verbosity`` and the exit codes.
 """
@@ -23,6 +23,7 @@ import click
 from llic_imaging.errors import LlicError, LlicWarning
 
 __all__ = [
+    "adapt_opt",
     "run_main",
     "ExitCodeGroup",
     "EXIT_BUG",
@@ -138,6 +139,13 @@ context_opt = click.option(
     "off). Inside each group of K planes a tile may be coded against the previous plane (its "
     "difference, or its predictions refined by that plane's prediction errors) where that is "
     "smaller; reading one plane then decodes up to K - 1 earlier tiles.",
+)
+adapt_opt = click.option(
+    "--adapt",
+    is_flag=True,
+    help="Per-image adaptation: fine-tune the model on each image (about 30 s) and store the "
+    "change in the stream where it saves more than it costs (typically 2-8 % on CT, MR and "
+    "radiographs). Decoding costs the same as without.",
 )
 level_opt = click.option(
     "--level",

@@ -19,6 +19,7 @@ from llic_imaging.cli import _files
 from llic_imaging.cli._options import (
     EXIT_DATA,
     ExitCodeGroup,
+    adapt_opt,
     context_opt,
     device_opt,
     echo_json,
@@ -163,6 +164,7 @@ def cli() -> None:
 @tile_opt
 @patch_opt
 @context_opt
+@adapt_opt
 @numthreads_opt
 @device_opt
 @overwrite_opt
@@ -349,7 +351,9 @@ def info(archive: Path, as_json: bool) -> None:
     "--codec",
     "codecs",
     multiple=True,
-    help="Codec to run (llic, jxl_e7, jpegls, jpeg2k, png, zstd19); repeat for several (default: all).",
+    help="Codec to run (llic, jxl_e7, jpegls, jpeg2k, png, zstd19, or llic_adapt: llic with "
+    "per-image adaptation, about 30 s per plane); repeat for several (default: all but "
+    "llic_adapt).",
 )
 @click.option(
     "--split",

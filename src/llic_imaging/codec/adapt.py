@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import zlib
+from collections.abc import Collection
 
 import numpy as np
 import torch
@@ -54,12 +55,20 @@ def integers(net: HpacNet) -> dict[str, np.ndarray]:
     return out
 
 
-def fit(net: HpacNet, stack: np.ndarray, *, tile: int, steps: int = STEPS) -> np.ndarray | None:
+def fit(
+    net: HpacNet,
+    stack: np.ndarray,
+    *,
+    tile: int,
+    steps: int = STEPS,
+    names: Collection[str] | None = None,
+) -> np.ndarray | None:
     """Integer deltas (one per parameter, ``state_dict`` order) fitted to ``stack``, or None
     when it has no plane of at least CROP x CROP with two values.
 
-    One torch thread and fixed seeds: the same machine writes the same adapter whatever
-    thread count coding uses.
+    ``names``: the parameters to fit (default all; the others keep a zero delta). One torch
+    thread and fixed seeds: the same machine writes the same adapter whatever thread count
+    coding uses.
     """
     regions = _regions(stack, tile)
     sampler = CropSampler(
@@ -68,8 +77,10 @@ def fit(net: HpacNet, stack: np.ndarray, *, tile: int, steps: int = STEPS) -> np
     if not sampler.planes:
         return None
     base = {k: torch.from_numpy(v).float() for k, v in integers(net).items()}
-    work = copy.deepcopy(net).cpu().train().requires_grad_(True)
-    params = dict(work.named_parameters())
+    work = copy.deepcopy(net).cpu().train().requires_grad_(False)
+    params = {k: p for k, p in work.named_parameters() if names is None or k in names}
+    for p in params.values():
+        p.requires_grad_(True)
     opt = torch.optim.Adam(params.values(), lr=LR)
     sched = TrainConfig(name="adapt", steps=steps, lr=LR, lr_final=LR / 20)
     samples = stack.size
