@@ -133,6 +133,28 @@ def test_a_failed_codec_has_no_group_mean() -> None:
     assert "ValueError: boom" in report.to_markdown()
 
 
+def test_adapted_llic_gets_its_own_ratios() -> None:
+    common = {"file": "f", "group": "CT", "height": 2, "width": 2, "dtype": "int16", "bits": 3}
+    results = [
+        PlaneResult(
+            **common,
+            plane="a",
+            constant=False,
+            codec=codec,
+            compressed_bytes=n,
+            bps=2.0 * n,
+            encode_s=1.0,
+            decode_s=1.0,
+            exact=True,
+        )  # fmt: skip
+        for codec, n in (("llic", 4), ("llic_adapt", 3), ("jxl_e7", 5))
+    ]
+    codecs = ("llic", "llic_adapt", "jxl_e7")
+    report = BenchReport(results, codecs, "s", "all", None, 0.0, {}, {})
+    assert report.ratios()["CT"] == {"llic/jxl_e7": 0.8, "llic_adapt/jxl_e7": 0.6}
+    assert "llic_adapt/jxl_e7" in report.to_markdown()
+
+
 def test_run_on_a_folder_writes_json_and_markdown(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     np.save(tmp_path / "a.npy", rng.integers(0, 4096, size=(2, 12, 16), dtype=np.uint16))
