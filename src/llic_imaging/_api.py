@@ -1,7 +1,7 @@
 """Public functions: join planes, codec engine and container (the only module that knows all three).
 
-- ``encode(data, /, level=None, *, model=None, tile=None, numthreads=None, device=None,
-  metadata=None, progress=None) -> bytes``
+- ``encode(data, /, level=None, *, model=None, tile=None, patch=None, context=None,
+  adapt=False, numthreads=None, device=None, metadata=None, progress=None) -> bytes``
 - ``decode(data, /, index=None, *, numthreads=None, device=None, progress=None) -> np.ndarray``
 - ``info(data, /) -> StreamInfo`` (header only, no model load), ``metadata(data, /) -> bytes``
 - ``check(data, /) -> bool`` (magic only), ``rate_map(array, /, **options) -> np.ndarray``,
@@ -177,7 +177,8 @@ def encode(
     metadata
         Bytes stored verbatim (format adapters keep what they need to rebuild files there).
     progress
-        Called with the number of tiles finished, for progress bars.
+        Called with the number of tiles finished, for progress bars (with ``adapt``, the
+        tiles of both coding passes; the fitting between them reports nothing).
 
     Raises
     ------
@@ -217,7 +218,7 @@ def encode(
             from llic_imaging.codec.adapt import STEPS
 
             steps = STEPS if adapt is True else int(adapt)
-            tuned = _adapted_tiles(net, stack, refs, tile, patch, dev, context, steps)
+            tuned = _adapted_tiles(net, stack, refs, (tile, patch, context), dev, steps, progress)
     header: dict[str, Any] = {
         "codec": CODEC,
         "format": UNADAPTED_FORMAT,
@@ -245,17 +246,27 @@ def encode(
 
 
 def _adapted_tiles(
-    net, stack: np.ndarray, refs: list, tile: int, patch: int, dev, context: int, steps: int
+    net,
+    stack: np.ndarray,
+    refs: list,
+    layout: tuple[int, int, int],
+    dev,
+    steps: int,
+    progress: Progress | None,
 ) -> tuple[bytes, list[bytes]] | None:
-    """The adapter fitted to ``stack`` and the tiles coded with it (None: nothing to fit)."""
+    """The adapter fitted to ``stack`` and the tiles coded with it (None: nothing to fit).
+    ``layout`` is (tile, patch, context); ``progress`` counts the second pass's tiles too."""
     from llic_imaging.codec import adapt
     from llic_imaging.codec.engine import encode_tiles
 
+    tile, patch, context = layout
     deltas = adapt.fit(net, stack, tile=tile, steps=steps)
     if deltas is None or not deltas.any():
         return None
     tuned = adapt.adapted(net, deltas)
-    payloads = encode_tiles(tuned, stack, refs, patch=patch, device=dev, context=context)
+    payloads = encode_tiles(
+        tuned, stack, refs, patch=patch, device=dev, context=context, progress=progress
+    )
     return adapt.pack(deltas), payloads
 
 

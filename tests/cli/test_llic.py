@@ -103,6 +103,18 @@ def test_compress_with_plane_context(tmp_path: Path) -> None:
     assert run("compress", stack, "-o", tmp_path / "x.llic", "--context", "0").exit_code == 2
 
 
+def test_compress_with_adaptation(tmp_path: Path) -> None:
+    """A column pattern of period 3 that no training image has: the adapter pays for itself."""
+    x = np.arange(128)[None, :]
+    noise = np.random.default_rng(5).normal(0, 2, (128, 128))
+    image = tmp_path / "pattern.npy"
+    np.save(image, (1000 + 40 * (x % 3 == 0) + noise).astype(np.uint16))
+    archive = tmp_path / "pattern.llic"
+    assert run("compress", image, "-o", archive, "--adapt", "-q").exit_code == 0
+    assert json.loads(run("info", archive, "--json").stdout)["adapted"] is True
+    assert run("verify", archive, image).exit_code == 0
+
+
 def test_compress_json(npy_file: Path, planes_u16: np.ndarray) -> None:
     result = run("compress", npy_file, "--json")
     assert result.exit_code == 0, result.output
