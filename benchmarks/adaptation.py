@@ -1,6 +1,7 @@
 """What per-image adaptation buys, split into model bits and adapter bytes, per validation plane.
 
     python benchmarks/adaptation.py [--variant all|bias ...] [--steps T] [--groups G ...]
+    python benchmarks/adaptation.py --volumes [--json FILE]
 
 ``encode(..., adapt=True)`` fine-tunes every parameter of the network on the image
 (``codec.adapt``) and stores the integer deltas. This runs the same fitting on every
@@ -14,6 +15,10 @@ before and after, and the adapter's packed size. Variants:
 
 ``net`` is model bits plus adapter bits; a stream keeps the base model where that is not
 smaller, so the group means take ``min(base, net)`` per plane, as the encoder does.
+
+``--volumes``: the validation stacks of ``benchmarks/plane_context.py`` (volumes, multiband
+rasters) each coded whole as one stream (context 4, the default), with and without
+``adapt=True``: stream bytes, one adapter per stack; the adapted stream is decoded and compared.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from plane_context import STACKS, load
 
+import llic_imaging
 from llic_imaging._api import _tiling
 from llic_imaging.codec import adapt
 from llic_imaging.codec.engine import rate_tiles, tile_grid
@@ -92,6 +99,32 @@ def run(variants: list[str], steps: int, groups: list[str], threads: int) -> dic
     return {"model": info.name, "steps": steps, "planes": rows}
 
 
+def volumes(source: Path, threads: int) -> dict[str, dict]:
+    """Stream bytes of each validation stack coded whole, plain and adapted."""
+    out = {}
+    for name, files in STACKS.items():
+        stack = load(source, files)
+        t0 = time.time()
+        plain = llic_imaging.encode(stack, numthreads=threads)
+        t1 = time.time()
+        tuned = llic_imaging.encode(stack, adapt=True, numthreads=threads)
+        t2 = time.time()
+        assert np.array_equal(llic_imaging.decode(tuned, numthreads=threads), stack)
+        out[name] = {
+            "shape": list(stack.shape),
+            "plain_bytes": len(plain),
+            "adapted_bytes": len(tuned),
+            "adapted": llic_imaging.info(tuned).adapted,
+            "encode_s": [round(t1 - t0, 1), round(t2 - t1, 1)],
+        }
+        print(
+            f"{name:48s} {len(plain)} -> {len(tuned)} bytes ({len(tuned) / len(plain) - 1:+.2%}), "
+            f"encode {t1 - t0:.0f} s / {t2 - t1:.0f} s",
+            flush=True,
+        )
+    return out
+
+
 def summary(result: dict, variants: list[str]) -> dict[str, dict[str, float]]:
     """Per group: mean bps (unweighted over planes, as the bench) of the base model and, per
     variant, of ``min(base, net)``."""
@@ -110,12 +143,21 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=adapt.STEPS)
     ap.add_argument("--threads", type=int, default=2, help="threads of the rate maps")
     ap.add_argument("--groups", action="append", help="benchmark groups (default: the 16-bit)")
-    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/adaptation.json")
+    ap.add_argument("--volumes", action="store_true", help="whole validation stacks instead")
+    ap.add_argument("--source", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    if args.volumes:
+        result = volumes(args.source, args.threads)
+        path = args.json or ROOT / "benchmarks/results/adaptation-volumes.json"
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        return
     variants = args.variant or ["all", "bias"]
     result = run(variants, args.steps, args.groups or GROUPS_16, args.threads)
     result["summary"] = summary(result, variants)
-    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    (args.json or ROOT / "benchmarks/results/adaptation.json").write_text(
+        json.dumps(result, indent=1) + "\n"
+    )
     for g, d in result["summary"].items():
         cells = "  ".join(f"{k} {v:.4f}" for k, v in d.items())
         print(f"{g:18s} {cells}")
