@@ -25,7 +25,7 @@ from llic_imaging.model.hpac import HpacNet
 from llic_imaging.train.data import CropSampler
 from llic_imaging.train.loop import TrainConfig, batch_bits, lr_at
 
-__all__ = ["STEPS", "adapted", "fit", "pack", "unpack"]
+__all__ = ["STEPS", "adapted", "fit", "integers", "pack", "unpack"]
 
 STEPS = 300  # measured: docs/benchmarks.md, "Per-image adaptation"
 LR = 2e-3
