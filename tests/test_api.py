@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import llic_imaging
+from _adapt_data import period_three
 from llic_imaging import FormatError, ModelError, StreamError, container
 from llic_imaging._api import DEFAULT_PATCH, DEFAULT_PATCH_8BIT
 from llic_imaging.model import zoo
@@ -613,17 +614,9 @@ def test_feedback_chunks_round_trip_and_match_the_rate_map() -> None:
     assert abs(rates.sum() / (8 * payload) - 1) < 0.01
 
 
-def _period_three() -> np.ndarray:
-    """Two planes of noise on a column pattern of period 3 that no training image has: a
-    30-step adapter pays for itself there."""
-    rng = np.random.default_rng(5)
-    x = np.arange(128)[None, None, :]
-    return (1000 + 40 * (x % 3 == 0) + rng.normal(0, 2, (2, 128, 128))).astype(np.uint16)
-
-
 @pytest.fixture(scope="module")
 def adapted_stream() -> tuple[np.ndarray, bytes]:
-    a = _period_three()
+    a = period_three(2)
     return a, llic_imaging.encode(a, tile=64, adapt=30)
 
 

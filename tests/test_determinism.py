@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _adapt_data import period_three
+
 WORKER = textwrap.dedent(
     """
     import sys, numpy as np, torch
@@ -147,9 +149,7 @@ def test_cross_process_adapted_streams(tmp_path: Path) -> None:
     it exactly in a process with other settings."""
     import llic_imaging
 
-    rng = np.random.default_rng(5)
-    x = np.arange(128)[None, :]
-    a = (1000 + 40 * (x % 3 == 0) + rng.normal(0, 2, (128, 128))).astype(np.uint16)
+    a = period_three()
     src, out = tmp_path / "img.npy", tmp_path / "out.npy"
     np.save(src, a)
     _run(tmp_path, "encode", "2", "1", str(1 << 20), str(src), str(tmp_path / "a.llic"), "1", "30")

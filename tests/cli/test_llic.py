@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
+from _adapt_data import period_three
 from llic_imaging.cli import _files
 from llic_imaging.cli._options import EXIT_OK, EXIT_USAGE
 from llic_imaging.cli.llic import cli, main
@@ -104,11 +105,9 @@ def test_compress_with_plane_context(tmp_path: Path) -> None:
 
 
 def test_compress_with_adaptation(tmp_path: Path) -> None:
-    """A column pattern of period 3 that no training image has: the adapter pays for itself."""
-    x = np.arange(128)[None, :]
-    noise = np.random.default_rng(5).normal(0, 2, (128, 128))
+    """On an image where the adapter pays for itself."""
     image = tmp_path / "pattern.npy"
-    np.save(image, (1000 + 40 * (x % 3 == 0) + noise).astype(np.uint16))
+    np.save(image, period_three())
     archive = tmp_path / "pattern.llic"
     assert run("compress", image, "-o", archive, "--adapt", "-q").exit_code == 0
     assert json.loads(run("info", archive, "--json").stdout)["adapted"] is True

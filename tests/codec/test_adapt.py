@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from _adapt_data import period_three
 from llic_imaging.codec import adapt
 from llic_imaging.codec.engine import rate_tiles, tile_grid
 from llic_imaging.errors import StreamError
@@ -81,15 +82,8 @@ def test_deltas_that_leave_the_integer_range_are_refused(net) -> None:
         adapt.adapted(net, d)
 
 
-def _pattern() -> np.ndarray:
-    """Noise plus a column pattern of period 3 that no training image has."""
-    rng = np.random.default_rng(5)
-    x = np.arange(128)[None, :]
-    return (1000 + 40 * (x % 3 == 0) + rng.normal(0, 2, (128, 128))).astype(np.uint16)[None]
-
-
 def test_fitting_lowers_the_bits_of_its_own_image(net) -> None:
-    stack = _pattern().astype(np.int64)
+    stack = period_three(1).astype(np.int64)
     refs = tile_grid(stack.shape, 64)
     with deterministic(1):
         d = adapt.fit(net, stack, tile=64, steps=30)
@@ -110,6 +104,6 @@ def test_images_smaller_than_a_crop_are_not_fitted(net) -> None:
 
 def test_fitting_some_parameters_leaves_the_others_unchanged(net) -> None:
     with deterministic(1):
-        d = adapt.fit(net, _pattern().astype(np.int64), tile=64, steps=5, names={"head.bias"})
+        d = adapt.fit(net, period_three(1).astype(np.int64), tile=64, steps=5, names={"head.bias"})
     assert d[-2:].any()  # head.bias is the last tensor
     assert not d[:-2].any()

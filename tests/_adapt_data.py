@@ -1,0 +1,16 @@
+"""The synthetic image the adaptation tests share.
+
+At ``tests/`` (on ``sys.path`` through ``tests/conftest.py``) so every test folder can import it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def period_three(*planes: int) -> np.ndarray:
+    """128 x 128 noise on a column pattern of period 3 that no training image has (a 30-step
+    adapter pays for itself there); ``planes`` prefixes the shape, e.g. ``period_three(2)``."""
+    rng = np.random.default_rng(5)
+    x = np.arange(128)[None, :]
+    return (1000 + 40 * (x % 3 == 0) + rng.normal(0, 2, (*planes, 128, 128))).astype(np.uint16)
