@@ -14,7 +14,8 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from llic_imaging.train.loop import TrainConfig, lr_at
+from llic_imaging.train import loop
+from llic_imaging.train.loop import TrainConfig
 
 
 def finetune(
@@ -22,17 +23,11 @@ def finetune(
 ) -> float:
     """Train all of ``model``'s weights for ``steps`` on ``batch_loss()`` (bits per sample of
     a fresh batch); returns the seconds it took."""
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = replace(cfg, steps=steps)
+
+    def log(step: int, loss: float) -> None:
+        if step % 250 == 0:
+            print(f"  step {step}: {loss:.4f} bps", flush=True)
+
     t0 = time.time()
-    for step in range(steps):
-        for grp in opt.param_groups:
-            grp["lr"] = lr_at(sched, step)
-        loss = batch_loss()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        if (step + 1) % 250 == 0:
-            print(f"  step {step + 1}: {float(loss.detach()):.4f} bps", flush=True)
+    loop.finetune(list(model.parameters()), replace(cfg, steps=steps), batch_loss, log=log)
     return time.time() - t0

@@ -14,7 +14,7 @@ from _train_data import make_sampler
 from llic_imaging.model import zoo
 from llic_imaging.model.hpac import HpacConfig, HpacNet
 from llic_imaging.train.cli import DEFAULT_CONFIG
-from llic_imaging.train.loop import TrainConfig, batch_bits, lr_at, train
+from llic_imaging.train.loop import TrainConfig, batch_bits, finetune, lr_at, train
 
 
 def _log(out: Path) -> list[dict]:
@@ -130,3 +130,13 @@ def test_init_starts_from_an_installed_model(tiny_cfg: TrainConfig, tmp_path: Pa
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=k)
     with pytest.raises(ValueError, match="config"):
         train(replace(tiny_cfg, init="hpac-small-v3"), tmp_path / "bad", sampler=make_sampler(cfg))
+
+
+def test_finetune_follows_the_schedule_and_logs_every_step(tiny_cfg: TrainConfig) -> None:
+    p = torch.nn.Parameter(torch.zeros(()))
+    logged: list[tuple[int, float]] = []
+    cfg = replace(tiny_cfg, steps=50, lr=0.1, lr_final=0.01)
+    finetune([p], cfg, lambda: (p - 0.5) ** 2, log=lambda step, loss: logged.append((step, loss)))
+    assert [s for s, _ in logged] == list(range(1, 51))
+    assert logged[-1][1] < logged[0][1]
+    assert abs(float(p.detach()) - 0.5) < 0.1

@@ -23,7 +23,7 @@ from llic_imaging.errors import StreamError
 from llic_imaging.model import quant
 from llic_imaging.model.hpac import HpacNet
 from llic_imaging.train.data import CropSampler
-from llic_imaging.train.loop import TrainConfig, batch_bits, lr_at
+from llic_imaging.train.loop import TrainConfig, batch_bits, finetune
 
 __all__ = ["STEPS", "adapted", "fit", "integers", "pack", "unpack"]
 
@@ -81,24 +81,19 @@ def fit(
     params = {k: p for k, p in work.named_parameters() if names is None or k in names}
     for p in params.values():
         p.requires_grad_(True)
-    opt = torch.optim.Adam(params.values(), lr=LR)
     sched = TrainConfig(name="adapt", steps=steps, lr=LR, lr_final=LR / 20)
-    samples = stack.size
+
+    def loss() -> torch.Tensor:
+        total, n = batch_bits(work, sampler.batch(BATCH), torch.device("cpu"), focus=True)
+        change = sum((p * _units(k) - base[k]).abs().sum() for k, p in params.items())
+        return total / n + MDL_BITS * change / stack.size
+
     threads = torch.get_num_threads()
     torch.manual_seed(SEED)
     try:
         torch.set_num_threads(1)
         with torch.enable_grad():
-            for step in range(steps):
-                for group in opt.param_groups:
-                    group["lr"] = lr_at(sched, step)
-                total, n = batch_bits(work, sampler.batch(BATCH), torch.device("cpu"), focus=True)
-                change = sum((p * _units(k) - base[k]).abs().sum() for k, p in params.items())
-                loss = total / n + MDL_BITS * change / samples
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
-                opt.step()
+            finetune(list(params.values()), sched, loss)
     finally:
         torch.set_num_threads(threads)
     new = integers(work.eval())

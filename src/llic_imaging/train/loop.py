@@ -11,6 +11,7 @@ import json
 import math
 import time
 import tomllib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from llic_imaging.model.hpac import HpacConfig, HpacNet, TileParams
 from llic_imaging.train.data import Batch, CropSampler
 from llic_imaging.train.loss import bits
 
-__all__ = ["TrainConfig", "batch_bits", "batch_tensors", "lr_at", "train"]
+__all__ = ["TrainConfig", "batch_bits", "batch_tensors", "finetune", "lr_at", "train"]
 
 PATCH = 32
 
@@ -92,6 +93,29 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     """Cosine schedule from ``cfg.lr`` to ``cfg.lr_final`` over ``cfg.steps``."""
     t = min(1.0, step / max(1, cfg.steps))
     return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1.0 + math.cos(math.pi * t))
+
+
+def finetune(
+    params: Sequence[torch.nn.Parameter],
+    cfg: TrainConfig,
+    batch_loss: Callable[[], torch.Tensor],
+    *,
+    log: Callable[[int, float], None] | None = None,
+) -> None:
+    """Train ``params`` for ``cfg.steps`` on ``batch_loss()`` with training's optimiser,
+    schedule and clipping, without checkpoints: the loop of ablations and of per-image
+    adaptation (``codec.adapt``). ``log`` gets every step's number (from 1) and loss."""
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    for step in range(cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(cfg, step)
+        loss = batch_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        if log:
+            log(step + 1, float(loss.detach()))
 
 
 def train(
