@@ -349,7 +349,7 @@ def _parse(c: container.Container) -> tuple[PlaneSpec, dict[str, Any]]:
     return spec, {**h, "context": context, "adapter": bool(adapted)}
 
 
-def _refs_of(c: container.Container, spec: PlaneSpec, tile: int, adapted: bool = False):
+def _refs_of(c: container.Container, spec: PlaneSpec, tile: int, adapted: bool):
     """The container's chunk table must be exactly this shape's tile grid (no hostile sizes),
     followed by the adapter's record if the stream has one."""
     from llic_imaging.codec.engine import TileRef, tile_grid
