@@ -35,13 +35,13 @@ __all__ = [
 ]
 
 CODEC = "hpac"
-FORMAT = 4  # newest codec payload format this library reads and writes:
+FORMAT = 5  # newest codec payload format this library reads and writes:
 # 1: chunk header, step order, focus coding, CDF grid v1, LUT v1; 2: 1 + delta chunks (context);
 # 3: 2 with compact chunk headers (2-10 bytes instead of 14); 4: 3 + an adapter chunk (per-image
-# adaptation, codec.adapt). A stream records the format it was written in (3 unless it carries
-# an adapter, so older readers still read unadapted streams), and all four still decode.
+# adaptation, codec.adapt); 5: 4 + a value map in every coded chunk header (codec.engine). A
+# stream records the oldest format that holds it (3 unless it carries an adapter or value
+# maps, so older readers still read such streams), and all five still decode.
 ADAPTED_FORMAT = 4
-UNADAPTED_FORMAT = 3
 MAX_CONTEXT = 1024
 # Stacks default to context groups of 4 planes (session 7): RGB / RGBN rasters code 18-30 %
 # smaller, an 8-bit MR volume 4 % (docs/benchmarks.md), while reading one plane decodes at most
@@ -210,7 +210,7 @@ def encode(
         model = _choose_model(stack, spec, model, tile, patch, device)
         net, minfo, dev = _load_model(model, device)
         refs = tile_grid(stack.shape, tile)
-        payloads = encode_tiles(
+        payloads, fmt = encode_tiles(
             net, stack, refs, patch=patch, device=dev, context=context, progress=progress
         )
         tuned = None
@@ -221,7 +221,7 @@ def encode(
             tuned = _adapted_tiles(net, stack, refs, (tile, patch, context), dev, steps, progress)
     header: dict[str, Any] = {
         "codec": CODEC,
-        "format": UNADAPTED_FORMAT,
+        "format": fmt,
         "spec": spec.to_dict(),
         "tile": tile,
         "patch": patch,
@@ -237,8 +237,8 @@ def encode(
     options = {"metadata": bytes(metadata or b""), "array_sha256": _array_sha256(stack)}
     stream = container.write(header, list(zip(keys, payloads, strict=True)), **options)
     if tuned is not None:  # the MDL choice: the adapter's bytes count against what it saves
-        adapter, payloads = tuned
-        header = {**header, "format": ADAPTED_FORMAT, "adapter": 1}
+        adapter, payloads, fmt = tuned
+        header = {**header, "format": max(fmt, ADAPTED_FORMAT), "adapter": 1}
         chunks = [*zip(keys, payloads, strict=True), (_adapter_key(stack.shape[0]), adapter)]
         adapted = container.write(header, chunks, **options)
         stream = adapted if len(adapted) < len(stream) else stream
@@ -253,8 +253,9 @@ def _adapted_tiles(
     dev,
     steps: int,
     progress: Progress | None,
-) -> tuple[bytes, list[bytes]] | None:
-    """The adapter fitted to ``stack`` and the tiles coded with it (None: nothing to fit).
+) -> tuple[bytes, list[bytes], int] | None:
+    """The adapter fitted to ``stack`` and the tiles coded with it, with their chunk headers'
+    codec format (None: nothing to fit).
     ``layout`` is (tile, patch, context); ``progress`` counts the second pass's tiles too."""
     from llic_imaging.codec import adapt
     from llic_imaging.codec.engine import encode_tiles
@@ -264,10 +265,10 @@ def _adapted_tiles(
     if deltas is None or not deltas.any():
         return None
     tuned = adapt.adapted(net, deltas)
-    payloads = encode_tiles(
+    payloads, fmt = encode_tiles(
         tuned, stack, refs, patch=patch, device=dev, context=context, progress=progress
     )
-    return adapt.pack(deltas), payloads
+    return adapt.pack(deltas), payloads, fmt
 
 
 def _adapter_key(planes: int) -> container.ChunkKey:
@@ -448,9 +449,9 @@ def _decode(
             and refs[i].x + refs[i].w > x0
         ]
     payloads = {i: c.payload(i) for i in chosen}
-    context, compact = h["context"], h["format"] >= 3
+    context, fmt = h["context"], h["format"]
     if index is not None and context > 1:
-        add_references(refs, payloads, c.payload, compact=compact)
+        add_references(refs, payloads, c.payload, fmt=fmt)
     chosen = sorted(payloads)
     plane0 = refs[chosen[0]].plane if index is not None and chosen else 0
     sel = [type(r)(r.plane - plane0, r.y, r.x, r.h, r.w) for r in (refs[i] for i in chosen)]
@@ -471,7 +472,7 @@ def _decode(
             patch=int(h["patch"]),
             device=dev,
             context=context,
-            compact=compact,
+            fmt=fmt,
             progress=progress,
         )
     if index is None:

@@ -55,11 +55,12 @@ def _fixed(p: ChunkParams) -> bytes:
     return engine._CHUNK_HEADER.pack(p.kind, p.vmin, p.vmax, p.shift, p.mid)
 
 
-@pytest.mark.parametrize("compact", [True, False])
-def test_delta_chunk_header_limits(compact: bool) -> None:
-    pack = ChunkParams.pack if compact else _fixed
+@pytest.mark.parametrize("fmt", [2, 3, 5])
+def test_delta_chunk_header_limits(fmt: int) -> None:
+    compact = fmt >= 3
+    pack = (lambda p: p.pack(fmt)) if compact else _fixed
     ok = pack(ChunkParams(3, -0xFFFF, 0xFFFF, 0, 0)) + b"\0" * 4
-    assert ChunkParams.unpack(ok, compact=compact)[0].delta
+    assert ChunkParams.unpack(ok, fmt=fmt)[0].delta
     bad = [ChunkParams(1, -0xFFFF, 10, 0, 0), ChunkParams(1, 0, 10, 13, 0)]
     bad += [ChunkParams(1, 0, 10, 0, 11), ChunkParams(4, 0, 10, 0, 0), ChunkParams(7, 0, 9, 0, 0)]
     bad += [ChunkParams(5, 0, 10, 0, 0, 256), ChunkParams(5, 0, 10, 0, 0, 8, 16)] if compact else []
@@ -68,7 +69,7 @@ def test_delta_chunk_header_limits(compact: bool) -> None:
         bad += [ChunkParams(5, 0, 10, 0, 0), ChunkParams(9, 0, 10, 0, 0)]
     for p in bad:
         with pytest.raises(StreamError):
-            ChunkParams.unpack(pack(p), compact=compact)
+            ChunkParams.unpack(pack(p), fmt=fmt)
 
 
 @pytest.mark.parametrize(
@@ -92,7 +93,7 @@ def test_compact_chunk_header_round_trips(p: ChunkParams) -> None:
     assert len(data) <= 14
     assert ChunkParams.unpack(data + b"words") == (p, b"words")
     if not p.resid and not p.feedback:
-        assert ChunkParams.unpack(_fixed(p) + b"words", compact=False) == (p, b"words")
+        assert ChunkParams.unpack(_fixed(p) + b"words", fmt=2) == (p, b"words")
     for cut in range(len(data)):
         with pytest.raises(StreamError):
             ChunkParams.unpack(data[:cut])
@@ -125,7 +126,8 @@ def test_recorded_prediction_errors_equal_the_teacher_forced_pass() -> None:
     geo = Geometry(40, 56, 16)
     with deterministic(1):
         net = zoo.load(zoo.DEFAULT_MODEL)[0]
-        payloads = engine.encode_tiles(net, stack, refs, patch=16, device=cpu)
+        payloads, fmt = engine.encode_tiles(net, stack, refs, patch=16, device=cpu)
+        assert fmt == 3
         params, words = zip(*(ChunkParams.unpack(p) for p in payloads), strict=True)
         values, recorded = engine._decode_batch(
             net, geo, list(params), list(words), {}, [0, 1], cpu
@@ -154,3 +156,63 @@ def test_neighbour_errors_read_causal_neighbours_inside_the_patch() -> None:
         (11 + 8 + 0 + 7) * 2,
         (13 + 10 + 11 + 9) * 2,
     ]
+
+
+def _thresholded(planes: int = 1, seed: int = 5) -> np.ndarray:
+    """A micro-CT-like stack: a noisy object whose values start at 40 on a zero background,
+    so values 1-39 are never used."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:96, :80]
+    inside = (yy - 48) ** 2 / 40**2 + (xx - 40) ** 2 / 30**2 < 1
+    body = 60 + 20 * np.sin(yy / 9.0) + rng.normal(0, 3, (planes, 96, 80))
+    return np.where(inside, np.clip(body, 40, 255), 0).astype(np.uint8)
+
+
+@pytest.mark.parametrize("gaps", [(), ((1, 39),), ((1, 1), (3, 2), (50, 1000))])
+def test_value_map_header_round_trips(gaps: tuple) -> None:
+    """Format 5 writes a coded chunk's value map (an empty one is one byte); formats 3-4 have
+    none, and a cut anywhere inside the header is an error."""
+    p = ChunkParams(9, 7, 60, 3, 30, 40, 2, 1, gaps=gaps)
+    data = p.pack(5)
+    assert len(data) > len(p.pack(3))
+    assert ChunkParams.unpack(data + b"words", fmt=5) == (p, b"words")
+    assert ChunkParams.unpack(ChunkParams(0, 4, 0, 0, 0).pack(5), fmt=5)[0].gaps == ()
+    for cut in range(len(data)):
+        with pytest.raises(StreamError):
+            ChunkParams.unpack(data[:cut], fmt=5)
+    assert p.span == 60 + sum(n for _, n in gaps)
+    used = np.setdiff1d(np.arange(p.span + 1), [v for s, n in gaps for v in range(s, s + n)])
+    np.testing.assert_array_equal(p.values(np.arange(61)), used)
+
+
+def test_malformed_value_maps_are_refused() -> None:
+    def raw(*fields: int) -> bytes:  # a coded chunk (vmin 0, vmax 10, mid 0) with these map fields
+        return bytes([1, 0, 10, 0, *fields])
+
+    assert ChunkParams.unpack(raw(1, 0, 4), fmt=5)[0].gaps == ((1, 5),)
+    bad = [
+        raw(11),  # more runs than values
+        raw(2, 5, 0, 4, 0),  # runs after 11 used values: the largest value inside a run
+        raw(1, 0, 0xFF, 0xFF, 0x03),  # span beyond 16 bits
+    ]
+    bad.append(ChunkParams(3, 0, 10, 0, 0, gaps=((1, 2),)).pack(5))  # delta chunks have none
+    bad.append(ChunkParams(5, 0, 10, 0, 0, 8, 2, gaps=((1, 2),)).pack(5))  # nor resid chunks
+    for data in bad:
+        with pytest.raises(StreamError):
+            ChunkParams.unpack(data, fmt=5)
+
+
+def test_tiles_with_unused_values_are_coded_as_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tile that never uses values 1-39 codes smaller as the ranks of its values (format 5)
+    and decodes exactly; with value maps never tried, the stream stays format 3."""
+    import llic_imaging
+
+    image = _thresholded()[0]
+    stream = llic_imaging.encode(image)
+    assert llic_imaging.info(stream).codec_format == 5
+    np.testing.assert_array_equal(llic_imaging.decode(stream), image)
+    monkeypatch.setattr(engine, "_MAP_TRY", 0.0)  # never tried
+    monkeypatch.setattr(engine, "_MAP_RUN", 1.0)
+    plain = llic_imaging.encode(image)
+    assert llic_imaging.info(plain).codec_format == 3
+    assert len(stream) < len(plain)

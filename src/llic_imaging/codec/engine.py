@@ -17,6 +17,10 @@ Feedback: any coded tile may also refine its means with its own errors at causal
 (a ``feedback`` chunk; docs/design.md, "Feedback chunks"), where the encoder finds that it
 saves bits. Refinements are integer arithmetic on the network's integer predictions
 (:func:`_refine`), so encoder and decoder stay bit-exact.
+
+Value maps (codec format 5): a tile that leaves values of its range unused (thresholded
+micro-CT, quantised ultrasound, nodata beside terrain) may be coded as the ranks of its values
+among those it uses, the unused runs listed in its chunk header (docs/design.md, "Value maps").
 """
 
 from __future__ import annotations
@@ -65,6 +69,12 @@ _TIGHTEN = (0, 2, 4, 6, 8, 10)  # the encoder's search: see _best_refinement
 # the tile decodes its reference too) is not worth it, and noise cannot pick it by chance
 _RESID_MARGIN = 0.01
 _FEEDBACK_MARGIN = 64  # bits a feedback chunk must save: its header's extra bytes, and more
+# a value map is tried (one more network pass) where ranks make the cheap MED cost this much
+# smaller: on the validation tiles that kept 14.6 of the 16.4 KiB an exhaustive try saves,
+# trying 77 of 421 tiles with unused values (docs/benchmarks.md, "Value maps")
+_MAP_TRY = 0.995
+_MAP_RUN = 0.25  # ... or where one unused run covers this share of the range (nodata, padding)
+MAPPED_FORMAT = 5  # codec format whose coded chunk headers end with a value map
 MAX_SHIFT = 12
 _BATCH_PIXELS = 1 << 18  # pixels per batch of tiles: the decoder caches ~600 bytes per pixel
 _DENSE_PIXELS = 1 << 14  # pixels per dense network call: cache-sized on CPU
@@ -93,6 +103,23 @@ class ChunkParams:
     gain: int = 0  # refined chunks: share of the prediction error added, in 1/64
     tighten: int = 0  # refined chunks: scale levels (1/8 octave) taken off the prediction
     taps: int = 0  # feedback chunks: which neighbour weights (index into _TAPS)
+    # mapped chunks: the runs (start, length) of values of [0, span] the tile does not use;
+    # the chunk codes each value's rank among the used ones (so vmax is the largest rank)
+    gaps: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def span(self) -> int:
+        """Range of the tile's values above ``vmin`` (``vmax`` plus the unused runs)."""
+        return self.vmax + sum(n for _, n in self.gaps)
+
+    def values(self, coded: np.ndarray) -> np.ndarray:
+        """Values above ``vmin`` of decoded symbols: ranks through the value map, if any."""
+        if not self.gaps:
+            return coded
+        used = np.ones(self.span + 1, bool)
+        for start, n in self.gaps:
+            used[start : start + n] = False
+        return np.flatnonzero(used)[coded]
 
     @property
     def coded(self) -> bool:
@@ -119,16 +146,19 @@ class ChunkParams:
         """Decodes only after the same tile of the previous plane."""
         return self.delta or self.resid
 
-    def pack(self) -> bytes:
-        """The compact header (codec format 3): one byte ``kind | shift << 4``, then LEB128
+    def pack(self, fmt: int = 3) -> bytes:
+        """The compact header (codec formats 3-4): one byte ``kind | shift << 4``, then LEB128
         varints of zigzag(vmin), for a coded chunk vmax and mid, for a refined chunk gain and
         tighten, for a feedback chunk taps: 2-14 bytes (an 8-bit tile's coded header 5) instead
-        of formats 1-2's fixed 14, 0.3 % of an 8-bit CT slice's stream."""
+        of formats 1-2's fixed 14, 0.3 % of an 8-bit CT slice's stream. Format 5 adds to every
+        coded chunk its value map: the number of unused runs, then for each the used values
+        before it (at least 1, less 1) and its length (less 1), from the end of the last."""
         out = bytearray([self.kind | self.shift << 4])
         fields = [_zigzag(self.vmin)]
         fields += [self.vmax, self.mid] if self.coded else []
         fields += [self.gain, self.tighten] if self.resid or self.feedback else []
         fields += [self.taps] if self.feedback else []
+        fields += _map_fields(self.gaps) if self.coded and fmt >= MAPPED_FORMAT else []
         for value in fields:
             while value >= 0x80:
                 out.append(value & 0x7F | 0x80)
@@ -137,10 +167,12 @@ class ChunkParams:
         return bytes(out)
 
     @classmethod
-    def unpack(cls, payload: bytes, *, compact: bool = True) -> tuple[ChunkParams, bytes]:
-        """Header and range-coded words of a payload: ``compact`` (format 3) or fixed (1-2)."""
+    def unpack(cls, payload: bytes, *, fmt: int = 3) -> tuple[ChunkParams, bytes]:
+        """Header and range-coded words of a payload in codec format ``fmt``: fixed headers
+        (1-2), compact ones (3-4), compact ones with value maps (5)."""
+        compact = fmt >= 3
         if compact:
-            p, size = cls._unpack_compact(payload)
+            p, size = cls._unpack_compact(payload, fmt >= MAPPED_FORMAT)
         else:
             if len(payload) < _CHUNK_HEADER.size:
                 msg = f"chunk payload has {len(payload)} bytes, shorter than its {_CHUNK_HEADER.size}-byte header"
@@ -153,17 +185,19 @@ class ChunkParams:
             or p.taps >= len(_TAPS)
             or p.vmax > 0xFFFF
             or p.vmin < (-0xFFFF if p.delta else -0x8000)
-            or p.vmin + p.vmax > 0xFFFF
+            or p.vmin + p.span > 0xFFFF
             or p.shift > MAX_SHIFT
             or p.mid > p.vmax
+            or (p.gaps and p.needs_reference)
         ):
             msg = f"chunk header is invalid: {p}"
             raise StreamError(msg)
         return p, payload[size:]
 
     @classmethod
-    def _unpack_compact(cls, payload: bytes) -> tuple[ChunkParams, int]:
-        """A format 3 header (see :meth:`pack`) and its length in bytes; unchecked."""
+    def _unpack_compact(cls, payload: bytes, mapped: bool) -> tuple[ChunkParams, int]:
+        """A format 3-5 header (see :meth:`pack`; ``mapped``: format 5) and its length in
+        bytes; checked here only as far as the value map needs."""
         if not payload:
             msg = "chunk payload is empty; it has no header"
             raise StreamError(msg)
@@ -177,12 +211,44 @@ class ChunkParams:
         fields["vmin"] = fields["vmin"] >> 1 ^ -(fields["vmin"] & 1)
         fields.setdefault("vmax", 0)
         fields.setdefault("mid", 0)
+        if mapped and coded:
+            fields["gaps"], pos = _read_map(payload, pos, fields["vmax"])
         return cls(kind, shift=shift, **fields), pos
 
 
 def _zigzag(v: int) -> int:
     """Signed -> unsigned so that small magnitudes take one varint byte."""
     return v << 1 if v >= 0 else (-v << 1) - 1
+
+
+def _map_fields(gaps: tuple[tuple[int, int], ...]) -> list[int]:
+    """A value map's header fields (see :meth:`ChunkParams.pack`)."""
+    fields, end = [len(gaps)], 0
+    for start, n in gaps:
+        fields += [start - end - 1, n - 1]
+        end = start + n
+    return fields
+
+
+def _read_map(data: bytes, pos: int, vmax: int) -> tuple[tuple[tuple[int, int], ...], int]:
+    """A value map (see :meth:`ChunkParams.pack`) of a chunk whose largest rank is ``vmax``.
+    Every run follows a used value, so a well-formed map has at most ``vmax`` runs."""
+    count, pos = _read_varint(data, pos)
+    if count > vmax:
+        msg = f"chunk header's value map has {count} unused runs for {vmax + 1} values: corrupt"
+        raise StreamError(msg)
+    gaps, end, used = [], 0, 0
+    for _ in range(count):
+        before, pos = _read_varint(data, pos)
+        n, pos = _read_varint(data, pos)
+        used += before + 1
+        if used > vmax:  # the largest value must follow the last run
+            msg = f"chunk header's value map uses more than {vmax + 1} values: corrupt"
+            raise StreamError(msg)
+        start = end + before + 1
+        gaps.append((start, n + 1))
+        end = start + n + 1
+    return tuple(gaps), pos
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -423,25 +489,52 @@ def _predictions(
             yield i, geo, mu[b], sc[b], u[b]
 
 
-def encode_tiles(
-    net,
-    stack: np.ndarray,
-    refs: list[TileRef],
-    *,
-    patch: int,
-    device: torch.device,
-    context: int = 1,
-    progress: Callable[[int], None] | None = None,
-) -> list[bytes]:
-    """Chunk payloads (header + range-coded words) of every tile in ``refs``, in order.
+def _value_map(tile: np.ndarray, p: ChunkParams) -> tuple[np.ndarray, ChunkParams] | None:
+    """A coded tile as the ranks of its values among those it uses (plus ``vmin``, as the
+    network's input expects) and its mapped header, where the tile leaves values of its range
+    unused and :func:`_cost` finds the ranks cheaper by ``_MAP_TRY``; else None."""
+    u = tile.astype(np.int64) - p.vmin
+    used, ranks = np.unique(u, return_inverse=True)
+    if len(used) == p.vmax + 1:
+        return None
+    ranks = ranks.reshape(u.shape)
+    steps = np.diff(used)
+    if steps.max() <= _MAP_RUN * p.vmax and _cost(ranks) >= _MAP_TRY * _cost(u):
+        return None
+    runs = np.flatnonzero(steps > 1)
+    gaps = tuple((int(used[k]) + 1, int(used[k + 1] - used[k]) - 1) for k in runs)
+    q = ChunkParams(
+        p.kind, p.vmin, len(used) - 1, _med_residual_shift(ranks), int(np.median(ranks)), gaps=gaps
+    )
+    return ranks + p.vmin, q
 
-    A coded tile is kept as itself or as a feedback chunk (its predictions refined by its own
-    errors at causal neighbours, :func:`_feedback_option`). With ``context`` K > 1 it may also
-    be a delta chunk (:func:`_deltas`' candidates; a constant difference is taken at once) or
-    a resid chunk (its predictions refined by the previous plane's prediction error). The
-    option the network codes in the fewest bits is kept, each coded from its own predictions.
+
+@dataclass(frozen=True)
+class _Choice:
+    """How a coded tile is coded: its header and its predictions ``(mu16, scale, u)`` in
+    stream order (``u``: what the chunk codes, ranks for a mapped chunk)."""
+
+    params: ChunkParams
+    pred: tuple[np.ndarray, np.ndarray, np.ndarray]
+    geo: Geometry
+
+    def words(self) -> bytes:
+        return encode_chunk(*self.pred, self.params.vmax, self.geo.step_sizes)
+
+
+def _choices(
+    net, stack: np.ndarray, refs: list[TileRef], *, patch: int, device: torch.device, context: int
+) -> tuple[list[ChunkParams], Iterator[tuple[int, _Choice, _Choice | None]]]:
+    """Every tile's header as far as side information goes (final for constant tiles), and
+    for each coded tile ``(index, choice, unmapped)``: the option the network codes in the
+    fewest bits and, where that is a mapped chunk, the best one without a value map.
+
+    Options: the tile as itself or as a feedback chunk (:func:`_feedback_option`); the same
+    for its value map (:func:`_value_map`), the map's header bytes counted; with ``context``
+    K > 1 also a delta chunk (:func:`_deltas`' candidates; a constant difference is taken at
+    once) or a resid chunk (predictions refined by the previous plane's prediction error).
     """
-    tiles, params, coded = _side_info(stack, refs)
+    tiles, params, _ = _side_info(stack, refs)
     intra = list(params)
     deltas = {}
     for i, d in _deltas(stack, refs, tiles, context).items():
@@ -452,11 +545,12 @@ def encode_tiles(
             tiles[i], params[i] = d, dp
     resid = _resid_refs(refs, params, intra, context)
     needed = set(resid.values())  # tiles whose prediction error a resid candidate reads
-    payloads: list[bytes] = [p.pack() for p in params]
     jobs = []
     for i, (t, p) in enumerate(zip(tiles, params, strict=True)):
         if p.coded:
             jobs.append((i, t, p))
+            if not p.delta and (mapped := _value_map(t, p)):
+                jobs.append((i, *mapped))
         if i in deltas:
             jobs.append((i, *deltas[i]))
     n_options: dict[int, int] = defaultdict(int)  # coding options of every coded tile
@@ -464,43 +558,83 @@ def encode_tiles(
         n_options[i] += 1 if p.delta else 2  # a tile as itself also has its feedback option
     for i in resid:
         n_options[i] += 1
-    if progress:
-        progress(len(refs) - len(n_options))
-    errors: dict[int, np.ndarray] = {}
-    pending: dict[int, list] = defaultdict(list)
-    refs_of_jobs = [(refs[i], t, p) for i, t, p in jobs]
-    for j, geo, mu, sc, u in _predictions(net, refs_of_jobs, patch, device):
-        i, _, p = jobs[j]
-        pos = geo.stream_order
-        pred = (mu[pos], sc[pos], u[pos])
-        found = pending[i]
-        if p.delta:
-            found.append((None, p, pred))
-        else:
-            own = float(focus.code_lengths(*pred, p.vmax).sum())
-            found.append((own, p, pred))
-            found.append(_feedback_option(geo, (mu, sc, u), p, own))
-            if i in needed:
-                errors[i] = 16 * pred[2] - pred[0]
-            if i in resid:
-                option = [(replace(p, kind=p.kind | _RESID), errors.pop(resid[i]))]
-                bits, q, refined = _best_refinement(pred, option)
-                # under the margin the dependency does not pay: never the cheapest then
-                found.append((bits if bits < (1 - _RESID_MARGIN) * own else np.inf, q, refined))
-        if len(found) < n_options[i]:
-            continue
-        del pending[i]
-        if len(found) > 1:  # the fewest bits; the first option on a tie (intra first)
+
+    def decide() -> Iterator[tuple[int, _Choice, _Choice | None]]:
+        errors: dict[int, np.ndarray] = {}
+        pending: dict[int, list] = defaultdict(list)
+        for j, geo, mu, sc, u in _predictions(
+            net, [(refs[i], t, p) for i, t, p in jobs], patch, device
+        ):
+            i, _, p = jobs[j]
+            pos = geo.stream_order
+            pred = (mu[pos], sc[pos], u[pos])
+            found = pending[i]
+            if p.delta:
+                found.append((None, p, pred))
+            else:
+                own = float(focus.code_lengths(*pred, p.vmax).sum())
+                header = 8 * len(p.pack(MAPPED_FORMAT)) if p.gaps else 0
+                found.append((own + header, p, pred))
+                bits, q, refined = _feedback_option(geo, (mu, sc, u), p, own)
+                found.append((bits + header, q, refined))
+                if i in needed and not p.gaps:
+                    errors[i] = 16 * pred[2] - pred[0]
+                if i in resid and not p.gaps:
+                    option = [(replace(p, kind=p.kind | _RESID), errors.pop(resid[i]))]
+                    bits, q, refined = _best_refinement(pred, option)
+                    # under the margin the dependency does not pay: never the cheapest then
+                    found.append((bits if bits < (1 - _RESID_MARGIN) * own else np.inf, q, refined))
+            if len(found) < n_options[i]:
+                continue
+            del pending[i]
             bits = [
                 float(focus.code_lengths(*pr, q.vmax).sum()) if b is None else b
                 for b, q, pr in found
             ]
-            found = [found[int(np.argmin(bits))]]
-        _, p, pred = found[0]
-        payloads[i] = p.pack() + encode_chunk(*pred, p.vmax, geo.step_sizes)
+            # the fewest bits; the first option on a tie (intra first)
+            best = int(np.argmin(bits))
+            unmapped = None
+            if found[best][1].gaps:
+                k = min(
+                    (k for k in range(len(found)) if not found[k][1].gaps), key=bits.__getitem__
+                )
+                unmapped = _Choice(found[k][1], found[k][2], geo)
+            yield i, _Choice(found[best][1], found[best][2], geo), unmapped
+
+    return params, decide()
+
+
+def encode_tiles(
+    net,
+    stack: np.ndarray,
+    refs: list[TileRef],
+    *,
+    patch: int,
+    device: torch.device,
+    context: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[bytes], int]:
+    """Chunk payloads (header + range-coded words) of every tile in ``refs``, in order, and
+    the codec format of their headers: 5 where value maps save more than the byte every coded
+    header then carries, else 3 (:func:`_choices` says how each tile is coded)."""
+    params, decisions = _choices(net, stack, refs, patch=patch, device=device, context=context)
+    chunks: list[tuple[ChunkParams, bytes]] = [(p, b"") for p in params]
+    unmapped: dict[int, tuple[ChunkParams, bytes]] = {}
+    if progress:
+        progress(sum(not p.coded for p in params))
+    for i, choice, other in decisions:
+        chunks[i] = (choice.params, choice.words())
+        if other is not None:
+            unmapped[i] = (other.params, other.words())
         if progress:
             progress(1)
-    return payloads
+    if unmapped:
+        mapped = [p.pack(MAPPED_FORMAT) + w for p, w in chunks]
+        plain = [p.pack() + w for p, w in (unmapped.get(i, c) for i, c in enumerate(chunks))]
+        if sum(map(len, mapped)) < sum(map(len, plain)):
+            return mapped, MAPPED_FORMAT
+        return plain, 3
+    return [p.pack() + w for p, w in chunks], 3
 
 
 def _stepper(net, geo: Geometry, params: list[ChunkParams], device: torch.device):
@@ -522,16 +656,16 @@ def decode_tiles(
     patch: int,
     device: torch.device,
     context: int = 1,
-    compact: bool = True,
+    fmt: int = 3,
     progress: Callable[[int], None] | None = None,
 ) -> None:
     """Decode chunk payloads into ``out`` (an (N, H, W) array of the stored dtype) at their tiles.
 
     A delta chunk's reference (same tile, previous plane) must be among ``refs``; chunks decode
     in generations (0: no reference, g: reference in generation g - 1), each in batches.
-    ``compact``: the payloads' chunk headers are codec format 3's (else formats 1-2's).
+    ``fmt``: the codec format of the payloads' chunk headers (:meth:`ChunkParams.unpack`).
     """
-    parsed = [ChunkParams.unpack(p, compact=compact) for p in payloads]
+    parsed = [ChunkParams.unpack(p, fmt=fmt) for p in payloads]
     gens = _generations(refs, [p for p, _ in parsed], context)
     prev = _previous(refs)
     # tiles whose prediction errors a resid chunk reads: when they decode as themselves (not as
@@ -540,9 +674,9 @@ def decode_tiles(
     errors: dict[int, np.ndarray] = {}
     lim = np.iinfo(out.dtype)
     for p, _ in parsed:
-        if not p.delta and (p.vmin < lim.min or p.vmin + p.vmax > lim.max):
+        if not p.delta and (p.vmin < lim.min or p.vmin + p.span > lim.max):
             msg = (
-                f"chunk value range [{p.vmin}, {p.vmin + p.vmax}] does not fit {out.dtype}: corrupt"
+                f"chunk value range [{p.vmin}, {p.vmin + p.span}] does not fit {out.dtype}: corrupt"
             )
             raise StreamError(msg)
     for g in range(max(gens, default=-1) + 1):
@@ -567,7 +701,12 @@ def decode_tiles(
             }
             todo = [b for b, p in enumerate(params) if p.resid and b not in known]
             known |= _reference_errors(net, geo, [refs[idx[b]] for b in todo], out, device, todo)
-            record = [b for b, i in enumerate(idx) if i in keep and not params[b].delta]
+            # a mapped tile's own errors are of its ranks: a resid chunk reads its values'
+            record = [
+                b
+                for b, i in enumerate(idx)
+                if i in keep and not params[b].delta and not params[b].gaps
+            ]
             decoded, recorded = _decode_batch(net, geo, params, words, known, record, device)
             for i, values in zip(idx, decoded, strict=True):
                 _place(out, refs[i], values, parsed[i][0].delta)
@@ -587,7 +726,7 @@ def add_references(
     payloads: dict[int, bytes],
     read: Callable[[int], bytes],
     *,
-    compact: bool = True,
+    fmt: int = 3,
 ) -> None:
     """Add to ``payloads`` (chunk index -> payload) the chunks its delta chunks refer to,
     recursively, reading them with ``read``: decoding part of a stack with plane context
@@ -599,7 +738,7 @@ def add_references(
         j = prev[i]
         if j is None or j in payloads:
             continue
-        if ChunkParams.unpack(payloads[i], compact=compact)[0].needs_reference:
+        if ChunkParams.unpack(payloads[i], fmt=fmt)[0].needs_reference:
             payloads[j] = read(j)
             todo.append(j)
 
@@ -690,28 +829,20 @@ def _decode_batch(
         steps.write(s, step_vals)
         pixels[:, r, c] = step_vals
     pixels = pixels.astype(np.int64).reshape(n, geo.n_patches, patch, patch)
-    values = [geo.from_patches(pixels[b]) + p.vmin for b, p in enumerate(params)]
+    values = [p.values(geo.from_patches(pixels[b])) + p.vmin for b, p in enumerate(params)]
     return values, {b: own[b][:, 1:, 1:-1].copy() for b in record}
 
 
 def _tile_bits(
     net, stack: np.ndarray, refs: list[TileRef], patch: int, device: torch.device
 ) -> Iterator[tuple[TileRef, np.ndarray]]:
-    """Bits of every pixel of each coded tile under the integer tables, ``(ref, (h, w))``: the
-    encoder's choice between the tile's own predictions and their feedback refinement."""
-    tiles, params, coded = _side_info(stack, refs)
-    jobs = [(refs[i], tiles[i], params[i]) for i in coded]
-    for j, geo, mu, sc, u in _predictions(net, jobs, patch, device):
-        ref, _, p = jobs[j]
-        pos = geo.stream_order
-        pred = (mu[pos], sc[pos], u[pos])
-        own = float(focus.code_lengths(*pred, p.vmax).sum())
-        refined_bits, _, refined = _feedback_option(geo, (mu, sc, u), p, own)
-        if refined_bits < own:
-            pred = refined
-        bits = np.zeros(mu.shape)
-        bits[pos] = focus.code_lengths(*pred, p.vmax)
-        yield ref, geo.from_patches(bits.reshape(geo.n_patches, patch, patch))
+    """Bits of every pixel of each coded tile under the integer tables, ``(ref, (h, w))``, as
+    the encoder codes it on its own (:func:`_choices` without plane context)."""
+    _, decisions = _choices(net, stack, refs, patch=patch, device=device, context=1)
+    for i, c, _ in decisions:
+        bits = np.zeros(c.geo.n_patches * patch * patch)
+        bits[c.geo.stream_order] = focus.code_lengths(*c.pred, c.params.vmax)
+        yield refs[i], c.geo.from_patches(bits.reshape(c.geo.n_patches, patch, patch))
 
 
 def rate_tiles(
