@@ -492,6 +492,18 @@ def test_streams_of_earlier_formats_still_decode() -> None:
     assert len(new_i16) < len(old_i16) - 100
 
 
+def test_golden_format5_stream_decodes() -> None:
+    """``tests/data/format5-container3-u8.llic``, written in session 13 when value maps came:
+    a mapped tile and a resid chunk that refers to it. Later releases must still read it."""
+    from _value_map_data import thresholded
+
+    stack = thresholded(2, noise=2.0)
+    old = (Path(__file__).parent / "data" / "format5-container3-u8.llic").read_bytes()
+    assert llic_imaging.info(old).codec_format == 5
+    np.testing.assert_array_equal(llic_imaging.decode(old), stack)
+    np.testing.assert_array_equal(llic_imaging.decode(old, 1), stack[1])
+
+
 @pytest.mark.parametrize("stored", ["", "ab", "zz" * 16, 7])
 def test_plane_hashes_shorter_than_128_bits_or_not_hex_are_refused(stored: object) -> None:
     """A plane is checked against the first 16 bytes of its sha256 (32 hex digits); a forged

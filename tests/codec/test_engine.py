@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from _value_map_data import thresholded
 from llic_imaging.codec import engine
 from llic_imaging.codec.engine import ChunkParams, TileRef
 from llic_imaging.errors import StreamError
@@ -158,16 +159,6 @@ def test_neighbour_errors_read_causal_neighbours_inside_the_patch() -> None:
     ]
 
 
-def _thresholded(planes: int = 1, seed: int = 5) -> np.ndarray:
-    """A micro-CT-like stack: a noisy object whose values start at 40 on a zero background,
-    so values 1-39 are never used."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:96, :80]
-    inside = (yy - 48) ** 2 / 40**2 + (xx - 40) ** 2 / 30**2 < 1
-    body = 60 + 20 * np.sin(yy / 9.0) + rng.normal(0, 3, (planes, 96, 80))
-    return np.where(inside, np.clip(body, 40, 255), 0).astype(np.uint8)
-
-
 @pytest.mark.parametrize("gaps", [(), ((1, 39),), ((1, 1), (3, 2), (50, 1000))])
 def test_value_map_header_round_trips(gaps: tuple) -> None:
     """Format 5 writes a coded chunk's value map (an empty one is one byte); formats 3-4 have
@@ -207,7 +198,7 @@ def test_tiles_with_unused_values_are_coded_as_ranks(monkeypatch: pytest.MonkeyP
     and decodes exactly; with value maps never tried, the stream stays format 3."""
     import llic_imaging
 
-    image = _thresholded()[0]
+    image = thresholded()[0]
     stream = llic_imaging.encode(image)
     assert llic_imaging.info(stream).codec_format == 5
     np.testing.assert_array_equal(llic_imaging.decode(stream), image)
@@ -216,3 +207,21 @@ def test_tiles_with_unused_values_are_coded_as_ranks(monkeypatch: pytest.MonkeyP
     plain = llic_imaging.encode(image)
     assert llic_imaging.info(plain).codec_format == 3
     assert len(stream) < len(plain)
+
+
+def test_resid_chunk_on_a_mapped_reference_decodes() -> None:
+    """A resid chunk reads its reference's prediction errors of values, as the encoder took
+    them, even where the reference tile was coded as ranks (then the decoder's own step
+    errors, which are of ranks, must not be used)."""
+    import llic_imaging
+    from llic_imaging import container
+
+    stack = thresholded(2, noise=2.0)
+    stream = llic_imaging.encode(stack, context=2)
+    c = container.read(stream)
+    first, second = (ChunkParams.unpack(c.payload(i), fmt=5)[0] for i in (0, 1))
+    assert c.header["format"] == 5
+    assert first.gaps
+    assert second.resid
+    np.testing.assert_array_equal(llic_imaging.decode(stream), stack)
+    np.testing.assert_array_equal(llic_imaging.decode(stream, 1), stack[1])
