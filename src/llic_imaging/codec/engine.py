@@ -69,11 +69,12 @@ _TIGHTEN = (0, 2, 4, 6, 8, 10)  # the encoder's search: see _best_refinement
 # the tile decodes its reference too) is not worth it, and noise cannot pick it by chance
 _RESID_MARGIN = 0.01
 _FEEDBACK_MARGIN = 64  # bits a feedback chunk must save: its header's extra bytes, and more
-# a value map is tried (one more network pass) where ranks make the cheap MED cost this much
-# smaller: on the validation tiles that kept 14.6 of the 16.4 KiB an exhaustive try saves,
-# trying 77 of 421 tiles with unused values (docs/benchmarks.md, "Value maps")
-_MAP_TRY = 0.995
-_MAP_RUN = 0.25  # ... or where one unused run covers this share of the range (nodata, padding)
+# a value map is tried (one more network pass) where ranks make the cheap MED cost 1 % smaller
+# (on the validation tiles: 48 of the 421 with unused values tried, 13.2 of the 16.4 KiB that
+# trying every one would save) or where one unused run spans a quarter of the range (nodata,
+# padding, thresholds: the DEM and MR4, which the cost misses); docs/design.md, "Value maps"
+_MAP_TRY = 0.99
+_MAP_RUN = 0.25
 MAPPED_FORMAT = 5  # codec format whose coded chunk headers end with a value map
 MAX_SHIFT = 12
 _BATCH_PIXELS = 1 << 18  # pixels per batch of tiles: the decoder caches ~600 bytes per pixel
