@@ -107,3 +107,20 @@ def test_fitting_some_parameters_leaves_the_others_unchanged(net) -> None:
         d = adapt.fit(net, period_three(1).astype(np.int64), tile=64, steps=5, names={"head.bias"})
     assert d[-2:].any()  # head.bias is the last tensor
     assert not d[:-2].any()
+
+
+def test_a_diverging_fit_stops_and_returns_nothing_worse(net, monkeypatch) -> None:
+    """With a learning rate far too high the held-out check stops the fit at its first check,
+    and since no check beat the unfitted network, nothing is returned to code with."""
+    from llic_imaging.train import loop
+
+    steps: list[int] = []
+
+    def counted(params, cfg, batch_loss, *, log):
+        loop.finetune(params, cfg, batch_loss, log=lambda s, v: steps.append(s) or log(s, v))
+
+    monkeypatch.setattr(adapt, "LR", 1.0)
+    monkeypatch.setattr(adapt, "finetune", counted)
+    with deterministic(1):
+        assert adapt.fit(net, period_three(1).astype(np.int64), tile=64, steps=200) is None
+    assert steps[-1] == adapt.CHECK

@@ -140,3 +140,15 @@ def test_finetune_follows_the_schedule_and_logs_every_step(tiny_cfg: TrainConfig
     assert [s for s, _ in logged] == list(range(1, 51))
     assert logged[-1][1] < logged[0][1]
     assert abs(float(p.detach()) - 0.5) < 0.1
+
+
+def test_finetune_stops_when_log_says_so(tiny_cfg: TrainConfig) -> None:
+    p = torch.nn.Parameter(torch.zeros(()))
+    steps: list[int] = []
+
+    def log(step: int, _: float) -> bool:
+        steps.append(step)
+        return step == 7
+
+    finetune([p], replace(tiny_cfg, steps=50, lr=0.1), lambda: (p - 0.5) ** 2, log=log)
+    assert steps == list(range(1, 8))

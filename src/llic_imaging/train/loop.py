@@ -100,11 +100,12 @@ def finetune(
     cfg: TrainConfig,
     batch_loss: Callable[[], torch.Tensor],
     *,
-    log: Callable[[int, float], None] | None = None,
+    log: Callable[[int, float], bool | None] | None = None,
 ) -> None:
     """Train ``params`` for ``cfg.steps`` on ``batch_loss()`` with training's optimiser,
     schedule and clipping, without checkpoints: the loop of ablations and of per-image
-    adaptation (``codec.adapt``). ``log`` gets every step's number (from 1) and loss."""
+    adaptation (``codec.adapt``). ``log`` gets every step's number (from 1) and loss, and
+    ends the training early by returning True (adaptation's divergence check)."""
     opt = torch.optim.Adam(params, lr=cfg.lr)
     for step in range(cfg.steps):
         for group in opt.param_groups:
@@ -114,8 +115,8 @@ def finetune(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
-        if log:
-            log(step + 1, float(loss.detach()))
+        if log and log(step + 1, float(loss.detach())):
+            return
 
 
 def train(
