@@ -163,3 +163,26 @@ def test_export_explicit_keeps_uid_and_pixels(archived, tmp_path: Path) -> None:
     if j2k.status == "failed":
         assert j2k.error.startswith("cannot export to Explicit VR Little Endian")
         assert report.exit_code == 1
+
+
+def test_adapted_instances_restore_byte_for_byte(tmp_path: Path) -> None:
+    """``adapt``: an instance whose adapter pays is archived with it (codec format 4) and the
+    archive restores and verifies like any other."""
+    from _archive_data import write_dicom
+
+    import llic_imaging
+    from _adapt_data import period_three
+
+    study = tmp_path / "study"
+    study.mkdir()
+    path = write_dicom(study / "pattern.dcm", shape=(128, 128))
+    ds = pydicom.dcmread(path)
+    ds.PixelData = period_three().tobytes()
+    ds.save_as(path)
+    report = batch.compress_tree(study, tmp_path / "archive", numthreads=1, adapt=30)
+    assert report.exit_code == 0, report.failures
+    stream = (tmp_path / "archive" / "pattern.dcm.llic").read_bytes()
+    assert llic_imaging.info(stream).adapted
+    assert batch.verify_tree(tmp_path / "archive", against=study).exit_code == 0
+    assert batch.restore_tree(tmp_path / "archive", tmp_path / "out").exit_code == 0
+    assert tree_digests(tmp_path / "out") == tree_digests(study)

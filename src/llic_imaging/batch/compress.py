@@ -61,11 +61,12 @@ class _Compressor:
         numthreads: int | None,
         *,
         transcode: bool,
+        adapt: bool | int,
         referenced: set[str],
     ):
         self.src, self.out, self.manifest = src, out, manifest
         self.scratch, self.numthreads = scratch, numthreads
-        self.transcode, self.referenced = transcode, referenced
+        self.transcode, self.adapt, self.referenced = transcode, adapt, referenced
 
     def run(self, rel: str, path: Path, problem: str | None, *, resume: bool) -> FileReport:
         """Archive one file; every failure becomes a failed entry, never an exception."""
@@ -191,7 +192,7 @@ class _Compressor:
 
     def _encode(self, loaded: formats.Loaded) -> bytes:
         return llic_imaging.encode(
-            loaded.array, metadata=loaded.metadata, numthreads=self.numthreads
+            loaded.array, metadata=loaded.metadata, numthreads=self.numthreads, adapt=self.adapt
         )
 
     def _code(self, entry: Entry, stream: bytes) -> Entry:
@@ -264,6 +265,7 @@ def compress_tree(
     delete_originals: bool = False,
     resume: bool = True,
     transcode: bool = False,
+    adapt: bool | int = False,
     progress: Progress | None = None,
 ) -> ArchiveReport:
     """Archive every file below ``src_dir`` into ``out_dir`` and record it in ``manifest.json``.
@@ -294,6 +296,13 @@ def compress_tree(
         rebuilt byte for byte from the decoded pixels (the same encoder reproduces them; see
         :func:`llic_imaging.formats.dicom.load_encapsulated`) and the stream is smaller. Other
         compressed instances are kept verbatim with the reason in ``reason``.
+    adapt
+        Per-image adaptation (``llic_imaging.encode(adapt=...)``: True, or a number of fitting
+        steps): fit the model to each instance and keep the adapter where the stream gets
+        smaller. It pays on large
+        radiographs and CT/MR slices (1.6-7.6 % in ``docs/benchmarks.md``), rarely on small
+        ones, and costs about 30 s of fitting per instance. Files already archived are not
+        coded again unless ``resume`` is off.
     progress
         ``progress(done, total, file_report)`` after each file.
 
@@ -327,6 +336,7 @@ def compress_tree(
                 Path(scratch),
                 numthreads,
                 transcode=transcode,
+                adapt=adapt,
                 referenced=filesets.referenced,
             )
             try:

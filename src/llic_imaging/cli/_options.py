@@ -3,7 +3,8 @@
 Users: ``level_opt``, ``model_opt``, ``tile_opt``, ``patch_opt``, ``context_opt`` (compress,
 demo); ``adapt_opt`` (compress); ``numthreads_opt`` (all but info); ``device_opt`` (compress, restore, verify, demo); ``output_opt``, ``overwrite_opt`` (compress,
 restore); ``json_opt`` (all but bench); ``verbose_opt``, ``quiet_opt`` (every command). ``llic-dicom``
-uses ``numthreads_opt``, ``verbose_opt``, ``quiet_opt``, ``verbosity`` and the exit codes.
+uses ``adapt_opt`` (compress), ``numthreads_opt``, ``verbose_opt``, ``quiet_opt``, ``verbosity``
+and the exit codes.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from llic_imaging.cli._options import (
     EXIT_DATA,
     EXIT_OK,
     ExitCodeGroup,
+    adapt_opt,
     numthreads_opt,
     quiet_opt,
     run_main,
@@ -148,7 +149,7 @@ def cli() -> None:
 
 
 @cli.command(
-    epilog="\b\nExamples:\n  llic-dicom compress study/ -o archive/ --threads 2\n  llic-dicom compress study/ -o archive/ --json report.json   # rerun: resumes\n  llic-dicom compress study/ -o archive/ --transcode   # recode RLE/JPEG-LS where exact"
+    epilog="\b\nExamples:\n  llic-dicom compress study/ -o archive/ --threads 2\n  llic-dicom compress study/ -o archive/ --json report.json   # rerun: resumes\n  llic-dicom compress study/ -o archive/ --transcode   # recode RLE/JPEG-LS where exact\n  llic-dicom compress study/ -o archive/ --adapt   # smaller, ~30 s more per instance"
 )
 @click.argument("study", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
@@ -178,6 +179,7 @@ def cli() -> None:
     "fragments can be rebuilt byte for byte and the result is smaller; others are kept verbatim "
     "with the reason in the report.",
 )
+@adapt_opt
 @json_opt
 @verbose_opt
 @quiet_opt
@@ -188,6 +190,7 @@ def compress(
     delete_originals: bool,
     resume: bool,
     transcode: bool,
+    adapt: bool,
     json_to: str | None,
 ) -> int:
     """Archive every file below STUDY into the archive folder -o.
@@ -206,6 +209,7 @@ def compress(
             delete_originals=delete_originals,
             resume=resume,
             transcode=transcode,
+            adapt=adapt,
             progress=tick,
         )
     return _finish(report, json_to, lambda f: str(study / f.path))

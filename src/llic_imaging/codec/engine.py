@@ -574,7 +574,8 @@ def _choices(
                 found.append((None, p, pred))
             else:
                 own = float(focus.code_lengths(*pred, p.vmax).sum())
-                header = 8 * len(p.pack(MAPPED_FORMAT)) if p.gaps else 0
+                # a map's bytes beyond the empty map every coded chunk of format 5 carries
+                header = 8 * (len(p.pack(MAPPED_FORMAT)) - len(p.pack()) - 1)
                 found.append((own + header, p, pred))
                 bits, q, refined = _feedback_option(geo, (mu, sc, u), p, own)
                 found.append((bits + header, q, refined))
