@@ -504,6 +504,26 @@ def test_golden_format5_stream_decodes() -> None:
     np.testing.assert_array_equal(llic_imaging.decode(old, 1), stack[1])
 
 
+def test_a_forged_value_map_is_caught() -> None:
+    """A value map that parses (checksums rewritten) but moves the unused run gives other
+    values: the array digest refuses them. Read as format 4 (no maps), the same payloads are
+    refused too, never decoded into an image."""
+    from dataclasses import replace
+
+    from _value_map_data import thresholded
+    from llic_imaging.codec.engine import ChunkParams
+
+    image = thresholded()[0]
+    c = container.read(llic_imaging.encode(image))
+    p, words = ChunkParams.unpack(c.payload(0), fmt=5)
+    (start, n), *rest = p.gaps
+    moved = replace(p, gaps=((start + 1, n), *rest))
+    with pytest.raises(llic_imaging.ChecksumError):
+        llic_imaging.decode(_rewritten(c, chunk0=moved.pack(5) + words))
+    with pytest.raises((llic_imaging.StreamError, llic_imaging.ChecksumError)):
+        llic_imaging.decode(_rewritten(c, {"format": 4}))
+
+
 @pytest.mark.parametrize("stored", ["", "ab", "zz" * 16, 7])
 def test_plane_hashes_shorter_than_128_bits_or_not_hex_are_refused(stored: object) -> None:
     """A plane is checked against the first 16 bytes of its sha256 (32 hex digits); a forged
