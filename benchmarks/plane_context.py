@@ -7,7 +7,8 @@ bands of one validation scene stacked as one raster. Each stack is encoded twice
 (no context) and K = N (every plane but the first may refer to its predecessor); the K = N
 stream is decoded and compared. The encoder's per-tile choice depends only on the tile and the
 previous plane, so the size for any K in between follows exactly from the two streams' chunks:
-a tile of plane k costs its K = 1 chunk when ``k % K == 0`` and its K = N chunk otherwise.
+a tile of plane k costs its K = 1 chunk when ``k % K == 0`` and its K = N chunk otherwise
+(where only one of the two streams has value maps, its chunk headers are one byte longer).
 JPEG XL (effort 7, plane by plane, as ``llic bench``) is the reference. Random access: the mean
 number of tiles decoded to read one tile of one plane (1 without context). K runs over 1, 2, 4,
 8, 16 and N.
@@ -52,7 +53,8 @@ def chunk_sizes(data: bytes) -> tuple[list[int], list[ChunkParams], int]:
     c = container.read(data)
     payloads = [c.payload(i) for i in range(len(c.chunks))]
     sizes = [len(p) for p in payloads]
-    return sizes, [ChunkParams.unpack(p)[0] for p in payloads], len(data) - sum(sizes)
+    fmt = c.header["format"]
+    return sizes, [ChunkParams.unpack(p, fmt=fmt)[0] for p in payloads], len(data) - sum(sizes)
 
 
 def measure(stack: np.ndarray, threads: int) -> dict:
