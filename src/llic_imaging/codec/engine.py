@@ -19,7 +19,7 @@ saves bits. Refinements are integer arithmetic on the network's integer predicti
 (:func:`_refine`), so encoder and decoder stay bit-exact.
 
 Value maps (codec format 5): a tile that leaves values of its range unused (thresholded
-micro-CT, quantised ultrasound, nodata beside terrain) may be coded as the ranks of its values
+micro-CT, ultrasound, nodata beside terrain) may be coded as the ranks of its values
 among those it uses, the unused runs listed in its chunk header (docs/design.md, "Value maps").
 """
 
