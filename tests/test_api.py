@@ -663,7 +663,11 @@ def test_adapted_streams_round_trip_and_read_any_plane_or_window(adapted_stream)
     np.testing.assert_array_equal(
         llic_imaging.decode(s, window=(70, 10, 30, 90)), a[0, 70:100, 10:100]
     )
-    assert llic_imaging.encode(a, tile=64, adapt=30, numthreads=2) == s  # fitting is 1-thread
+    ticks: list[int] = []
+    again = llic_imaging.encode(a, tile=64, adapt=30, numthreads=2, progress=ticks.append)
+    assert again == s  # fitting is 1-thread
+    assert sum(ticks) == 3 * 8  # 8 tiles: the plain pass, the fitting, the adapted pass
+    assert len(ticks) > 8  # the fitting ticks as it goes
 
 
 def test_adaptation_that_does_not_pay_leaves_the_plain_stream() -> None:

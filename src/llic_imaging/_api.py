@@ -177,8 +177,9 @@ def encode(
     metadata
         Bytes stored verbatim (format adapters keep what they need to rebuild files there).
     progress
-        Called with the number of tiles finished, for progress bars (with ``adapt``, the
-        tiles of both coding passes; the fitting between them reports nothing).
+        Called with the number of tiles finished, for progress bars. With ``adapt`` the
+        count goes on through the fitting, as one more pass over the tiles, and through the
+        second coding pass if an adapter was fitted: three times the tiles in all.
 
     Raises
     ------
@@ -256,12 +257,22 @@ def _adapted_tiles(
 ) -> tuple[bytes, list[bytes], int] | None:
     """The adapter fitted to ``stack`` and the tiles coded with it, with their chunk headers'
     codec format (None: nothing to fit).
-    ``layout`` is (tile, patch, context); ``progress`` counts the second pass's tiles too."""
+    ``layout`` is (tile, patch, context). ``progress`` counts the fitting as one more pass over
+    the tiles (it takes about as long as several), then the second pass's tiles."""
     from llic_imaging.codec import adapt
     from llic_imaging.codec.engine import encode_tiles
 
     tile, patch, context = layout
-    deltas = adapt.fit(net, stack, tile=tile, steps=steps)
+    sent = 0
+
+    def fitting(step: int) -> None:
+        nonlocal sent
+        if progress and (ticks := step * len(refs) // steps - sent) > 0:
+            progress(ticks)
+            sent += ticks
+
+    deltas = adapt.fit(net, stack, tile=tile, steps=steps, progress=fitting)
+    fitting(steps)  # a fit that stopped early still completes its pass
     if deltas is None or not deltas.any():
         return None
     tuned = adapt.adapted(net, deltas)

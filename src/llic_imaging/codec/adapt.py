@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import zlib
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 import numpy as np
 import torch
@@ -69,14 +69,15 @@ def fit(
     tile: int,
     steps: int = STEPS,
     names: Collection[str] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> np.ndarray | None:
     """Integer deltas (one per parameter, ``state_dict`` order) fitted to ``stack``, or None
     when it has no plane of at least CROP x CROP with two values or no check of the fit on
     held-out crops beats the unfitted network.
 
-    ``names``: the parameters to fit (default all; the others keep a zero delta). One torch
-    thread and fixed seeds: the same machine writes the same adapter whatever thread count
-    coding uses.
+    ``names``: the parameters to fit (default all; the others keep a zero delta).
+    ``progress``: called with the number of steps done after every step. One torch thread and
+    fixed seeds: the same machine writes the same adapter whatever thread count coding uses.
     """
     regions = _regions(stack, tile)
     labels = ["image"] * len(regions)
@@ -101,6 +102,8 @@ def fit(
 
     def check(step: int, _: float) -> bool:
         """Keep the best held-out check; True (stop) once the fit has diverged."""
+        if progress:
+            progress(step)
         if step % CHECK and step != steps:
             return False
         with torch.no_grad():
