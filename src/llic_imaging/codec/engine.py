@@ -630,13 +630,15 @@ def encode_tiles(
             unmapped[i] = (other.params, other.words())
         if progress:
             progress(1)
-    if unmapped:
-        mapped = [p.pack(MAPPED_FORMAT) + w for p, w in chunks]
-        plain = [p.pack() + w for p, w in (unmapped.get(i, c) for i, c in enumerate(chunks))]
-        if sum(map(len, mapped)) < sum(map(len, plain)):
-            return mapped, MAPPED_FORMAT
-        return plain, 3
-    return [p.pack() + w for p, w in chunks], 3
+    fmt = 3
+    if unmapped:  # sizes first: the payloads are built once, in the format kept
+        plain = [unmapped.get(i, c) for i, c in enumerate(chunks)]
+        size = sum(len(p.pack(MAPPED_FORMAT)) + len(w) for p, w in chunks)
+        if size < sum(len(p.pack()) + len(w) for p, w in plain):
+            fmt = MAPPED_FORMAT
+        else:
+            chunks = plain
+    return [p.pack(fmt) + w for p, w in chunks], fmt
 
 
 def _stepper(net, geo: Geometry, params: list[ChunkParams], device: torch.device):
