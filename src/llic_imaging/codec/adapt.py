@@ -13,6 +13,7 @@ between machines; the stream carries its result, so decoding never depends on it
 from __future__ import annotations
 
 import copy
+import math
 import zlib
 from collections.abc import Callable, Collection
 
@@ -100,35 +101,38 @@ def fit(
         change = sum((p * _units(k) - base[k]).abs().sum() for k, p in params.items())
         return sum(t for t, _ in costs) / sum(n for _, n in costs) + MDL_BITS * change / stack.size
 
+    best, kept = math.inf, None  # the best held-out objective, and its parameters
+
     def check(step: int, _: float) -> bool:
         """Keep the best held-out check; True (stop) once the fit has diverged."""
+        nonlocal best, kept
         if progress:
             progress(step)
         if step % CHECK and step != steps:
             return False
         with torch.no_grad():
             value = float(objective(held))
-        if value < best[0]:
-            best[:] = [value, {k: p.detach().clone() for k, p in params.items()}]
-        return value > DIVERGED * best[0]
+        if value < best:
+            best, kept = value, {k: p.detach().clone() for k, p in params.items()}
+        return value > DIVERGED * best
 
     threads = torch.get_num_threads()
     torch.manual_seed(SEED)
     try:
         torch.set_num_threads(1)
         with torch.no_grad():
-            best: list = [float(objective(held)), None]  # [objective, parameters] of the best check
+            best = float(objective(held))  # the unfitted network's, with no parameters to keep
         with torch.enable_grad():
             finetune(
                 list(params.values()), sched, lambda: objective([sampler.batch(BATCH)]), log=check
             )
     finally:
         torch.set_num_threads(threads)
-    if best[1] is None:
+    if kept is None:
         return None
     with torch.no_grad():
         for k, p in params.items():
-            p.copy_(best[1][k])
+            p.copy_(kept[k])
     new = integers(work.eval())
     return np.concatenate([(new[k] - base[k].numpy().astype(np.int64)).ravel() for k in new])
 
