@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from llic_imaging.codec import focus, intcdf
+from llic_imaging.codec import focus, intcdf, linear
 from llic_imaging.codec.entropy import ChunkDecoders, encode_chunk
 from llic_imaging.codec.schedule import Geometry
 from llic_imaging.errors import StreamError
@@ -69,6 +69,7 @@ _TIGHTEN = (0, 2, 4, 6, 8, 10)  # the encoder's search: see _best_refinement
 # the tile decodes its reference too) is not worth it, and noise cannot pick it by chance
 _RESID_MARGIN = 0.01
 _FEEDBACK_MARGIN = 64  # bits a feedback chunk must save: its header's extra bytes, and more
+_LINEAR_FIT, _LINEAR_PICK = 4, 8  # linear feedback: every 4th position fits, every 8th picks
 # a value map is tried (one more network pass) where ranks make the cheap MED cost 1 % smaller
 # (on the validation tiles: 48 of the 421 with unused values tried, 13.2 of the 16.4 KiB that
 # trying every one would save) or where one unused run spans a quarter of the range (nodata,
@@ -76,6 +77,8 @@ _FEEDBACK_MARGIN = 64  # bits a feedback chunk must save: its header's extra byt
 _MAP_TRY = 0.99
 _MAP_RUN = 0.25
 MAPPED_FORMAT = 5  # codec format whose coded chunk headers end with a value map
+LINEAR_FORMAT = 6  # format 5's headers, and feedback chunks may be linear (taps >= len(_TAPS))
+FORMATS = (3, MAPPED_FORMAT, LINEAR_FORMAT)  # the formats the encoder chooses among
 MAX_SHIFT = 12
 _BATCH_PIXELS = 1 << 18  # pixels per batch of tiles: the decoder caches ~600 bytes per pixel
 _DENSE_PIXELS = 1 << 14  # pixels per dense network call: cache-sized on CPU
@@ -103,7 +106,9 @@ class ChunkParams:
     mid: int
     gain: int = 0  # refined chunks: share of the prediction error added, in 1/64
     tighten: int = 0  # refined chunks: scale levels (1/8 octave) taken off the prediction
-    taps: int = 0  # feedback chunks: which neighbour weights (index into _TAPS)
+    taps: int = 0  # feedback chunks: which neighbour weights (index into _TAPS), or from
+    # len(_TAPS) on a linear feedback chunk's tap set (linear.SETS[taps - len(_TAPS)])
+    weights: tuple[int, ...] = ()  # linear feedback chunks: one integer weight per tap
     # mapped chunks: the runs (start, length) of values of [0, span] the tile does not use;
     # the chunk codes each value's rank among the used ones (so vmax is the largest rank)
     gaps: tuple[tuple[int, int], ...] = ()
@@ -143,6 +148,16 @@ class ChunkParams:
         return bool(self.kind & _FEEDBACK)
 
     @property
+    def linear(self) -> bool:
+        """A feedback chunk whose means are refined by fitted weights (:mod:`linear`)."""
+        return self.feedback and self.taps >= len(_TAPS)
+
+    @property
+    def format(self) -> int:
+        """The oldest codec format whose headers can carry this chunk."""
+        return LINEAR_FORMAT if self.linear else MAPPED_FORMAT if self.gaps else 3
+
+    @property
     def needs_reference(self) -> bool:
         """Decodes only after the same tile of the previous plane."""
         return self.delta or self.resid
@@ -153,12 +168,14 @@ class ChunkParams:
         tighten, for a feedback chunk taps: 2-14 bytes (an 8-bit tile's coded header 5) instead
         of formats 1-2's fixed 14, 0.3 % of an 8-bit CT slice's stream. Format 5 adds to every
         coded chunk its value map: the number of unused runs, then for each the used values
-        before it (at least 1, less 1) and its length (less 1), from the end of the last."""
+        before it (at least 1, less 1) and its length (less 1), from the end of the last.
+        Format 6 is format 5 whose linear feedback chunks add their weights after ``taps``."""
         out = bytearray([self.kind | self.shift << 4])
         fields = [_zigzag(self.vmin)]
         fields += [self.vmax, self.mid] if self.coded else []
         fields += [self.gain, self.tighten] if self.resid or self.feedback else []
         fields += [self.taps] if self.feedback else []
+        fields += [_zigzag(w) for w in self.weights]
         fields += _map_fields(self.gaps) if self.coded and fmt >= MAPPED_FORMAT else []
         for value in fields:
             while value >= 0x80:
@@ -170,10 +187,10 @@ class ChunkParams:
     @classmethod
     def unpack(cls, payload: bytes, *, fmt: int = 3) -> tuple[ChunkParams, bytes]:
         """Header and range-coded words of a payload in codec format ``fmt``: fixed headers
-        (1-2), compact ones (3-4), compact ones with value maps (5)."""
+        (1-2), compact ones (3-4), compact ones with value maps (5), and linear feedback (6)."""
         compact = fmt >= 3
         if compact:
-            p, size = cls._unpack_compact(payload, fmt >= MAPPED_FORMAT)
+            p, size = cls._unpack_compact(payload, fmt)
         else:
             if len(payload) < _CHUNK_HEADER.size:
                 msg = f"chunk payload has {len(payload)} bytes, shorter than its {_CHUNK_HEADER.size}-byte header"
@@ -183,7 +200,9 @@ class ChunkParams:
             p.kind not in (_KINDS_FORMAT3 if compact else _KINDS)
             or p.gain > 255
             or p.tighten > 15
-            or p.taps >= len(_TAPS)
+            or p.taps >= len(_TAPS) + (len(linear.SETS) if fmt >= LINEAR_FORMAT else 0)
+            or (p.linear and p.gain)
+            or any(abs(w) > linear.MAX_WEIGHT for w in p.weights)
             or p.vmax > 0xFFFF
             or p.vmin < (-0xFFFF if p.delta else -0x8000)
             or p.vmin + p.span > 0xFFFF
@@ -196,9 +215,9 @@ class ChunkParams:
         return p, payload[size:]
 
     @classmethod
-    def _unpack_compact(cls, payload: bytes, mapped: bool) -> tuple[ChunkParams, int]:
-        """A format 3-5 header (see :meth:`pack`; ``mapped``: format 5) and its length in
-        bytes; checked here only as far as the value map needs."""
+    def _unpack_compact(cls, payload: bytes, fmt: int) -> tuple[ChunkParams, int]:
+        """A format 3-6 header (see :meth:`pack`) and its length in bytes; checked here only
+        as far as reading it needs."""
         if not payload:
             msg = "chunk payload is empty; it has no header"
             raise StreamError(msg)
@@ -209,12 +228,23 @@ class ChunkParams:
         fields, pos = {}, 1
         for name in names:
             fields[name], pos = _read_varint(payload, pos)
-        fields["vmin"] = fields["vmin"] >> 1 ^ -(fields["vmin"] & 1)
+        fields["vmin"] = _unzigzag(fields["vmin"])
         fields.setdefault("vmax", 0)
         fields.setdefault("mid", 0)
-        if mapped and coded:
+        linear_set = fields.get("taps", 0) - len(_TAPS)
+        if fmt >= LINEAR_FORMAT and 0 <= linear_set < len(linear.SETS):
+            weights = []
+            for _ in linear.SETS[linear_set]:
+                w, pos = _read_varint(payload, pos)
+                weights.append(_unzigzag(w))
+            fields["weights"] = tuple(weights)
+        if fmt >= MAPPED_FORMAT and coded:
             fields["gaps"], pos = _read_map(payload, pos, fields["vmax"])
         return cls(kind, shift=shift, **fields), pos
+
+
+def _unzigzag(v: int) -> int:
+    return v >> 1 ^ -(v & 1)
 
 
 def _zigzag(v: int) -> int:
@@ -395,7 +425,14 @@ def _refine(
     """A resid chunk's integer predictions: the network's mean plus ``gain / 64`` of the
     reference tile's prediction error at the same pixels (1/16 px), the scale ``tighten``
     levels smaller. Encoder and decoder both call this on int64 arrays (floor shifts)."""
-    mu = np.clip(mu16 + ((p.gain * error16 + 32) >> 6), 0, 16 * p.vmax)
+    return _shifted(mu16, scale, (p.gain * error16 + 32) >> 6, p)
+
+
+def _shifted(
+    mu16: np.ndarray, scale: np.ndarray, add: np.ndarray, p: ChunkParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Means moved by ``add`` (1/16 px) into the chunk's range, scales ``p.tighten`` smaller."""
+    mu = np.clip(mu16 + add, 0, 16 * p.vmax)
     return mu, np.clip(scale - p.tighten, 0, intcdf.N_SCALES - 1)
 
 
@@ -468,14 +505,59 @@ def _feedback_option(
     inside = geo.inside.reshape(-1)
     errors = _padded(np.where(inside, 16 * u - mu, 0).reshape(geo.n_patches, geo.patch, -1))
     pos = geo.stream_order
-    p2 = geo.patch * geo.patch
-    at = (pos // p2, pos % p2 // geo.patch, pos % geo.patch)
+    at = _stream_positions(geo)
     template = replace(p, kind=p.kind | _FEEDBACK)
     options = [
         (replace(template, taps=t), _neighbour_errors(errors, at, t)) for t in range(len(_TAPS))
     ]
     bits, q, refined = _best_refinement((mu[pos], sc[pos], u[pos]), options)
     return (bits if bits < own - _FEEDBACK_MARGIN else np.inf), q, refined
+
+
+def _stream_positions(geo: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(patch, row, column) of every position in stream order."""
+    pos = geo.stream_order
+    p2 = geo.patch * geo.patch
+    return pos // p2, pos % p2 // geo.patch, pos % geo.patch
+
+
+def _linear_option(
+    geo: Geometry, dense: tuple[np.ndarray, np.ndarray, np.ndarray], p: ChunkParams, own: float
+) -> tuple[float, ChunkParams, tuple]:
+    """A coded tile's best linear feedback, ``(bits, params, refined prediction)`` as
+    :func:`_feedback_option`: weights of every tap set fitted on every 4th position, the set
+    and ``tighten`` chosen on every 8th, the weights' header bytes counted. Infinite bits
+    unless it saves ``_FEEDBACK_MARGIN`` over the tile as itself."""
+    mu, sc, u = dense
+    shape = (geo.n_patches, geo.patch, geo.patch)
+    inside = geo.inside
+    values = (16 * u).reshape(shape)
+    errors = np.where(inside.reshape(-1), 16 * u - mu, 0).reshape(shape)
+    at = _stream_positions(geo)
+    pos = geo.stream_order
+    m, s, v = mu[pos], sc[pos], u[pos]
+    fit = slice(None, None, _LINEAR_FIT)
+    fitted = linear.fit(values, errors, inside, tuple(a[fit] for a in at), m[fit], s[fit])
+    pick = slice(None, None, _LINEAR_PICK)
+    sub = tuple(a[pick] for a in at)
+    base = replace(p, kind=p.kind | _FEEDBACK)
+
+    def cost(q: ChunkParams, add: np.ndarray) -> float:
+        bits = float(focus.code_lengths(*_shifted(m[pick], s[pick], add, q), v[pick], p.vmax).sum())
+        return _LINEAR_PICK * bits + 8 * len(q.pack())
+
+    trials = []  # each set at tighten 2, then every tighten for the best set
+    for k, w in enumerate(fitted):
+        q = replace(base, taps=len(_TAPS) + k, tighten=2, weights=tuple(int(x) for x in w))
+        add = linear.correction(values, errors, inside, sub, m[pick], k, w)
+        trials.append((cost(q, add), q, add))
+    _, q, add = min(trials, key=lambda t: t[0])
+    q = min((replace(q, tighten=t) for t in _TIGHTEN), key=lambda q: cost(q, add))
+    add = linear.correction(values, errors, inside, at, m, q.taps - len(_TAPS), q.weights)
+    refined = (*_shifted(m, s, add, q), v)
+    bits = float(focus.code_lengths(*refined, p.vmax).sum())
+    extra = 8 * (len(q.pack()) - len(p.pack()))
+    return (bits if bits + extra < own - _FEEDBACK_MARGIN else np.inf), q, refined
 
 
 def _predictions(
@@ -525,15 +607,17 @@ class _Choice:
 
 def _choices(
     net, stack: np.ndarray, refs: list[TileRef], *, patch: int, device: torch.device, context: int
-) -> tuple[list[ChunkParams], Iterator[tuple[int, _Choice, _Choice | None]]]:
+) -> tuple[list[ChunkParams], Iterator[tuple[int, dict[int, _Choice]]]]:
     """Every tile's header as far as side information goes (final for constant tiles), and
-    for each coded tile ``(index, choice, unmapped)``: the option the network codes in the
-    fewest bits and, where that is a mapped chunk, the best one without a value map.
+    for each coded tile ``(index, {format: choice})``: for each codec format the encoder may
+    write (:data:`FORMATS`), the option that format can carry in the fewest bits, its
+    header's bytes counted (often one option for all).
 
-    Options: the tile as itself or as a feedback chunk (:func:`_feedback_option`); the same
-    for its value map (:func:`_value_map`), the map's header bytes counted; with ``context``
-    K > 1 also a delta chunk (:func:`_deltas`' candidates; a constant difference is taken at
-    once) or a resid chunk (predictions refined by the previous plane's prediction error).
+    Options: the tile as itself, as a feedback chunk (:func:`_feedback_option`) or as a
+    linear feedback chunk (:func:`_linear_option`, format 6); the same for its value map
+    (:func:`_value_map`, format 5); with ``context`` K > 1 also a delta chunk
+    (:func:`_deltas`' candidates; a constant difference is taken at once) or a resid chunk
+    (predictions refined by the previous plane's prediction error).
     """
     tiles, params, _ = _side_info(stack, refs)
     intra = list(params)
@@ -556,11 +640,11 @@ def _choices(
             jobs.append((i, *deltas[i]))
     n_options: dict[int, int] = defaultdict(int)  # coding options of every coded tile
     for i, _, p in jobs:
-        n_options[i] += 1 if p.delta else 2  # a tile as itself also has its feedback option
+        n_options[i] += 1 if p.delta else 3  # a tile as itself also has its feedback options
     for i in resid:
         n_options[i] += 1
 
-    def decide() -> Iterator[tuple[int, _Choice, _Choice | None]]:
+    def decide() -> Iterator[tuple[int, dict[int, _Choice]]]:
         errors: dict[int, np.ndarray] = {}
         pending: dict[int, list] = defaultdict(list)
         for j, geo, mu, sc, u in _predictions(
@@ -571,14 +655,12 @@ def _choices(
             pred = (mu[pos], sc[pos], u[pos])
             found = pending[i]
             if p.delta:
-                found.append((None, p, pred))
+                found.append((float(focus.code_lengths(*pred, p.vmax).sum()), p, pred))
             else:
                 own = float(focus.code_lengths(*pred, p.vmax).sum())
-                # a map's bytes beyond the empty map every coded chunk of format 5 carries
-                header = 8 * (len(p.pack(MAPPED_FORMAT)) - len(p.pack()) - 1)
-                found.append((own + header, p, pred))
-                bits, q, refined = _feedback_option(geo, (mu, sc, u), p, own)
-                found.append((bits + header, q, refined))
+                found.append((own, p, pred))
+                found.append(_feedback_option(geo, (mu, sc, u), p, own))
+                found.append(_linear_option(geo, (mu, sc, u), p, own))
                 if i in needed and not p.gaps:
                     errors[i] = 16 * pred[2] - pred[0]
                 if i in resid and not p.gaps:
@@ -589,19 +671,15 @@ def _choices(
             if len(found) < n_options[i]:
                 continue
             del pending[i]
-            bits = [
-                float(focus.code_lengths(*pr, q.vmax).sum()) if b is None else b
-                for b, q, pr in found
-            ]
-            # the fewest bits; the first option on a tie (intra first)
-            best = int(np.argmin(bits))
-            unmapped = None
-            if found[best][1].gaps:
-                k = min(
-                    (k for k in range(len(found)) if not found[k][1].gaps), key=bits.__getitem__
-                )
-                unmapped = _Choice(found[k][1], found[k][2], geo)
-            yield i, _Choice(found[best][1], found[best][2], geo), unmapped
+            choices = {}
+            for fmt in FORMATS:
+                # the fewest bits; the first option on a tie (intra first)
+                cost = [
+                    b + 8 * len(q.pack(fmt)) if q.format <= fmt else np.inf for b, q, _ in found
+                ]
+                k = int(np.argmin(cost))
+                choices[fmt] = _Choice(found[k][1], found[k][2], geo)
+            yield i, choices
 
     return params, decide()
 
@@ -617,28 +695,23 @@ def encode_tiles(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[bytes], int]:
     """Chunk payloads (header + range-coded words) of every tile in ``refs``, in order, and
-    the codec format of their headers: 5 where value maps save more than the byte every coded
-    header then carries, else 3 (:func:`_choices` says how each tile is coded)."""
+    the codec format of their headers: of :data:`FORMATS`, the one whose payloads are
+    smallest (the oldest on a tie; :func:`_choices` says how each tile is coded in each)."""
     params, decisions = _choices(net, stack, refs, patch=patch, device=device, context=context)
-    chunks: list[tuple[ChunkParams, bytes]] = [(p, b"") for p in params]
-    unmapped: dict[int, tuple[ChunkParams, bytes]] = {}
+    chunks = {fmt: [(p, b"") for p in params] for fmt in FORMATS}
     if progress:
         progress(sum(not p.coded for p in params))
-    for i, choice, other in decisions:
-        chunks[i] = (choice.params, choice.words())
-        if other is not None:
-            unmapped[i] = (other.params, other.words())
+    for i, choices in decisions:
+        built: dict[int, tuple[ChunkParams, bytes]] = {}  # each distinct choice coded once
+        for fmt, choice in choices.items():
+            if id(choice.params) not in built:
+                built[id(choice.params)] = (choice.params, choice.words())
+            chunks[fmt][i] = built[id(choice.params)]
         if progress:
             progress(1)
-    fmt = 3
-    if unmapped:  # sizes first: the payloads are built once, in the format kept
-        plain = [unmapped.get(i, c) for i, c in enumerate(chunks)]
-        size = sum(len(p.pack(MAPPED_FORMAT)) + len(w) for p, w in chunks)
-        if size < sum(len(p.pack()) + len(w) for p, w in plain):
-            fmt = MAPPED_FORMAT
-        else:
-            chunks = plain
-    return [p.pack(fmt) + w for p, w in chunks], fmt
+    size = {fmt: sum(len(p.pack(fmt)) + len(w) for p, w in c) for fmt, c in chunks.items()}
+    fmt = min(FORMATS, key=size.__getitem__)
+    return [p.pack(fmt) + w for p, w in chunks[fmt]], fmt
 
 
 def _stepper(net, geo: Geometry, params: list[ChunkParams], device: torch.device):
@@ -814,21 +887,40 @@ def _decode_batch(
     # kept for feedback chunks and for the tiles a resid chunk will read; 0 where not decoded
     tracked = {b for b, p in enumerate(params) if p.feedback} | set(record)
     own = {b: _padded(np.zeros((geo.n_patches, patch, patch), np.int64)) for b in tracked}
+    # linear feedback chunks also read 16 x their decoded values
+    sixteen = {
+        b: np.zeros((geo.n_patches, patch, patch), np.int64) for b in tracked if params[b].linear
+    }
     patches = np.arange(geo.n_patches)[:, None]
     for s, mask in enumerate(geo.step_inside):
         r, c = geo.step_cells(s)
         grid = [np.asarray(t).astype(np.int64).reshape(n, *mask.shape) for t in steps.predict(s)]
         mu, sc = (g[:, mask] for g in grid)
+        at = (patches, r[None], c[None])
         for b, e in errors.items():
             mu[b], sc[b] = _refine(mu[b], sc[b], e[:, r, c][mask], params[b])
         for b, e in own.items():
-            if params[b].feedback:
-                near = _neighbour_errors(e, (patches, r[None], c[None]), params[b].taps)
-                mu[b], sc[b] = _refine(mu[b], sc[b], near[mask], params[b])
+            p = params[b]
+            if p.linear:
+                where = tuple(np.broadcast_to(a, mask.shape)[mask] for a in at)
+                add = linear.correction(
+                    sixteen[b],
+                    e[:, 1:, 1:-1],
+                    geo.inside,
+                    where,
+                    mu[b],
+                    p.taps - len(_TAPS),
+                    p.weights,
+                )
+                mu[b], sc[b] = _shifted(mu[b], sc[b], add, p)
+            elif p.feedback:
+                mu[b], sc[b] = _refine(mu[b], sc[b], _neighbour_errors(e, at, p.taps)[mask], p)
         step_vals = np.zeros((n, *mask.shape), np.float32)
         step_vals[:, mask] = decoders.decode_step(mu, sc)
         for b, e in own.items():
             e[:, r + 1, c + 1] = np.where(mask, 16 * step_vals[b].astype(np.int64) - grid[0][b], 0)
+        for b, v in sixteen.items():
+            v[:, r, c] = 16 * step_vals[b].astype(np.int64)
         step_vals = step_vals.reshape(-1, mask.shape[1])
         steps.write(s, step_vals)
         pixels[:, r, c] = step_vals
@@ -843,7 +935,8 @@ def _tile_bits(
     """Bits of every pixel of each coded tile under the integer tables, ``(ref, (h, w))``, as
     the encoder codes it on its own (:func:`_choices` without plane context)."""
     _, decisions = _choices(net, stack, refs, patch=patch, device=device, context=1)
-    for i, c, _ in decisions:
+    for i, choices in decisions:
+        c = choices[FORMATS[-1]]
         bits = np.zeros(c.geo.n_patches * patch * patch)
         bits[c.geo.stream_order] = focus.code_lengths(*c.pred, c.params.vmax)
         yield refs[i], c.geo.from_patches(bits.reshape(c.geo.n_patches, patch, patch))

@@ -1,0 +1,154 @@
+"""Linear feedback: a least-squares predictor over causal neighbours, fitted per tile.
+
+The network is shared by all data, so it cannot know how an image's pixels correlate: the
+interpolation kernel of an MR reconstruction, the filtering of a computed radiograph. Least
+squares over the tile itself can (the classical MRP / TMW predictors do exactly this). The
+encoder fits integer weights over the tile's decoded values and the network's own errors at
+causal neighbours, sends them in the chunk header, and both sides refine every mean by
+``(sum(w * f) + 128) >> 8`` in integers; so decoding stays exact whatever machine fitted the
+weights. Design and measurements: ``docs/design.md``, "Linear feedback".
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+__all__ = ["SETS", "correction", "fit"]
+
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+RADIUS = 5
+_REWEIGHTS = 3  # least-squares solves before the final one, each weighing samples by 1 / error
+SHIFT = 8  # weights in 1/256
+MAX_WEIGHT = 4095
+# Value taps (dr, dc): every position coded before (0, 0) in the knight order (dc + 2 dr < 0)
+# within RADIUS, nearest first, so that a smaller radius is a prefix; then the network's
+# errors at W, N, NE and NW (feedback chunks' taps).
+_VALUES = sorted(
+    ((dr, dc) for dr in range(-RADIUS, 1) for dc in range(-RADIUS, RADIUS + 1) if dc + 2 * dr < 0),
+    key=lambda t: (max(-t[0], abs(t[1])), t),
+)
+_ERRORS = ((0, -1), (-1, 0), (-1, 1), (-1, -1))
+_DR = np.array([t[0] for t in _VALUES + list(_ERRORS)], np.int64)
+_DC = np.array([t[1] for t in _VALUES + list(_ERRORS)], np.int64)
+_IS_ERROR = np.array([False] * len(_VALUES) + [True] * len(_ERRORS))
+
+
+def _values_within(radius: int) -> list[int]:
+    return [i for i, (dr, dc) in enumerate(_VALUES) if max(-dr, abs(dc)) <= radius]
+
+
+_ERROR_TAPS = list(range(len(_VALUES), len(_VALUES) + len(_ERRORS)))
+# The tap sets a chunk may use (its index is in the header). Measured on the validation tiles
+# (docs/benchmarks.md, "Linear feedback"): the radiographs gain most from radius 2, CT and MR3
+# from radius 3 with the errors, MR4's interpolated slice from radius 5.
+SETS: tuple[np.ndarray, ...] = tuple(
+    np.array(s, np.int64)
+    for s in (_values_within(2), _values_within(3) + _ERROR_TAPS, _values_within(5) + _ERROR_TAPS)
+)
+
+
+@numba.njit(**_JIT)
+def _features(values, errors, inside, k, r, c, mu, taps, dr, dc, is_error, out):
+    """``out[i, t]``: tap ``taps[t]`` of position ``(k[i], r[i], c[i])``; 0 outside the tile."""
+    p = values.shape[1]
+    for i in range(k.size):
+        for t in range(taps.size):
+            j = taps[t]
+            rr, cc = r[i] + dr[j], c[i] + dc[j]
+            if rr < 0 or cc < 0 or cc >= p or not inside[k[i], rr, cc]:
+                out[i, t] = 0
+            elif is_error[j]:
+                out[i, t] = errors[k[i], rr, cc]
+            else:
+                out[i, t] = values[k[i], rr, cc] - mu[i]
+
+
+@numba.njit(**_JIT)
+def _correct(values, errors, inside, k, r, c, mu, taps, weights, dr, dc, is_error, out):
+    p = values.shape[1]
+    for i in range(k.size):
+        acc = 0
+        for t in range(taps.size):
+            j = taps[t]
+            rr, cc = r[i] + dr[j], c[i] + dc[j]
+            if rr < 0 or cc < 0 or cc >= p or not inside[k[i], rr, cc]:
+                continue
+            if is_error[j]:
+                acc += weights[t] * errors[k[i], rr, cc]
+            else:
+                acc += weights[t] * (values[k[i], rr, cc] - mu[i])
+        out[i] = (acc + (1 << (SHIFT - 1))) >> SHIFT
+
+
+def correction(
+    values: np.ndarray,
+    errors: np.ndarray,
+    inside: np.ndarray,
+    at: tuple[np.ndarray, np.ndarray, np.ndarray],
+    mu16: np.ndarray,
+    taps: int,
+    weights: tuple[int, ...] | np.ndarray,
+) -> np.ndarray:
+    """What tap set ``taps`` with ``weights`` adds to the means ``mu16`` (1/16 px) of the
+    positions ``at`` (patch, row, column index arrays), from ``(n_patches, P, P)`` int64
+    arrays of 16 x the coded values and of the network's errors there (only causal
+    positions are read, so the decoder passes what it has decoded so far)."""
+    k, r, c = (np.ascontiguousarray(a, np.int64).ravel() for a in at)
+    out = np.empty(k.size, np.int64)
+    w = np.asarray(weights, np.int64)
+    _correct(
+        values, errors, inside, k, r, c, np.ascontiguousarray(mu16, np.int64).ravel(),
+        SETS[taps], w, _DR, _DC, _IS_ERROR, out,
+    )  # fmt: skip
+    return out
+
+
+def fit(
+    values: np.ndarray,
+    errors: np.ndarray,
+    inside: np.ndarray,
+    at: tuple[np.ndarray, np.ndarray, np.ndarray],
+    mu16: np.ndarray,
+    scale: np.ndarray,
+) -> list[np.ndarray]:
+    """Integer weights of every tap set for the positions ``at``, fitted to the errors
+    ``16 u - mu16`` by iteratively reweighted least squares on the network's scale levels
+    ``scale``: an error costs about its square over the scale's square within one scale and
+    its size over the scale beyond (a logistic's code length), so each sample weighs
+    ``1 / (s * max(|error|, s))``. One set of sample weights serves every set: the largest
+    set's, so the samples are weighed once."""
+    k, r, c = (np.ascontiguousarray(a, np.int64) for a in at)
+    mu = np.ascontiguousarray(mu16, np.int64)
+    full = SETS[-1]
+    x = np.empty((k.size, full.size), np.int64)
+    _features(values, errors, inside, k, r, c, mu, full, _DR, _DC, _IS_ERROR, x)
+    x = x.astype(np.float64)
+    y = (values[k, r, c] - mu).astype(np.float64)
+    index = {t: i for i, t in enumerate(full)}
+    subsets = [np.array([index[t] for t in taps]) for taps in SETS]
+    sigma = np.exp2(np.asarray(scale, np.float64) / 8.0)  # 1/16 px (intcdf.scale_px x 16)
+    s = 1.0 / (sigma * sigma)
+    for _ in range(_REWEIGHTS):
+        w = _solve(*_normal(x, y, s), subsets[-1])
+        s = 1.0 / (sigma * np.maximum(np.abs(y - x @ w), sigma))
+    g, b = _normal(x, y, s)
+    return [
+        np.clip(np.round(_solve(g, b, cols) * (1 << SHIFT)), -MAX_WEIGHT, MAX_WEIGHT).astype(
+            np.int64
+        )
+        for cols in subsets
+    ]
+
+
+def _normal(x: np.ndarray, y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Normal equations of the least squares with sample weights ``s``."""
+    xs = x * s[:, None]
+    return x.T @ xs, xs.T @ y
+
+
+def _solve(g: np.ndarray, b: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Weights of the taps ``cols`` (a touch of ridge: flat tiles have all-zero taps)."""
+    sub = g[np.ix_(cols, cols)]
+    sub[np.diag_indices_from(sub)] += 1e-6 * (np.trace(sub) / len(cols) + 1.0)
+    return np.linalg.solve(sub, b[cols])
