@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from _adapt_data import period_three
+from _streams import chunk_headers
 
 WORKER = textwrap.dedent(
     """
@@ -85,9 +86,6 @@ def test_cross_process_decode(
 
 def test_cross_process_decode_with_plane_context(tmp_path: Path) -> None:
     """Delta chunks decode in generations; other threads and batch sizes give the same planes."""
-    from llic_imaging import container
-    from llic_imaging.codec.engine import ChunkParams
-
     rng = np.random.default_rng(8)
     base = np.cumsum(rng.normal(0, 15, (100, 150)), axis=1)
     a = np.stack([base * (1 + 0.05 * k) + rng.normal(0, 1, base.shape) for k in range(3)])
@@ -95,8 +93,7 @@ def test_cross_process_decode_with_plane_context(tmp_path: Path) -> None:
     src, stream, out = tmp_path / "img.npy", tmp_path / "s.llic", tmp_path / "out.npy"
     np.save(src, a)
     _run(tmp_path, "encode", "2", "1", str(1 << 20), str(src), str(stream), "3")
-    c = container.read(stream.read_bytes())
-    kinds = [ChunkParams.unpack(c.payload(i))[0].delta for i in range(len(c.chunks))]
+    kinds = [p.delta for p in chunk_headers(stream.read_bytes())]
     assert any(kinds), "no tile was coded against the previous plane"
     _run(tmp_path, "decode", "1", "0", "4096", str(stream), str(out))
     np.testing.assert_array_equal(np.load(out), a)
@@ -105,17 +102,13 @@ def test_cross_process_decode_with_plane_context(tmp_path: Path) -> None:
 def _one_stream_decoded_elsewhere(tmp_path: Path, a: np.ndarray, kind: str, *context: str) -> None:
     """Two encoder settings give one stream holding a chunk of ``kind`` (a ``ChunkParams``
     flag), and a process with other threads, oneDNN and batch sizes decodes it to ``a``."""
-    from llic_imaging import container
-    from llic_imaging.codec.engine import ChunkParams
-
     src, out = tmp_path / "img.npy", tmp_path / "out.npy"
     np.save(src, a)
     _run(tmp_path, "encode", "2", "1", str(1 << 20), str(src), str(tmp_path / "a.llic"), *context)
     _run(tmp_path, "encode", "1", "0", "4096", str(src), str(tmp_path / "b.llic"), *context)
     stream = (tmp_path / "a.llic").read_bytes()
     assert (tmp_path / "b.llic").read_bytes() == stream
-    c = container.read(stream)
-    assert any(getattr(ChunkParams.unpack(c.payload(i))[0], kind) for i in range(len(c.chunks)))
+    assert any(getattr(p, kind) for p in chunk_headers(stream))
     _run(tmp_path, "decode", "1", "0", "4096", str(tmp_path / "a.llic"), str(out))
     np.testing.assert_array_equal(np.load(out), a)
 
@@ -141,6 +134,16 @@ def test_cross_process_feedback_chunks(tmp_path: Path) -> None:
     noise = sum(noise[:, k : k + 128] for k in range(7)) / 7
     a = (2000 + 300 * np.sin(np.arange(128)[None, :] / 15) + noise).astype(np.uint16)
     _one_stream_decoded_elsewhere(tmp_path, a, "feedback")
+
+
+def test_cross_process_linear_chunks(tmp_path: Path) -> None:
+    """Linear feedback chunks: weights fitted in float, sent as integers; every process
+    refines each step from the same decoded values and errors."""
+    rng = np.random.default_rng(3)
+    n = rng.normal(0, 30, (102, 152))
+    smooth = sum(n[i : i + 100, j : j + 150] for i in range(3) for j in range(3)) / 9
+    a = (1500 + smooth + rng.normal(0, 1, smooth.shape)).astype(np.uint16)
+    _one_stream_decoded_elsewhere(tmp_path, a, "linear")
 
 
 def test_cross_process_adapted_streams(tmp_path: Path) -> None:
