@@ -108,7 +108,8 @@ def test_linear_chunks_decode_exactly_in_partial_tiles_and_patches() -> None:
     kinds = chunk_headers(s)
     assert llic_imaging.info(s).codec_format == 6
     assert sum(k.linear for k in kinds) >= 4
-    assert kinds[2].linear and kinds[3].linear  # 64 x 22 and 36 x 64: partial patches
+    assert kinds[2].linear  # 64 x 22: partial patches
+    assert kinds[3].linear  # 36 x 64
     np.testing.assert_array_equal(llic_imaging.decode(s, numthreads=1), a)
     np.testing.assert_array_equal(llic_imaging.decode(s, window=(30, 50, 40, 70)), a[30:70, 50:120])
     assert llic_imaging.encode(a, tile=64, patch=32, numthreads=2) == s
