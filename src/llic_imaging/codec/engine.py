@@ -78,7 +78,9 @@ _MAP_TRY = 0.99
 _MAP_RUN = 0.25
 MAPPED_FORMAT = 5  # codec format whose coded chunk headers end with a value map
 LINEAR_FORMAT = 6  # format 5's headers, and feedback chunks may be linear (taps >= len(_TAPS))
-FORMATS = (3, MAPPED_FORMAT, LINEAR_FORMAT)  # the formats the encoder chooses among
+# The encoder weighs format 3 against format 6 (which holds every option format 5 does, in
+# the same headers) and records the oldest format that holds the stream it keeps.
+FORMATS = (3, LINEAR_FORMAT)
 MAX_SHIFT = 12
 _BATCH_PIXELS = 1 << 18  # pixels per batch of tiles: the decoder caches ~600 bytes per pixel
 _DENSE_PIXELS = 1 << 14  # pixels per dense network call: cache-sized on CPU
@@ -638,11 +640,9 @@ def _choices(
                 jobs.append((i, *mapped))
         if i in deltas:
             jobs.append((i, *deltas[i]))
-    n_options: dict[int, int] = defaultdict(int)  # coding options of every coded tile
-    for i, _, p in jobs:
-        n_options[i] += 1 if p.delta else 3  # a tile as itself also has its feedback options
-    for i in resid:
-        n_options[i] += 1
+    passes: dict[int, int] = defaultdict(int)  # network passes still to come for each tile
+    for i, _, _ in jobs:
+        passes[i] += 1
 
     def decide() -> Iterator[tuple[int, dict[int, _Choice]]]:
         errors: dict[int, np.ndarray] = {}
@@ -659,8 +659,9 @@ def _choices(
             else:
                 own = float(focus.code_lengths(*pred, p.vmax).sum())
                 found.append((own, p, pred))
-                found.append(_feedback_option(geo, (mu, sc, u), p, own))
                 found.append(_linear_option(geo, (mu, sc, u), p, own))
+                if found[-1][0] == np.inf:  # where linear feedback pays, it pays more
+                    found.append(_feedback_option(geo, (mu, sc, u), p, own))
                 if i in needed and not p.gaps:
                     errors[i] = 16 * pred[2] - pred[0]
                 if i in resid and not p.gaps:
@@ -668,7 +669,8 @@ def _choices(
                     bits, q, refined = _best_refinement(pred, option)
                     # under the margin the dependency does not pay: never the cheapest then
                     found.append((bits if bits < (1 - _RESID_MARGIN) * own else np.inf, q, refined))
-            if len(found) < n_options[i]:
+            passes[i] -= 1
+            if passes[i]:
                 continue
             del pending[i]
             choices = {}
@@ -695,8 +697,9 @@ def encode_tiles(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[bytes], int]:
     """Chunk payloads (header + range-coded words) of every tile in ``refs``, in order, and
-    the codec format of their headers: of :data:`FORMATS`, the one whose payloads are
-    smallest (the oldest on a tie; :func:`_choices` says how each tile is coded in each)."""
+    the codec format of their headers: 3 or, where value maps or linear feedback save more
+    than the byte every coded header then carries, 5 or 6 (:func:`_choices` says how each
+    tile is coded in each)."""
     params, decisions = _choices(net, stack, refs, patch=patch, device=device, context=context)
     chunks = {fmt: [(p, b"") for p in params] for fmt in FORMATS}
     if progress:
@@ -710,8 +713,11 @@ def encode_tiles(
         if progress:
             progress(1)
     size = {fmt: sum(len(p.pack(fmt)) + len(w) for p, w in c) for fmt, c in chunks.items()}
-    fmt = min(FORMATS, key=size.__getitem__)
-    return [p.pack(fmt) + w for p, w in chunks[fmt]], fmt
+    kept = chunks[min(FORMATS, key=size.__getitem__)]
+    fmt = max(p.format for p, _ in kept)
+    if kept is not chunks[3]:
+        fmt = max(fmt, MAPPED_FORMAT)
+    return [p.pack(fmt) + w for p, w in kept], fmt
 
 
 def _stepper(net, geo: Geometry, params: list[ChunkParams], device: torch.device):
