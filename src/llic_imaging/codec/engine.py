@@ -70,6 +70,7 @@ _TIGHTEN = (0, 2, 4, 6, 8, 10)  # the encoder's search: see _best_refinement
 _RESID_MARGIN = 0.01
 _FEEDBACK_MARGIN = 64  # bits a feedback chunk must save: its header's extra bytes, and more
 _LINEAR_FIT, _LINEAR_PICK = 4, 8  # linear feedback: every 4th position fits, every 8th picks
+_LINEAR_MIN = 16 * _FEEDBACK_MARGIN  # bits: below, 11 weights and the margin take a fifth
 # a value map is tried (one more network pass) where ranks make the cheap MED cost 1 % smaller
 # (on the validation tiles: 48 of the 421 with unused values tried, 13.2 of the 16.4 KiB that
 # trying every one would save) or where one unused run spans a quarter of the range (nodata,
@@ -529,7 +530,10 @@ def _linear_option(
     """A coded tile's best linear feedback, ``(bits, params, refined prediction)`` as
     :func:`_feedback_option`: weights of every tap set fitted on every 4th position, the set
     and ``tighten`` chosen on every 8th, the weights' header bytes counted. Infinite bits
-    unless it saves ``_FEEDBACK_MARGIN`` over the tile as itself."""
+    unless it saves ``_FEEDBACK_MARGIN`` over the tile as itself; not tried on tiles that
+    cost less than ``_LINEAR_MIN`` bits (their headers could not pay)."""
+    if own < _LINEAR_MIN:
+        return np.inf, p, ()
     mu, sc, u = dense
     shape = (geo.n_patches, geo.patch, geo.patch)
     inside = geo.inside
@@ -659,9 +663,8 @@ def _choices(
             else:
                 own = float(focus.code_lengths(*pred, p.vmax).sum())
                 found.append((own, p, pred))
+                found.append(_feedback_option(geo, (mu, sc, u), p, own))
                 found.append(_linear_option(geo, (mu, sc, u), p, own))
-                if found[-1][0] == np.inf:  # where linear feedback pays, it pays more
-                    found.append(_feedback_option(geo, (mu, sc, u), p, own))
                 if i in needed and not p.gaps:
                     errors[i] = 16 * pred[2] - pred[0]
                 if i in resid and not p.gaps:
