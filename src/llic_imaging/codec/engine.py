@@ -71,6 +71,7 @@ _RESID_MARGIN = 0.01
 _FEEDBACK_MARGIN = 64  # bits a feedback chunk must save: its header's extra bytes, and more
 _LINEAR_FIT, _LINEAR_PICK = 4, 8  # linear feedback: every 4th position fits, every 8th picks
 _LINEAR_MIN = 16 * _FEEDBACK_MARGIN  # bits: below, 11 weights and the margin take a fifth
+_LINEAR_CLEAR = 4  # plain feedback is searched unless linear saves this many times its header
 # a value map is tried (one more network pass) where ranks make the cheap MED cost 1 % smaller
 # (on the validation tiles: 48 of the 421 with unused values tried, 13.2 of the 16.4 KiB that
 # trying every one would save) or where one unused run spans a quarter of the range (nodata,
@@ -663,8 +664,11 @@ def _choices(
             else:
                 own = float(focus.code_lengths(*pred, p.vmax).sum())
                 found.append((own, p, pred))
-                found.append(_feedback_option(geo, (mu, sc, u), p, own))
                 found.append(_linear_option(geo, (mu, sc, u), p, own))
+                bits, q, _ = found[-1]
+                # the plain weightings' 3-byte header may win where the weights' eats the gain
+                if own - bits < _LINEAR_CLEAR * 8 * (len(q.pack()) - len(p.pack())):
+                    found.append(_feedback_option(geo, (mu, sc, u), p, own))
                 if i in needed and not p.gaps:
                     errors[i] = 16 * pred[2] - pred[0]
                 if i in resid and not p.gaps:
