@@ -21,6 +21,10 @@ saves bits. Refinements are integer arithmetic on the network's integer predicti
 Value maps (codec format 5): a tile that leaves values of its range unused (thresholded
 micro-CT, ultrasound, nodata beside terrain) may be coded as the ranks of its values
 among those it uses, the unused runs listed in its chunk header (docs/design.md, "Value maps").
+
+Linear feedback (codec format 6): a feedback chunk may instead carry integer weights, fitted
+by the encoder, over the tile's causal values and errors (:mod:`linear`; docs/design.md,
+"Linear feedback").
 """
 
 from __future__ import annotations
@@ -910,12 +914,13 @@ def _decode_batch(
         grid = [np.asarray(t).astype(np.int64).reshape(n, *mask.shape) for t in steps.predict(s)]
         mu, sc = (g[:, mask] for g in grid)
         at = (patches, r[None], c[None])
+        if sixteen:  # the step's positions, in the order of ``mu[b]``
+            where = tuple(np.broadcast_to(a, mask.shape)[mask] for a in at)
         for b, e in errors.items():
             mu[b], sc[b] = _refine(mu[b], sc[b], e[:, r, c][mask], params[b])
         for b, e in own.items():
             p = params[b]
             if p.linear:
-                where = tuple(np.broadcast_to(a, mask.shape)[mask] for a in at)
                 add = linear.correction(
                     sixteen[b],
                     e[:, 1:, 1:-1],

@@ -39,9 +39,9 @@ def _values_within(radius: int) -> list[int]:
 
 
 _ERROR_TAPS = list(range(len(_VALUES), len(_VALUES) + len(_ERRORS)))
-# The tap sets a chunk may use (its index is in the header). Measured on the validation tiles
-# (docs/benchmarks.md, "Linear feedback"): the radiographs gain most from radius 2, CT and MR3
-# from radius 3 with the errors, MR4's interpolated slice from radius 5.
+# The tap sets a chunk may use (its index is in the header): radius 2 without errors is the
+# cheapest header, radius 5 takes MR4's interpolation; the encoder picks per tile
+# (docs/design.md, "Linear feedback", counts its picks on the validation tiles).
 SETS: tuple[np.ndarray, ...] = tuple(
     np.array(s, np.int64)
     for s in (_values_within(2), _values_within(3) + _ERROR_TAPS, _values_within(5) + _ERROR_TAPS)
