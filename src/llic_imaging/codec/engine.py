@@ -951,7 +951,9 @@ def _tile_bits(
     net, stack: np.ndarray, refs: list[TileRef], patch: int, device: torch.device
 ) -> Iterator[tuple[TileRef, np.ndarray]]:
     """Bits of every pixel of each coded tile under the integer tables, ``(ref, (h, w))``, as
-    the encoder codes it on its own (:func:`_choices` without plane context)."""
+    the encoder codes it on its own (:func:`_choices` without plane context) in the newest
+    format: a stream the encoder keeps in format 3 instead (value maps and linear chunks
+    not paying for the byte every coded header then carries) differs by about that byte."""
     _, decisions = _choices(net, stack, refs, patch=patch, device=device, context=1)
     for i, choices in decisions:
         c = choices[FORMATS[-1]]
