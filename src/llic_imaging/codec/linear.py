@@ -14,11 +14,11 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["SETS", "correction", "fit"]
+__all__ = ["MAX_WEIGHT", "SETS", "correction", "fit"]
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 RADIUS = 5
-_REWEIGHTS = 3  # least-squares solves before the final one, each weighing samples by 1 / error
+_REWEIGHTS = 3  # least-squares solves before the final one, each reweighing the samples (fit)
 SHIFT = 8  # weights in 1/256
 MAX_WEIGHT = 4095
 # Value taps (dr, dc): every position coded before (0, 0) in the knight order (dc + 2 dr < 0)
@@ -66,6 +66,7 @@ def _features(values, errors, inside, k, r, c, mu, taps, dr, dc, is_error, out):
 
 @numba.njit(**_JIT)
 def _correct(values, errors, inside, k, r, c, mu, taps, weights, dr, dc, is_error, out):
+    """``out[i]``: the weighted taps of position ``i``, rounded to 1/16 px (see correction)."""
     p = values.shape[1]
     for i in range(k.size):
         acc = 0
