@@ -643,6 +643,20 @@ def test_golden_feedback_stream_decodes() -> None:
     assert len(llic_imaging.encode(a, tile=64)) < 0.97 * len(s)
 
 
+def test_golden_format6_stream_decodes() -> None:
+    """``tests/data/format6-container3-linear-u16.llic``: ``_linear_data.interpolated()`` as
+    session 14's code wrote it (tile 64, patch 32), five linear chunks, before format 7's flat
+    flags. Later releases must still read it."""
+    from _linear_data import interpolated
+
+    s = (Path(__file__).parent / "data" / "format6-container3-linear-u16.llic").read_bytes()
+    a = interpolated()
+    assert llic_imaging.info(s).codec_format == 6
+    assert sum(k.linear for k in chunk_headers(s)) == 5
+    np.testing.assert_array_equal(llic_imaging.decode(s), a)
+    np.testing.assert_array_equal(llic_imaging.decode(s, window=(30, 50, 40, 70)), a[30:70, 50:120])
+
+
 def test_linear_feedback_chunks_round_trip_and_match_the_rate_map() -> None:
     a = _streaky()
     s = llic_imaging.encode(a, tile=64)

@@ -146,6 +146,16 @@ def test_cross_process_linear_chunks(tmp_path: Path) -> None:
     _one_stream_decoded_elsewhere(tmp_path, a, "linear")
 
 
+def test_cross_process_flat_flags(tmp_path: Path) -> None:
+    """Flat flags: their probabilities count the flags of earlier steps, and the pixels they
+    give join the decoded values every later step reads."""
+    rng = np.random.default_rng(5)
+    a = rng.normal(14000, 1500, (120, 130)).astype(np.uint16)
+    y, x = np.mgrid[:120, :130]
+    a[x + 0.6 * y < 60] = 0
+    _one_stream_decoded_elsewhere(tmp_path, a, "flat")
+
+
 def test_cross_process_adapted_streams(tmp_path: Path) -> None:
     """An adapter is fitted in float, once per machine, with one thread whatever the coding
     threads: two encoder processes write one stream, and the adapted integer network decodes

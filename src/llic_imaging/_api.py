@@ -35,13 +35,14 @@ __all__ = [
 ]
 
 CODEC = "hpac"
-FORMAT = 6  # newest codec payload format this library reads and writes:
+FORMAT = 7  # newest codec payload format this library reads and writes:
 # 1: chunk header, step order, focus coding, CDF grid v1, LUT v1; 2: 1 + delta chunks (context);
 # 3: 2 with compact chunk headers (2-10 bytes instead of 14); 4: 3 + an adapter chunk (per-image
 # adaptation, codec.adapt); 5: 4 + a value map in every coded chunk header (codec.engine);
-# 6: 5 + linear feedback chunks (codec.linear). A stream records the oldest format that holds
-# it (3 unless it carries an adapter, value maps or linear feedback, so older readers still
-# read such streams), and all six still decode.
+# 6: 5 + linear feedback chunks (codec.linear); 7: 6 + a flat-flags field in every coded chunk
+# header (codec.flat). A stream records the oldest format that holds it (3 unless it carries an
+# adapter, value maps, linear feedback or flat flags, so older readers still read such
+# streams), and all seven still decode.
 ADAPTED_FORMAT = 4
 MAX_CONTEXT = 1024
 # Stacks default to context groups of 4 planes (session 7): RGB / RGBN rasters code 18-30 %

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import llic_imaging
+from _linear_data import interpolated
 from _streams import chunk_headers
 from llic_imaging.codec import engine, linear
 from llic_imaging.codec.engine import ChunkParams
@@ -92,18 +93,8 @@ def test_linear_header_round_trips_in_format_6_only() -> None:
             ChunkParams.unpack(q.pack(6), fmt=6)
 
 
-def _interpolated(seed: int = 3, shape: tuple[int, int] = (100, 150)) -> np.ndarray:
-    """Noise smoothed by a 3 x 3 box on a slope: neighbours' values predict each pixel in a
-    way the shared network does not know."""
-    rng = np.random.default_rng(seed)
-    n = rng.normal(0, 30, (shape[0] + 2, shape[1] + 2))
-    smooth = sum(n[i : i + shape[0], j : j + shape[1]] for i in range(3) for j in range(3)) / 9
-    y, x = np.mgrid[: shape[0], : shape[1]]
-    return (1500 + 3 * x + 2 * y + smooth + rng.normal(0, 1, shape)).astype(np.uint16)
-
-
 def test_linear_chunks_decode_exactly_in_partial_tiles_and_patches() -> None:
-    a = _interpolated()
+    a = interpolated()
     s = llic_imaging.encode(a, tile=64, patch=32)
     kinds = chunk_headers(s)
     assert llic_imaging.info(s).codec_format == 6
@@ -117,7 +108,7 @@ def test_linear_chunks_decode_exactly_in_partial_tiles_and_patches() -> None:
 
 def test_mapped_tiles_take_linear_feedback_too() -> None:
     """Only even values: the tile is coded as ranks, and its ranks as a linear chunk."""
-    a = (_interpolated(3, (64, 64)) // 2 * 2).astype(np.uint16)
+    a = (interpolated(3, (64, 64)) // 2 * 2).astype(np.uint16)
     s = llic_imaging.encode(a)
     (k,) = chunk_headers(s)
     assert k.gaps

@@ -25,6 +25,9 @@ among those it uses, the unused runs listed in its chunk header (docs/design.md,
 Linear feedback (codec format 6): a feedback chunk may instead carry integer weights, fitted
 by the encoder, over the tile's causal values and errors (:mod:`linear`; docs/design.md,
 "Linear feedback").
+
+Flat flags (codec format 7): where its four causal neighbours share a value, a pixel may first
+code whether it has that value too (:mod:`flat`; docs/design.md, "Flat flags").
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from llic_imaging.codec import focus, intcdf, linear
+from llic_imaging.codec import flat, focus, intcdf, linear
 from llic_imaging.codec.entropy import ChunkDecoders, encode_chunk
 from llic_imaging.codec.schedule import Geometry
 from llic_imaging.errors import StreamError
@@ -84,9 +87,11 @@ _MAP_TRY = 0.99
 _MAP_RUN = 0.25
 MAPPED_FORMAT = 5  # codec format whose coded chunk headers end with a value map
 LINEAR_FORMAT = 6  # format 5's headers, and feedback chunks may be linear (taps >= len(_TAPS))
-# The encoder weighs format 3 against format 6 (which holds every option format 5 does, in
-# the same headers) and records the oldest format that holds the stream it keeps.
-FORMATS = (3, LINEAR_FORMAT)
+FLAT_FORMAT = 7  # format 6's headers, and every coded chunk says whether it has flat flags
+# The encoder weighs formats 3, 6 (which holds every option format 5 does, in the same
+# headers) and 7 against each other and records the oldest format that holds the stream it keeps.
+FORMATS = (3, LINEAR_FORMAT, FLAT_FORMAT)
+_FLAT_MARGIN = 16  # bits flat flags must save in a chunk (noise in the estimate, not the header)
 MAX_SHIFT = 12
 _BATCH_PIXELS = 1 << 18  # pixels per batch of tiles: the decoder caches ~600 bytes per pixel
 _DENSE_PIXELS = 1 << 14  # pixels per dense network call: cache-sized on CPU
@@ -120,6 +125,7 @@ class ChunkParams:
     # mapped chunks: the runs (start, length) of values of [0, span] the tile does not use;
     # the chunk codes each value's rank among the used ones (so vmax is the largest rank)
     gaps: tuple[tuple[int, int], ...] = ()
+    flat: int = 0  # coded chunks in format 7: 1 if positions with agreeing neighbours carry flags
 
     @property
     def span(self) -> int:
@@ -163,6 +169,8 @@ class ChunkParams:
     @property
     def format(self) -> int:
         """The oldest codec format whose headers can carry this chunk."""
+        if self.flat:
+            return FLAT_FORMAT
         return LINEAR_FORMAT if self.linear else MAPPED_FORMAT if self.gaps else 3
 
     @property
@@ -177,7 +185,8 @@ class ChunkParams:
         of formats 1-2's fixed 14, 0.3 % of an 8-bit CT slice's stream. Format 5 adds to every
         coded chunk its value map: the number of unused runs, then for each the used values
         before it (at least 1, less 1) and its length (less 1), from the end of the last.
-        Format 6 is format 5 whose linear feedback chunks add their weights after ``taps``."""
+        Format 6 is format 5 whose linear feedback chunks add their weights after ``taps``;
+        format 7 adds to every coded chunk, after its map, ``flat`` (0 or 1)."""
         out = bytearray([self.kind | self.shift << 4])
         fields = [_zigzag(self.vmin)]
         fields += [self.vmax, self.mid] if self.coded else []
@@ -185,6 +194,7 @@ class ChunkParams:
         fields += [self.taps] if self.feedback else []
         fields += [_zigzag(w) for w in self.weights]
         fields += _map_fields(self.gaps) if self.coded and fmt >= MAPPED_FORMAT else []
+        fields += [self.flat] if self.coded and fmt >= FLAT_FORMAT else []
         for value in fields:
             while value >= 0x80:
                 out.append(value & 0x7F | 0x80)
@@ -195,7 +205,8 @@ class ChunkParams:
     @classmethod
     def unpack(cls, payload: bytes, *, fmt: int = 3) -> tuple[ChunkParams, bytes]:
         """Header and range-coded words of a payload in codec format ``fmt``: fixed headers
-        (1-2), compact ones (3-4), compact ones with value maps (5), and linear feedback (6)."""
+        (1-2), compact ones (3-4), compact ones with value maps (5), linear feedback (6) and
+        flat flags (7)."""
         compact = fmt >= 3
         if compact:
             p, size = cls._unpack_compact(payload, fmt)
@@ -217,6 +228,7 @@ class ChunkParams:
             or p.shift > MAX_SHIFT
             or p.mid > p.vmax
             or (p.gaps and p.needs_reference)
+            or p.flat > 1
         ):
             msg = f"chunk header is invalid: {p}"
             raise StreamError(msg)
@@ -224,7 +236,7 @@ class ChunkParams:
 
     @classmethod
     def _unpack_compact(cls, payload: bytes, fmt: int) -> tuple[ChunkParams, int]:
-        """A format 3-6 header (see :meth:`pack`) and its length in bytes; checked here only
+        """A format 3-7 header (see :meth:`pack`) and its length in bytes; checked here only
         as far as reading it needs."""
         if not payload:
             msg = "chunk payload is empty; it has no header"
@@ -248,6 +260,8 @@ class ChunkParams:
             fields["weights"] = tuple(weights)
         if fmt >= MAPPED_FORMAT and coded:
             fields["gaps"], pos = _read_map(payload, pos, fields["vmax"])
+        if fmt >= FLAT_FORMAT and coded:
+            fields["flat"], pos = _read_varint(payload, pos)
         return cls(kind, shift=shift, **fields), pos
 
 
@@ -612,8 +626,36 @@ class _Choice:
     pred: tuple[np.ndarray, np.ndarray, np.ndarray]
     geo: Geometry
 
+    def flags(self) -> flat.Flags:
+        """The flat flags this chunk would carry (:mod:`flat`)."""
+        geo = self.geo
+        steps = np.repeat(np.arange(len(geo.step_sizes)), geo.step_sizes)
+        shape = (geo.n_patches, geo.patch)
+        return flat.flags(self.pred[2], _stream_positions(geo), shape, steps)
+
+    def bits(self) -> np.ndarray:
+        """Code length of every position, in stream order, its flat flag included."""
+        bits = focus.code_lengths(*self.pred, self.params.vmax)
+        if self.params.flat:
+            f = self.flags()
+            bits[f.hits] = 0
+            bits[f.at] += f.bits()
+        return bits
+
     def words(self) -> bytes:
-        return encode_chunk(*self.pred, self.params.vmax, self.geo.step_sizes)
+        flags = self.flags() if self.params.flat else None
+        return encode_chunk(*self.pred, self.params.vmax, self.geo.step_sizes, flags)
+
+    def with_flags(self) -> _Choice:
+        """This choice with flat flags where they save ``_FLAT_MARGIN`` bits, else itself."""
+        f = self.flags()
+        if not f.hits.size:
+            return self
+        bits = focus.code_lengths(*self.pred, self.params.vmax)
+        saved = bits[f.hits].sum() - f.bits().sum()
+        if saved < _FLAT_MARGIN:
+            return self
+        return _Choice(replace(self.params, flat=1), self.pred, self.geo)
 
 
 def _choices(
@@ -622,7 +664,8 @@ def _choices(
     """Every tile's header as far as side information goes (final for constant tiles), and
     for each coded tile ``(index, {format: choice})``: for each codec format the encoder may
     write (:data:`FORMATS`), the option that format can carry in the fewest bits, its
-    header's bytes counted (often one option for all).
+    header's bytes counted (often one option for all); in format 7 that option with flat
+    flags where they pay (:meth:`_Choice.with_flags`).
 
     Options: the tile as itself, as a feedback chunk (:func:`_feedback_option`) or as a
     linear feedback chunk (:func:`_linear_option`, format 6); the same for its value map
@@ -692,6 +735,7 @@ def _choices(
                 ]
                 k = int(np.argmin(cost))
                 choices[fmt] = _Choice(found[k][1], found[k][2], geo)
+            choices[FLAT_FORMAT] = choices[FLAT_FORMAT].with_flags()
             yield i, choices
 
     return params, decide()
@@ -708,9 +752,9 @@ def encode_tiles(
     progress: Callable[[int], None] | None = None,
 ) -> tuple[list[bytes], int]:
     """Chunk payloads (header + range-coded words) of every tile in ``refs``, in order, and
-    the codec format of their headers: 3 or, where value maps or linear feedback save more
-    than the byte every coded header then carries, 5 or 6 (:func:`_choices` says how each
-    tile is coded in each)."""
+    the codec format of their headers: 3 or, where value maps, linear feedback or flat flags
+    save more than the bytes every coded header then carries, 5, 6 or 7 (:func:`_choices`
+    says how each tile is coded in each)."""
     params, decisions = _choices(net, stack, refs, patch=patch, device=device, context=context)
     chunks = {fmt: [(p, b"") for p in params] for fmt in FORMATS}
     if progress:
@@ -908,13 +952,16 @@ def _decode_batch(
     sixteen = {
         b: np.zeros((geo.n_patches, patch, patch), np.int64) for b in tracked if params[b].linear
     }
+    # chunks with flat flags read their decoded values and count their flags (equal, seen)
+    coded = {b: flat.padded(geo.n_patches, patch) for b, p in enumerate(params) if p.flat}
+    counts = {b: [0, 0] for b in coded}
     patches = np.arange(geo.n_patches)[:, None]
     for s, mask in enumerate(geo.step_inside):
         r, c = geo.step_cells(s)
         grid = [np.asarray(t).astype(np.int64).reshape(n, *mask.shape) for t in steps.predict(s)]
         mu, sc = (g[:, mask] for g in grid)
         at = (patches, r[None], c[None])
-        if sixteen:  # the step's positions, in the order of ``mu[b]``
+        if sixteen or coded:  # the step's positions, in the order of ``mu[b]``
             where = tuple(np.broadcast_to(a, mask.shape)[mask] for a in at)
         for b, e in errors.items():
             mu[b], sc[b] = _refine(mu[b], sc[b], e[:, r, c][mask], params[b])
@@ -934,11 +981,13 @@ def _decode_batch(
             elif p.feedback:
                 mu[b], sc[b] = _refine(mu[b], sc[b], _neighbour_errors(e, at, p.taps)[mask], p)
         step_vals = np.zeros((n, *mask.shape), np.float32)
-        step_vals[:, mask] = decoders.decode_step(mu, sc)
+        step_vals[:, mask] = _decode_step(decoders, mu, sc, coded, counts, where if coded else ())
         for b, e in own.items():
             e[:, r + 1, c + 1] = np.where(mask, 16 * step_vals[b].astype(np.int64) - grid[0][b], 0)
         for b, v in sixteen.items():
             v[:, r, c] = 16 * step_vals[b].astype(np.int64)
+        for b, v in coded.items():
+            v[:, r + 1, c + 1] = np.where(mask, step_vals[b].astype(np.int64), -1)
         step_vals = step_vals.reshape(-1, mask.shape[1])
         steps.write(s, step_vals)
         pixels[:, r, c] = step_vals
@@ -947,18 +996,49 @@ def _decode_batch(
     return values, {b: own[b][:, 1:, 1:-1].copy() for b in record}
 
 
+def _decode_step(
+    decoders: ChunkDecoders,
+    mu: np.ndarray,
+    sc: np.ndarray,
+    coded: dict[int, np.ndarray],
+    counts: dict[int, list[int]],
+    where: tuple[np.ndarray, ...],
+) -> np.ndarray:
+    """One step's values ``(chunks, n)``: first the flat flags of the chunks that have them
+    (``coded``: their values so far, :func:`flat.padded`; ``counts``: their flags so far,
+    updated here), then the values the flags did not give."""
+    if not coded:
+        return decoders.decode_step(mu, sc)
+    given = np.zeros(mu.shape, bool)
+    same = np.zeros(mu.shape, np.int64)
+    for b, values in coded.items():
+        ok, v = flat.candidates(values, where)
+        idx = np.flatnonzero(ok)
+        if idx.size:
+            equal = decoders.decode_flags(b, idx.size, flat.frequencies(*counts[b]))
+            counts[b][0] += int(equal.sum())
+            counts[b][1] += idx.size
+            hit = idx[equal == 1]
+            given[b, hit] = True
+            same[b, hit] = v[hit]
+    out = decoders.decode_step(mu, sc, ~given)
+    out[given] = same[given]
+    return out
+
+
 def _tile_bits(
     net, stack: np.ndarray, refs: list[TileRef], patch: int, device: torch.device
 ) -> Iterator[tuple[TileRef, np.ndarray]]:
     """Bits of every pixel of each coded tile under the integer tables, ``(ref, (h, w))``, as
     the encoder codes it on its own (:func:`_choices` without plane context) in the newest
-    format: a stream the encoder keeps in format 3 instead (value maps and linear chunks
-    not paying for the byte every coded header then carries) differs by about that byte."""
+    format: a stream the encoder keeps in an older format instead (value maps, linear chunks
+    or flat flags not paying for the bytes every coded header then carries) differs by about
+    those bytes."""
     _, decisions = _choices(net, stack, refs, patch=patch, device=device, context=1)
     for i, choices in decisions:
         c = choices[FORMATS[-1]]
         bits = np.zeros(c.geo.n_patches * patch * patch)
-        bits[c.geo.stream_order] = focus.code_lengths(*c.pred, c.params.vmax)
+        bits[c.geo.stream_order] = c.bits()
         yield refs[i], c.geo.from_patches(bits.reshape(c.geo.n_patches, patch, patch))
 
 

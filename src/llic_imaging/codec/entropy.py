@@ -1,6 +1,7 @@
 """Range coding of chunks, step by step (the only module that imports constriction).
 
-Per step a chunk's stream holds, in this order: the bin symbols of each window-width group
+Per step a chunk's stream holds, in this order: its flat flags (:mod:`flat`), if it has any,
+then, for the pixels whose value a flag did not give, the bin symbols of each window-width group
 (ascending width, pixels in step order inside a group), the edge flags of wide bins that hold a
 range edge, the in-bin offsets of pixels whose bin (still) holds more than one value, then the
 escaped values. The encoder prepares every symbol of a chunk in one compiled pass
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 import constriction
 import numpy as np
 
-from llic_imaging.codec import focus
+from llic_imaging.codec import flat, focus
 from llic_imaging.errors import StreamError
 
 __all__ = ["ChunkDecoders", "encode_chunk"]
@@ -41,14 +42,29 @@ def _encode_unit(coder, sym: focus.Symbols, p: focus.Plan, k: int) -> None:
 
 
 def encode_chunk(
-    mu16: np.ndarray, scale: np.ndarray, values: np.ndarray, vmax: int, step_sizes: Sequence[int]
+    mu16: np.ndarray,
+    scale: np.ndarray,
+    values: np.ndarray,
+    vmax: int,
+    step_sizes: Sequence[int],
+    flags: flat.Flags | None = None,
 ) -> bytes:
-    """Little-endian words coding ``values`` (a chunk's pixels in stream order, step after step)."""
+    """Little-endian words coding ``values`` (a chunk's pixels in stream order, step after
+    step), with its flat ``flags`` first in each step where it has them."""
     n_steps = len(step_sizes)
-    p = focus.plan(mu16, scale, vmax, np.repeat(np.arange(n_steps), step_sizes), n_steps)
+    unit = np.repeat(np.arange(n_steps), step_sizes)
+    if flags is not None:
+        coded = np.ones(unit.size, bool)
+        coded[flags.hits] = False
+        bounds = np.searchsorted(unit[flags.at], np.arange(n_steps + 1))
+        mu16, scale, values, unit = mu16[coded], scale[coded], values[coded], unit[coded]
+    p = focus.plan(mu16, scale, vmax, unit, n_steps)
     sym = focus.encode_symbols(p, values)
     coder = constriction.stream.queue.RangeEncoder()
     for k in range(n_steps):
+        if flags is not None and bounds[k + 1] > bounds[k]:
+            a, b = bounds[k], bounds[k + 1]
+            coder.encode(flags.equal[a:b].astype(np.int32), _CATEGORICAL, flags.freqs[a:b])
         _encode_unit(coder, sym, p, k)
     return coder.get_compressed().astype("<u4").tobytes()
 
@@ -70,18 +86,36 @@ class ChunkDecoders:
                 msg = f"range-coded chunk is corrupt: {exc}"
                 raise StreamError(msg) from exc
 
-    def decode_step(self, mu16: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        """One step of every chunk: ``(chunks, n)`` parameters -> ``(chunks, n)`` int64 values."""
+    def decode_flags(self, k: int, count: int, freqs: np.ndarray) -> np.ndarray:
+        """The next ``count`` flat flags of chunk ``k``, all coded with ``freqs`` (a step's
+        flags come before its values)."""
         try:
-            return self._decode_step(np.asarray(mu16, np.int64), np.asarray(scale, np.int64))
+            return self._coders[k].decode(_CATEGORICAL, np.tile(freqs, (count, 1)))
         except (ValueError, AssertionError, OverflowError) as exc:
             msg = f"range-coded chunk is corrupt: {exc}"
             raise StreamError(msg) from exc
 
-    def _decode_step(self, mu16: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    def decode_step(
+        self, mu16: np.ndarray, scale: np.ndarray, coded: np.ndarray | None = None
+    ) -> np.ndarray:
+        """One step of every chunk: ``(chunks, n)`` parameters -> ``(chunks, n)`` int64 values;
+        only where ``coded`` (default everywhere; 0 elsewhere: a flag gave those values)."""
+        try:
+            return self._decode_step(np.asarray(mu16, np.int64), np.asarray(scale, np.int64), coded)
+        except (ValueError, AssertionError, OverflowError) as exc:
+            msg = f"range-coded chunk is corrupt: {exc}"
+            raise StreamError(msg) from exc
+
+    def _decode_step(
+        self, mu16: np.ndarray, scale: np.ndarray, coded: np.ndarray | None
+    ) -> np.ndarray:
         n_chunks, n = mu16.shape
         chunk = np.repeat(np.arange(n_chunks), n)
-        p = focus.plan(mu16.reshape(-1), scale.reshape(-1), self.vmax[chunk], chunk, n_chunks)
+        mu16, scale = mu16.reshape(-1), scale.reshape(-1)
+        if coded is not None:
+            keep = coded.reshape(-1)
+            chunk, mu16, scale = chunk[keep], mu16[keep], scale[keep]
+        p = focus.plan(mu16, scale, self.vmax[chunk], chunk, n_chunks)
         coders = self._coders
         bins = np.empty(p.size, np.int32)
         for k, coder in enumerate(coders):
@@ -105,4 +139,8 @@ class ChunkDecoders:
                         out[run.idx[a:b]] += got
                     else:
                         out[run.idx[a:b]] = got
-        return out.reshape(n_chunks, n)
+        if coded is None:
+            return out.reshape(n_chunks, n)
+        full = np.zeros(n_chunks * n, np.int64)
+        full[keep] = out
+        return full.reshape(n_chunks, n)
