@@ -236,3 +236,34 @@ def test_signed_tiles_with_padding_are_mapped_and_decode() -> None:
     stream = llic_imaging.encode(image)
     assert chunk_headers(stream)[0].gaps
     np.testing.assert_array_equal(llic_imaging.decode(stream), image)
+
+
+def test_contenders_drop_only_older_formats_that_cannot_catch_up() -> None:
+    live = [3, engine.LINEAR_FORMAT, engine.FLAT_FORMAT]
+    # format 6 leads by 10,000 bits with 10 chunks to come: 3 is out, 7 (newer) stays
+    estimate = {3: 110_000.0, 6: 100_000.0, 7: 100_008.0}
+    assert engine._contenders(live, estimate, 10, 5) == [6, 7]
+    # with 1,000 chunks to come, 2 bytes each could still make up the difference
+    assert engine._contenders(live, estimate, 1000, 5) == live
+
+
+def test_dropping_formats_early_keeps_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Formats are dropped from coding once they cannot win; the stream is the one that coding
+    every format for every tile and comparing exact bytes gives."""
+    import llic_imaging
+    from _linear_data import interpolated
+
+    a = interpolated(3, (160, 200))
+    dropped = []
+    contenders = engine._contenders
+
+    def spy(live, *args):
+        out = contenders(live, *args)
+        dropped.append(len(out) < len(live))
+        return out
+
+    monkeypatch.setattr(engine, "_contenders", spy)
+    pruned = llic_imaging.encode(a, tile=64)
+    assert any(dropped)
+    monkeypatch.setattr(engine, "_contenders", lambda live, *args: live)
+    assert llic_imaging.encode(a, tile=64) == pruned

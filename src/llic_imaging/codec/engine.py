@@ -92,6 +92,7 @@ FLAT_FORMAT = 7  # format 6's headers, and every coded chunk says whether it has
 # headers) and 7 against each other and records the oldest format that holds the stream it keeps.
 FORMATS = (3, LINEAR_FORMAT, FLAT_FORMAT)
 _FLAT_MARGIN = 16  # bits flat flags must save in a chunk (noise in the estimate, not the header)
+_ESTIMATE_SLACK = 128  # bits two formats' words of a chunk may differ beyond their estimates
 MAX_SHIFT = 12
 _BATCH_PIXELS = 1 << 18  # pixels per batch of tiles: the decoder caches ~600 bytes per pixel
 _DENSE_PIXELS = 1 << 14  # pixels per dense network call: cache-sized on CPU
@@ -625,6 +626,7 @@ class _Choice:
     params: ChunkParams
     pred: tuple[np.ndarray, np.ndarray, np.ndarray]
     geo: Geometry
+    cost: float  # the model's bits for its words (their exact length is known once coded)
 
     def flags(self) -> flat.Flags:
         """The flat flags this chunk would carry (:mod:`flat`)."""
@@ -651,11 +653,11 @@ class _Choice:
         f = self.flags()
         if not f.hits.size:
             return self
-        bits = focus.code_lengths(*self.pred, self.params.vmax)
-        saved = bits[f.hits].sum() - f.bits().sum()
+        saved = focus.code_lengths(*(a[f.hits] for a in self.pred), self.params.vmax).sum()
+        saved -= f.bits().sum()
         if saved < _FLAT_MARGIN:
             return self
-        return _Choice(replace(self.params, flat=1), self.pred, self.geo)
+        return _Choice(replace(self.params, flat=1), self.pred, self.geo, self.cost - saved)
 
 
 def _choices(
@@ -734,7 +736,7 @@ def _choices(
                     b + 8 * len(q.pack(fmt)) if q.format <= fmt else np.inf for b, q, _ in found
                 ]
                 k = int(np.argmin(cost))
-                choices[fmt] = _Choice(found[k][1], found[k][2], geo)
+                choices[fmt] = _Choice(found[k][1], found[k][2], geo, found[k][0])
             choices[FLAT_FORMAT] = choices[FLAT_FORMAT].with_flags()
             yield i, choices
 
@@ -754,25 +756,44 @@ def encode_tiles(
     """Chunk payloads (header + range-coded words) of every tile in ``refs``, in order, and
     the codec format of their headers: 3 or, where value maps, linear feedback or flat flags
     save more than the bytes every coded header then carries, 5, 6 or 7 (:func:`_choices`
-    says how each tile is coded in each)."""
+    says how each tile is coded in each; :func:`_contenders` which formats are still coded)."""
     params, decisions = _choices(net, stack, refs, patch=patch, device=device, context=context)
     chunks = {fmt: [(p, b"") for p in params] for fmt in FORMATS}
     if progress:
         progress(sum(not p.coded for p in params))
+    live = list(FORMATS)  # formats still able to give the smallest stream
+    estimate = dict.fromkeys(FORMATS, 0.0)  # each format's bits so far, by the model
+    left, done = sum(p.coded for p in params), 0
     for i, choices in decisions:
         built: dict[int, tuple[ChunkParams, bytes]] = {}  # each distinct choice coded once
-        for fmt, choice in choices.items():
+        for fmt in live:
+            choice = choices[fmt]
             if id(choice.params) not in built:
                 built[id(choice.params)] = (choice.params, choice.words())
             chunks[fmt][i] = built[id(choice.params)]
+            estimate[fmt] += choice.cost + 8 * len(choice.params.pack(fmt))
+        left, done = left - 1, done + 1
+        live = _contenders(live, estimate, left, done)
         if progress:
             progress(1)
-    size = {fmt: sum(len(p.pack(fmt)) + len(w) for p, w in c) for fmt, c in chunks.items()}
-    kept = chunks[min(FORMATS, key=size.__getitem__)]
+    size = {fmt: sum(len(p.pack(fmt)) + len(w) for p, w in chunks[fmt]) for fmt in live}
+    kept = chunks[min(live, key=size.__getitem__)]
     fmt = max(p.format for p, _ in kept)
     if kept is not chunks[3]:
         fmt = max(fmt, MAPPED_FORMAT)
     return [p.pack(fmt) + w for p, w in kept], fmt
+
+
+def _contenders(live: list[int], estimate: dict[int, float], left: int, done: int) -> list[int]:
+    """The formats of ``live`` that may still code the smallest stream, from the model's bits
+    so far (``estimate``) with ``left`` coded chunks to come and ``done`` coded: an older
+    format than the leader can only catch up by its smaller headers (at most 2 bytes a chunk:
+    the value map's and the flat field's), and the estimates are off from the coded words by
+    less than ``_ESTIMATE_SLACK`` a chunk. Dropping the others early spares coding their
+    words; the choice among the rest is still by exact bytes."""
+    lead = min(live, key=estimate.__getitem__)
+    slack = 16 * left + _ESTIMATE_SLACK * done
+    return [f for f in live if f >= lead or estimate[f] - estimate[lead] <= slack]
 
 
 def _stepper(net, geo: Geometry, params: list[ChunkParams], device: torch.device):
