@@ -112,6 +112,25 @@ def test_flat_field_round_trips_in_format_7_only(value: int) -> None:
     assert constant.pack(7) == constant.pack(6)  # no field: nothing is coded
 
 
+def test_a_forged_flat_field_is_caught() -> None:
+    """Flags switched on or off in a chunk that was coded the other way (checksums rewritten):
+    the words are then read as other symbols, and the decoder refuses them (corrupt words or
+    the array digest), never returning an image."""
+    from dataclasses import replace
+
+    s = llic_imaging.encode(footprint(), tile=64)
+    c, headers = container.read(s), chunk_headers(s)
+    with_flags = next(i for i, k in enumerate(headers) if k.flat)
+    without = next(i for i, k in enumerate(headers) if k.coded and not k.flat)
+    for i in (with_flags, without):
+        p, words = ChunkParams.unpack(c.payload(i), fmt=7)
+        forged = replace(p, flat=1 - p.flat).pack(7) + words
+        chunks = [(e.key, forged if j == i else c.payload(j)) for j, e in enumerate(c.chunks)]
+        stream = container.write(c.header, chunks, metadata=c.metadata, array_sha256=c.array_sha256)
+        with pytest.raises(llic_imaging.LlicError):
+            llic_imaging.decode(stream)
+
+
 def test_malformed_flat_field_is_refused() -> None:
     p = ChunkParams(1, 0, 500, 3, 250)
     bad = p.pack(6) + b"\x02"
