@@ -525,8 +525,7 @@ def _feedback_option(
     teacher-forced ``(mu16, scale, u)`` (patch layout) and its own bits ``own``. The bits are
     infinite unless they save ``_FEEDBACK_MARGIN``: then the tile is better coded as itself."""
     mu, sc, u = dense
-    inside = geo.inside.reshape(-1)
-    errors = _padded(np.where(inside, 16 * u - mu, 0).reshape(geo.n_patches, geo.patch, -1))
+    errors = _padded(_own_errors(geo, mu, u))
     pos = geo.stream_order
     at = _stream_positions(geo)
     template = replace(p, kind=p.kind | _FEEDBACK)
@@ -535,6 +534,13 @@ def _feedback_option(
     ]
     bits, q, refined = _best_refinement((mu[pos], sc[pos], u[pos]), options)
     return (bits if bits < own - _FEEDBACK_MARGIN else np.inf), q, refined
+
+
+def _own_errors(geo: Geometry, mu: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """The network's errors ``16 u - mu16`` of a tile (patch layout, flat) as ``(n_patches,
+    P, P)``, 0 outside the tile: what feedback and linear chunks read at causal neighbours."""
+    shape = (geo.n_patches, geo.patch, geo.patch)
+    return np.where(geo.inside.reshape(-1), 16 * u - mu, 0).reshape(shape)
 
 
 def _stream_positions(geo: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -558,7 +564,7 @@ def _linear_option(
     shape = (geo.n_patches, geo.patch, geo.patch)
     inside = geo.inside
     values = (16 * u).reshape(shape)
-    errors = np.where(inside.reshape(-1), 16 * u - mu, 0).reshape(shape)
+    errors = _own_errors(geo, mu, u)
     at = _stream_positions(geo)
     pos = geo.stream_order
     m, s, v = mu[pos], sc[pos], u[pos]
@@ -1002,7 +1008,7 @@ def _decode_batch(
             elif p.feedback:
                 mu[b], sc[b] = _refine(mu[b], sc[b], _neighbour_errors(e, at, p.taps)[mask], p)
         step_vals = np.zeros((n, *mask.shape), np.float32)
-        step_vals[:, mask] = _decode_step(decoders, mu, sc, coded, counts, where if coded else ())
+        step_vals[:, mask] = _step_values(decoders, mu, sc, coded, counts, where if coded else ())
         for b, e in own.items():
             e[:, r + 1, c + 1] = np.where(mask, 16 * step_vals[b].astype(np.int64) - grid[0][b], 0)
         for b, v in sixteen.items():
@@ -1017,7 +1023,7 @@ def _decode_batch(
     return values, {b: own[b][:, 1:, 1:-1].copy() for b in record}
 
 
-def _decode_step(
+def _step_values(
     decoders: ChunkDecoders,
     mu: np.ndarray,
     sc: np.ndarray,
