@@ -1,14 +1,16 @@
 """Per-image adaptation on the 9-16 bit validation planes, beside the plain bench run.
 
-    python benchmarks/adaptation_16bit.py   # after llic bench wrote bench-validation.json
+    python benchmarks/adaptation_16bit.py [--json FILE]  # after llic bench wrote bench-validation.json
 
 A shorter stand-in for ``llic bench -c llic_adapt`` (every group, about 45 minutes): each
 plane coded with ``encode(adapt=True)``, checked bit-exact, its bits per sample set beside the
-plain stream's and JPEG XL's from the bench JSON; ``benchmarks/results/adapt-linear-16bit.json``.
+plain stream's and JPEG XL's from the bench JSON (default ``--json``:
+``benchmarks/results/adapt-linear-16bit.json``, session 14's run).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -23,6 +25,9 @@ RESULTS = Path("benchmarks/results")
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--json", type=Path, default=RESULTS / "adapt-linear-16bit.json")
+    args = ap.parse_args()
     bench = json.loads((RESULTS / "bench-validation.json").read_text())["results"]
     bps = {(r["codec"], r["file"], r["plane"]): r["bps"] for r in bench}
     out = []
@@ -48,7 +53,7 @@ def main() -> None:
                 }
             )
             print(out[-1], flush=True)
-    (RESULTS / "adapt-linear-16bit.json").write_text(json.dumps(out, indent=1) + "\n")
+    args.json.write_text(json.dumps(out, indent=1) + "\n")
     for group in GROUPS:
         rows = [r for r in out if r["group"] == group]
         jxl = np.mean([r["jxl_bps"] for r in rows])
