@@ -232,6 +232,38 @@ def test_fuzzed_streams_raise_llic_errors_only() -> None:
         np.testing.assert_array_equal(out, a)
 
 
+def test_crafted_chunks_raise_llic_errors_only() -> None:
+    """Chunk headers and words mutated with every checksum rewritten, as a hostile writer
+    would: the codec's own checks (headers, range-coded words, the array digest) refuse them
+    with an ``LlicError``, never another exception, a hang or a wrong image. The streams hold
+    a mapped linear feedback chunk, and flat flags on a mapped chunk and on delta chunks."""
+    from _linear_data import interpolated
+    from _value_map_data import thresholded
+
+    rng = np.random.default_rng(12)
+    body = thresholded(1, noise=0)[0].astype(np.int64)
+    stack = np.stack(
+        [np.where(body > 0, body + rng.integers(-2, 3, body.shape), 0) for _ in range(2)]
+    ).astype(np.uint8)
+    for a in ((interpolated(3, (64, 64)) // 2 * 2).astype(np.uint16), stack):
+        s = llic_imaging.encode(a, context=2)
+        kinds = chunk_headers(s)
+        assert any(k.linear or k.flat for k in kinds)
+        c = container.read(s)
+        for _ in range(60):
+            i = int(rng.integers(len(c.chunks)))
+            b = bytearray(c.payload(i))
+            if rng.random() < 0.7:  # headers are the first bytes
+                b[int(rng.integers(min(len(b), 24)))] ^= 1 << int(rng.integers(8))
+            else:
+                b = b[: int(rng.integers(len(b)))]
+            try:
+                out = llic_imaging.decode(_rewritten(c, **{f"chunk{i}": bytes(b)}))
+            except llic_imaging.LlicError:
+                continue
+            np.testing.assert_array_equal(out, a)
+
+
 def test_window_and_plane_decode_only_touch_their_tiles() -> None:
     """Damage every chunk except those of one window: that window and plane still decode."""
     from llic_imaging import container
