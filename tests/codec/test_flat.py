@@ -11,6 +11,7 @@ from _value_map_data import thresholded
 from llic_imaging import container
 from llic_imaging.codec import engine, flat
 from llic_imaging.codec.engine import ChunkParams
+from llic_imaging.codec.schedule import Geometry
 from llic_imaging.errors import StreamError
 
 
@@ -25,7 +26,7 @@ def footprint(shape: tuple[int, int] = (150, 140), seed: int = 0) -> np.ndarray:
 
 
 def test_candidates_need_four_agreeing_coded_neighbours() -> None:
-    values = flat.padded(1, 4)
+    values = Geometry(4, 4, 4).framed()
     values[0, 1:4, 1:5] = [[7, 7, 7, 7], [7, 7, 7, -1], [7, 3, 7, 7]]  # (1, 3) not coded
     at = (np.zeros(5, np.int64), np.array([1, 1, 1, 2, 0]), np.array([1, 2, 3, 3, 1]))
     ok, v = flat.candidates(values, at)
@@ -43,7 +44,9 @@ def test_encoder_frequencies_are_the_decoders_step_by_step() -> None:
     n = geo_steps.size
     r, c = np.divmod(np.arange(n), 8)
     u = (rng.random(n) < 0.15).astype(np.int64)  # mostly 0: many flags, some of them misses
-    f = flat.flags(u, (np.zeros(n, np.int64), r, c), (1, 8), geo_steps)
+    values = np.full((1, 8, 10), -1, np.int64)
+    values[0, 1 + r, 1 + c] = u
+    f = flat.flags(values, (np.zeros(n, np.int64), r, c), geo_steps)
     assert f.at.size > 10
     assert 0 < f.equal.sum() < f.at.size
     equal = seen = 0

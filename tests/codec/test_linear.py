@@ -33,26 +33,29 @@ def test_taps_are_causal_and_sets_grow() -> None:
 
 
 def test_correction_reads_values_and_errors_inside_the_tile_only() -> None:
-    values = 16 * np.arange(1, 17, dtype=np.int64).reshape(1, 4, 4)
+    """Values framed as ``Geometry.framed`` gives them (-1 where nothing is coded), errors
+    0 outside the tile, as the codec passes them."""
+    values = np.full((1, 5, 6), -1, np.int64)
+    values[0, 1:, 1:-1] = np.arange(1, 17).reshape(4, 4)
     errors = -np.arange(1, 17, dtype=np.int64).reshape(1, 4, 4)
-    inside = np.ones((1, 4, 4), bool)
-    inside[0, :, 3] = False  # the tile ends after column 2
+    values[0, 1:, 4] = -1  # the tile ends after column 2
+    errors[0, :, 3] = 0
     at = (np.zeros(3, np.int64), np.array([1, 1, 2]), np.array([1, 0, 2]))
     mu = np.array([100, 100, 100])
     w = np.zeros(len(linear.SETS[2]), np.int64)
     where = list(linear.SETS[2])
     w[where.index(_tap(0, -1))] = 256  # the W value, weight 1
     # W of (1, 1) is value 5 (x16 = 80), of (1, 0) outside the patch: nothing
-    assert linear.correction(values, errors, inside, at, mu, 2, w)[:2].tolist() == [80 - 100, 0]
+    assert linear.correction(values, errors, at, mu, 2, w)[:2].tolist() == [80 - 100, 0]
     w[:] = 0
     w[where.index(_tap(-1, 1, error=True))] = 128  # half the NE error
     # NE of (1, 1) is (0, 2): error -3 -> -1.5, rounded half up: -1; of (2, 2) is (1, 3): outside
-    assert linear.correction(values, errors, inside, at, mu, 2, w).tolist() == [-1, -1, 0]
+    assert linear.correction(values, errors, at, mu, 2, w).tolist() == [-1, -1, 0]
 
 
 def test_fit_recovers_a_linear_predictor() -> None:
-    """On an image that is 0.75 W + 0.25 N plus noise and a network mean of 0, the fitted
-    weights of the radius-2 set are those two."""
+    """On an image that is 0.75 W + 0.25 N plus noise (around 500) and a network mean of 500,
+    the fitted weights of the radius-2 set are those two."""
     rng = np.random.default_rng(0)
     x = np.zeros((64, 64))
     noise = rng.normal(0, 4, x.shape)
@@ -61,11 +64,12 @@ def test_fit_recovers_a_linear_predictor() -> None:
             w = x[r, c - 1] if c else 0.0
             n = x[r - 1, c] if r else 0.0
             x[r, c] = 0.75 * w + 0.25 * n + noise[r, c]
-    values = np.round(16 * x).astype(np.int64)[None]
+    values = np.full((1, 65, 66), -1, np.int64)
+    values[0, 1:, 1:-1] = np.round(x).astype(np.int64) + 500
     r, c = np.mgrid[2:64, 2:62]
     at = (np.zeros(r.size, np.int64), r.ravel(), c.ravel())
-    mu = np.zeros(r.size, np.int64)
-    weights = linear.fit(values, np.zeros_like(values), np.ones_like(values, bool), at, mu, mu + 40)
+    mu = np.full(r.size, 16 * 500, np.int64)
+    weights = linear.fit(values, np.zeros((1, 64, 64), np.int64), at, mu, np.full(r.size, 40))
     taps = list(linear.SETS[0])
     got = {t: weights[0][taps.index(_tap(*t))] for t in ((0, -1), (-1, 0))}
     assert abs(got[(0, -1)] - 192) < 12

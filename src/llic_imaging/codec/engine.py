@@ -561,15 +561,13 @@ def _linear_option(
     if own < _LINEAR_MIN:
         return np.inf, p, ()
     mu, sc, u = dense
-    shape = (geo.n_patches, geo.patch, geo.patch)
-    inside = geo.inside
-    values = (16 * u).reshape(shape)
+    values = geo.framed(u)
     errors = _own_errors(geo, mu, u)
     at = _stream_positions(geo)
     pos = geo.stream_order
     m, s, v = mu[pos], sc[pos], u[pos]
     fit = slice(None, None, _LINEAR_FIT)
-    fitted = linear.fit(values, errors, inside, tuple(a[fit] for a in at), m[fit], s[fit])
+    fitted = linear.fit(values, errors, tuple(a[fit] for a in at), m[fit], s[fit])
     pick = slice(None, None, _LINEAR_PICK)
     sub = tuple(a[pick] for a in at)
     base = replace(p, kind=p.kind | _FEEDBACK)
@@ -581,11 +579,11 @@ def _linear_option(
     trials = []  # each set at tighten 2, then every tighten for the best set
     for k, w in enumerate(fitted):
         q = replace(base, taps=len(_TAPS) + k, tighten=2, weights=tuple(int(x) for x in w))
-        add = linear.correction(values, errors, inside, sub, m[pick], k, w)
+        add = linear.correction(values, errors, sub, m[pick], k, w)
         trials.append((cost(q, add), q, add))
     _, q, add = min(trials, key=lambda t: t[0])
     q = min((replace(q, tighten=t) for t in _TIGHTEN), key=lambda q: cost(q, add))
-    add = linear.correction(values, errors, inside, at, m, q.taps - len(_TAPS), q.weights)
+    add = linear.correction(values, errors, at, m, q.taps - len(_TAPS), q.weights)
     refined = (*_shifted(m, s, add, q), v)
     bits = float(focus.code_lengths(*refined, p.vmax).sum())
     extra = 8 * (len(q.pack()) - len(p.pack()))
@@ -638,8 +636,9 @@ class _Choice:
         """The flat flags this chunk would carry (:mod:`flat`)."""
         geo = self.geo
         steps = np.repeat(np.arange(len(geo.step_sizes)), geo.step_sizes)
-        shape = (geo.n_patches, geo.patch)
-        return flat.flags(self.pred[2], _stream_positions(geo), shape, steps)
+        u = np.zeros(geo.n_patches * geo.patch * geo.patch, np.int64)
+        u[geo.stream_order] = self.pred[2]
+        return flat.flags(geo.framed(u), _stream_positions(geo), steps)
 
     def bits(self) -> np.ndarray:
         """Code length of every position, in stream order, its flat flag included."""
@@ -975,20 +974,16 @@ def _decode_batch(
     # kept for feedback chunks and for the tiles a resid chunk will read; 0 where not decoded
     tracked = {b for b, p in enumerate(params) if p.feedback} | set(record)
     own = {b: _padded(np.zeros((geo.n_patches, patch, patch), np.int64)) for b in tracked}
-    # linear feedback chunks also read 16 x their decoded values
-    sixteen = {
-        b: np.zeros((geo.n_patches, patch, patch), np.int64) for b in tracked if params[b].linear
-    }
-    # chunks with flat flags read their decoded values and count their flags (equal, seen)
-    coded = {b: flat.padded(geo.n_patches, patch) for b, p in enumerate(params) if p.flat}
-    counts = {b: [0, 0] for b in coded}
+    # linear feedback chunks and chunks with flat flags also read their decoded values (framed)
+    coded = {b: geo.framed() for b, p in enumerate(params) if p.linear or p.flat}
+    counts = {b: [0, 0] for b, p in enumerate(params) if p.flat}  # flags so far: equal, seen
     patches = np.arange(geo.n_patches)[:, None]
     for s, mask in enumerate(geo.step_inside):
         r, c = geo.step_cells(s)
         grid = [np.asarray(t).astype(np.int64).reshape(n, *mask.shape) for t in steps.predict(s)]
         mu, sc = (g[:, mask] for g in grid)
         at = (patches, r[None], c[None])
-        if sixteen or coded:  # the step's positions, in the order of ``mu[b]``
+        if coded:  # the step's positions, in the order of ``mu[b]``
             where = tuple(np.broadcast_to(a, mask.shape)[mask] for a in at)
         for b, e in errors.items():
             mu[b], sc[b] = _refine(mu[b], sc[b], e[:, r, c][mask], params[b])
@@ -996,23 +991,15 @@ def _decode_batch(
             p = params[b]
             if p.linear:
                 add = linear.correction(
-                    sixteen[b],
-                    e[:, 1:, 1:-1],
-                    geo.inside,
-                    where,
-                    mu[b],
-                    p.taps - len(_TAPS),
-                    p.weights,
+                    coded[b], e[:, 1:, 1:-1], where, mu[b], p.taps - len(_TAPS), p.weights
                 )
                 mu[b], sc[b] = _shifted(mu[b], sc[b], add, p)
             elif p.feedback:
                 mu[b], sc[b] = _refine(mu[b], sc[b], _neighbour_errors(e, at, p.taps)[mask], p)
         step_vals = np.zeros((n, *mask.shape), np.float32)
-        step_vals[:, mask] = _step_values(decoders, mu, sc, coded, counts, where if coded else ())
+        step_vals[:, mask] = _step_values(decoders, mu, sc, coded, counts, where if counts else ())
         for b, e in own.items():
             e[:, r + 1, c + 1] = np.where(mask, 16 * step_vals[b].astype(np.int64) - grid[0][b], 0)
-        for b, v in sixteen.items():
-            v[:, r, c] = 16 * step_vals[b].astype(np.int64)
         for b, v in coded.items():
             v[:, r + 1, c + 1] = np.where(mask, step_vals[b].astype(np.int64), -1)
         step_vals = step_vals.reshape(-1, mask.shape[1])
@@ -1032,14 +1019,14 @@ def _step_values(
     where: tuple[np.ndarray, ...],
 ) -> np.ndarray:
     """One step's values ``(chunks, n)``: first the flat flags of the chunks that have them
-    (``coded``: their values so far, :func:`flat.padded`; ``counts``: their flags so far,
-    updated here), then the values the flags did not give."""
-    if not coded:
+    (the keys of ``counts``, their flags so far: updated here; ``coded``: their values so far,
+    framed), then the values the flags did not give."""
+    if not counts:
         return decoders.decode_step(mu, sc)
     given = np.zeros(mu.shape, bool)
     same = np.zeros(mu.shape, np.int64)
-    for b, values in coded.items():
-        ok, v = flat.candidates(values, where)
+    for b in counts:
+        ok, v = flat.candidates(coded[b], where)
         idx = np.flatnonzero(ok)
         if idx.size:
             equal = decoders.decode_flags(b, idx.size, flat.frequencies(*counts[b]))

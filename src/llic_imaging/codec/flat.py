@@ -18,21 +18,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PRECISION", "Flags", "candidates", "flags", "frequencies", "padded"]
+__all__ = ["PRECISION", "Flags", "candidates", "flags", "frequencies"]
 
 PRECISION = 12  # the flag's probability in 1/4096: a sure flag costs 0.00035 bits
 _ONE = 1 << PRECISION
 
 
-def padded(n_patches: int, patch: int) -> np.ndarray:
-    """Coded values in patch layout with a frame (one row above, one column each side), -1
-    wherever nothing is coded (yet): outside the tile, beyond the patch, not decoded."""
-    return np.full((n_patches, patch + 1, patch + 2), -1, np.int64)
-
-
 def candidates(values: np.ndarray, at: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Which positions ``at`` (patch, row, column arrays) carry a flag, and the value ``v``
-    their W, N, NW and NE neighbours share there (from :func:`padded` values)."""
+    their W, N, NW and NE neighbours share there, from the coded values so far in the framed
+    layout of :meth:`Geometry.framed <llic_imaging.codec.schedule.Geometry.framed>`."""
     k, r, c = at
     w = values[k, r + 1, c]
     ok = (w >= 0) & (w == values[k, r, c + 1]) & (w == values[k, r, c]) & (w == values[k, r, c + 2])
@@ -70,14 +65,11 @@ class Flags:
         return -np.log2(self.freqs[np.arange(self.at.size), self.equal] / _ONE)
 
 
-def flags(
-    u: np.ndarray, at: tuple[np.ndarray, ...], shape: tuple[int, int], steps: np.ndarray
-) -> Flags:
-    """The flags of a chunk whose coded values are ``u`` (stream order) at positions ``at``,
-    in ``shape`` = (patches, patch side), each position in step ``steps`` (non-decreasing)."""
-    values = padded(*shape)
+def flags(values: np.ndarray, at: tuple[np.ndarray, ...], steps: np.ndarray) -> Flags:
+    """The flags of a chunk whose coded values are ``values`` (framed, see
+    :func:`candidates`), at its positions ``at`` in stream order, each in step ``steps``."""
     k, r, c = at
-    values[k, r + 1, c + 1] = u
+    u = values[k, r + 1, c + 1]
     ok, v = candidates(values, at)
     idx = np.flatnonzero(ok)
     equal = (u[idx] == v[idx]).astype(np.int64)

@@ -49,57 +49,59 @@ SETS: tuple[np.ndarray, ...] = tuple(
 
 
 @numba.njit(**_JIT)
-def _features(values, errors, inside, k, r, c, mu, taps, dr, dc, is_error, out):
-    """``out[i, t]``: tap ``taps[t]`` of position ``(k[i], r[i], c[i])``; 0 outside the tile."""
-    p = values.shape[1]
+def _features(values, errors, k, r, c, mu, taps, dr, dc, is_error, out):
+    """``out[i, t]``: tap ``taps[t]`` of position ``(k[i], r[i], c[i])``; 0 where nothing is
+    coded (beyond the patch or the tile: there the errors are 0 and the values -1)."""
+    p = errors.shape[1]
     for i in range(k.size):
         for t in range(taps.size):
             j = taps[t]
             rr, cc = r[i] + dr[j], c[i] + dc[j]
-            if rr < 0 or cc < 0 or cc >= p or not inside[k[i], rr, cc]:
-                out[i, t] = 0
-            elif is_error[j]:
+            out[i, t] = 0
+            if rr < 0 or cc < 0 or cc >= p:
+                continue
+            if is_error[j]:
                 out[i, t] = errors[k[i], rr, cc]
-            else:
-                out[i, t] = values[k[i], rr, cc] - mu[i]
+            elif values[k[i], rr + 1, cc + 1] >= 0:
+                out[i, t] = 16 * values[k[i], rr + 1, cc + 1] - mu[i]
 
 
 @numba.njit(**_JIT)
-def _correct(values, errors, inside, k, r, c, mu, taps, weights, dr, dc, is_error, out):
+def _correct(values, errors, k, r, c, mu, taps, weights, dr, dc, is_error, out):
     """``out[i]``: the weighted taps of position ``i``, rounded to 1/16 px (see correction)."""
-    p = values.shape[1]
+    p = errors.shape[1]
     for i in range(k.size):
         acc = 0
         for t in range(taps.size):
             j = taps[t]
             rr, cc = r[i] + dr[j], c[i] + dc[j]
-            if rr < 0 or cc < 0 or cc >= p or not inside[k[i], rr, cc]:
+            if rr < 0 or cc < 0 or cc >= p:
                 continue
             if is_error[j]:
                 acc += weights[t] * errors[k[i], rr, cc]
-            else:
-                acc += weights[t] * (values[k[i], rr, cc] - mu[i])
+            elif values[k[i], rr + 1, cc + 1] >= 0:
+                acc += weights[t] * (16 * values[k[i], rr + 1, cc + 1] - mu[i])
         out[i] = (acc + (1 << (SHIFT - 1))) >> SHIFT
 
 
 def correction(
     values: np.ndarray,
     errors: np.ndarray,
-    inside: np.ndarray,
     at: tuple[np.ndarray, np.ndarray, np.ndarray],
     mu16: np.ndarray,
     taps: int,
     weights: tuple[int, ...] | np.ndarray,
 ) -> np.ndarray:
     """What tap set ``taps`` with ``weights`` adds to the means ``mu16`` (1/16 px) of the
-    positions ``at`` (patch, row, column index arrays), from ``(n_patches, P, P)`` int64
-    arrays of 16 x the coded values and of the network's errors there (only causal
-    positions are read, so the decoder passes what it has decoded so far)."""
+    positions ``at`` (patch, row, column index arrays), from the coded values in the framed
+    layout of :meth:`Geometry.framed <llic_imaging.codec.schedule.Geometry.framed>` (-1
+    where nothing is coded) and the network's errors ``(n_patches, P, P)`` (0 outside the
+    tile). Only causal positions are read, so the decoder passes what it has decoded so far."""
     k, r, c = (np.ascontiguousarray(a, np.int64).ravel() for a in at)
     out = np.empty(k.size, np.int64)
     w = np.asarray(weights, np.int64)
     _correct(
-        values, errors, inside, k, r, c, np.ascontiguousarray(mu16, np.int64).ravel(),
+        values, errors, k, r, c, np.ascontiguousarray(mu16, np.int64).ravel(),
         SETS[taps], w, _DR, _DC, _IS_ERROR, out,
     )  # fmt: skip
     return out
@@ -108,13 +110,12 @@ def correction(
 def fit(
     values: np.ndarray,
     errors: np.ndarray,
-    inside: np.ndarray,
     at: tuple[np.ndarray, np.ndarray, np.ndarray],
     mu16: np.ndarray,
     scale: np.ndarray,
 ) -> list[np.ndarray]:
-    """Integer weights of every tap set for the positions ``at``, fitted to the errors
-    ``16 u - mu16`` by iteratively reweighted least squares on the network's scale levels
+    """Integer weights of every tap set for the positions ``at`` (values and errors as
+    :func:`correction` takes them), fitted to the errors ``16 u - mu16`` by iteratively reweighted least squares on the network's scale levels
     ``scale``: an error costs about its square over the scale's square within one scale and
     its size over the scale beyond (a logistic's code length), so each sample weighs
     ``1 / (s * max(|error|, s))``. One set of sample weights serves every set: the largest
@@ -123,9 +124,9 @@ def fit(
     mu = np.ascontiguousarray(mu16, np.int64)
     full = SETS[-1]
     x = np.empty((k.size, full.size), np.int64)
-    _features(values, errors, inside, k, r, c, mu, full, _DR, _DC, _IS_ERROR, x)
+    _features(values, errors, k, r, c, mu, full, _DR, _DC, _IS_ERROR, x)
     x = x.astype(np.float64)
-    y = (values[k, r, c] - mu).astype(np.float64)
+    y = (16 * values[k, r + 1, c + 1] - mu).astype(np.float64)
     index = {t: i for i, t in enumerate(full)}
     subsets = [np.array([index[t] for t in taps]) for taps in SETS]
     sigma = np.exp2(np.asarray(scale, np.float64) / 8.0)  # 1/16 px (intcdf.scale_px x 16)

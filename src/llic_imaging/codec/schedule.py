@@ -101,6 +101,18 @@ class Geometry:
         t = np.moveaxis(t, -2, -3).reshape(*lead, gy * p, gx * p)
         return t[..., : self.height, : self.width]
 
+    def framed(self, values: np.ndarray | None = None) -> np.ndarray:
+        """Coded values in a frame of one row above and one column each side of every patch,
+        ``(n_patches, P + 1, P + 2)`` int64, -1 wherever nothing is coded: the frame, beyond
+        the tile, and everywhere without ``values`` (``(n_patches * P * P,)``, patch layout),
+        which a decoder then fills in step by step. Flat flags and linear feedback read the
+        causal neighbours of a position here without bounds checks on the frame."""
+        out = np.full((self.n_patches, self.patch + 1, self.patch + 2), -1, np.int64)
+        if values is not None:
+            shape = (self.n_patches, self.patch, self.patch)
+            out[:, 1:, 1:-1] = np.where(self.inside, values.reshape(shape), -1)
+        return out
+
     @cached_property
     def step_map(self) -> np.ndarray:
         """(P, P) step index of every patch position."""
