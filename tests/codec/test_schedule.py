@@ -38,3 +38,19 @@ def test_masks_are_causal(k: int) -> None:
     assert all(dc + 2 * dr <= 0 for dr, dc in b)
     assert (0, 0) in {tuple(t) for t in b.tolist()}
     assert (0, -1) in {tuple(t) for t in a.tolist()}  # the W neighbour is an earlier step
+
+
+def test_framed_values_mark_what_is_not_coded() -> None:
+    """A 5 x 3 tile in 4 x 4 patches: values inside the tile, -1 in the frame (a row above,
+    a column each side) and beyond the tile's edge; without values, -1 everywhere."""
+    geo = Geometry(5, 3, 4)
+    values = np.arange(geo.n_patches * 16)
+    framed = geo.framed(values)
+    assert framed.shape == (geo.n_patches, 5, 6)
+    assert (framed[:, 0] == -1).all()
+    assert (framed[:, :, 0] == -1).all()
+    assert (framed[:, :, -1] == -1).all()
+    np.testing.assert_array_equal(framed[0, 1:4, 1:4], values[:16].reshape(4, 4)[:3, :3])
+    assert (framed[0, 1:, 4] == -1).all()  # column 3 is beyond the tile
+    assert (framed[1, 2:] == -1).all()  # the second patch holds one row of the tile
+    assert (geo.framed() == -1).all()
