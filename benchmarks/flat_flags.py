@@ -59,7 +59,7 @@ def _kt_bits(equal: np.ndarray, step: np.ndarray, context: np.ndarray) -> np.nda
         e, s = equal[m], step[m]
         seen = np.searchsorted(s, s, side="left")
         before = np.concatenate([[0], np.cumsum(e)])[seen]
-        p = np.clip(((2 * before + 1) << 12) // (2 * seen + 2), 1, 4095) / 4096
+        p = flat._probability(before, seen) / (1 << flat.PRECISION)  # the codec's estimate
         out[m] = -np.log2(np.where(e == 1, p, 1 - p))
     return out
 
@@ -70,10 +70,11 @@ def _tile(choice) -> tuple[float, list[float]]:
     bits = focus.code_lengths(mu, sc, u, vmax)
     k, r, c = engine._stream_positions(geo)
     step = np.repeat(np.arange(len(geo.step_sizes)), geo.step_sizes)
-    values = flat.padded(geo.n_patches, geo.patch)
-    values[k, r + 1, c + 1] = u
-    w, n, nw, ne = values[k, r + 1, c], values[k, r, c + 1], values[k, r, c], values[k, r, c + 2]
-    four = (w >= 0) & (w == n) & (w == nw) & (w == ne)
+    coded = np.zeros(geo.n_patches * geo.patch * geo.patch, np.int64)
+    coded[geo.stream_order] = u
+    values = geo.framed(coded)
+    four, w = flat.candidates(values, (k, r, c))
+    n, nw, ne = values[k, r, c + 1], values[k, r, c], values[k, r, c + 2]
     rules = (
         four,
         (w >= 0) & (w == n) & (w == nw) & ((w == ne) | (ne < 0)),

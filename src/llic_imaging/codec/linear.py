@@ -115,11 +115,11 @@ def fit(
     scale: np.ndarray,
 ) -> list[np.ndarray]:
     """Integer weights of every tap set for the positions ``at`` (values and errors as
-    :func:`correction` takes them), fitted to the errors ``16 u - mu16`` by iteratively reweighted least squares on the network's scale levels
-    ``scale``: an error costs about its square over the scale's square within one scale and
-    its size over the scale beyond (a logistic's code length), so each sample weighs
-    ``1 / (s * max(|error|, s))``. One set of sample weights serves every set: the largest
-    set's, so the samples are weighed once."""
+    :func:`correction` takes them), fitted to the errors ``16 u - mu16`` by iteratively
+    reweighted least squares on the network's scale levels ``scale``: an error costs about
+    its square over the scale's square within one scale and its size over the scale beyond
+    (a logistic's code length), so each sample weighs ``1 / (s * max(|error|, s))``. One set
+    of sample weights serves every set: the largest set's, so the samples are weighed once."""
     k, r, c = (np.ascontiguousarray(a, np.int64) for a in at)
     mu = np.ascontiguousarray(mu16, np.int64)
     full = SETS[-1]
