@@ -13,7 +13,8 @@ Probabilities reach constriction as float64 arrays of exact integers with ``perf
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import constriction
 import numpy as np
@@ -69,6 +70,16 @@ def encode_chunk(
     return coder.get_compressed().astype("<u4").tobytes()
 
 
+@contextmanager
+def _words_corrupt() -> Iterator[None]:
+    """What constriction raises on words no encoder wrote, as a :class:`StreamError`."""
+    try:
+        yield
+    except (ValueError, AssertionError, OverflowError) as exc:
+        msg = f"range-coded chunk is corrupt: {exc}"
+        raise StreamError(msg) from exc
+
+
 class ChunkDecoders:
     """Reads back, one step at a time, the chunks of a batch written by :func:`encode_chunk`."""
 
@@ -89,22 +100,16 @@ class ChunkDecoders:
     def decode_flags(self, k: int, count: int, freqs: np.ndarray) -> np.ndarray:
         """The next ``count`` flat flags of chunk ``k``, all coded with ``freqs`` (a step's
         flags come before its values)."""
-        try:
+        with _words_corrupt():
             return self._coders[k].decode(_CATEGORICAL, np.tile(freqs, (count, 1)))
-        except (ValueError, AssertionError, OverflowError) as exc:
-            msg = f"range-coded chunk is corrupt: {exc}"
-            raise StreamError(msg) from exc
 
     def decode_step(
         self, mu16: np.ndarray, scale: np.ndarray, coded: np.ndarray | None = None
     ) -> np.ndarray:
         """One step of every chunk: ``(chunks, n)`` parameters -> ``(chunks, n)`` int64 values;
         only where ``coded`` (default everywhere; 0 elsewhere: a flag gave those values)."""
-        try:
+        with _words_corrupt():
             return self._decode_step(np.asarray(mu16, np.int64), np.asarray(scale, np.int64), coded)
-        except (ValueError, AssertionError, OverflowError) as exc:
-            msg = f"range-coded chunk is corrupt: {exc}"
-            raise StreamError(msg) from exc
 
     def _decode_step(
         self, mu16: np.ndarray, scale: np.ndarray, coded: np.ndarray | None
