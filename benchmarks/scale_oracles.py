@@ -88,8 +88,8 @@ def _tiles(plane: np.ndarray, net, count: int, rng: np.random.Generator, plain: 
         for _, choices in decisions:
             c = choices[engine.FLAT_FORMAT]
             live = np.ones(c.pred[2].size, bool)
-            if c.params.flat:
-                live[c.flags().hits] = False
+            if c.flags is not None:
+                live[c.flags.hits] = False
             yield (*c.pred, c.params.vmax, live)
 
 

@@ -631,38 +631,34 @@ class _Choice:
     pred: tuple[np.ndarray, np.ndarray, np.ndarray]
     geo: Geometry
     cost: float  # the model's bits for its words (their exact length is known once coded)
-
-    def flags(self) -> flat.Flags:
-        """The flat flags this chunk would carry (:mod:`flat`)."""
-        geo = self.geo
-        steps = np.repeat(np.arange(len(geo.step_sizes)), geo.step_sizes)
-        u = np.zeros(geo.n_patches * geo.patch * geo.patch, np.int64)
-        u[geo.stream_order] = self.pred[2]
-        return flat.flags(geo.framed(u), _stream_positions(geo), steps)
+    flags: flat.Flags | None = None  # the flat flags it carries (set by :meth:`with_flags`)
 
     def bits(self) -> np.ndarray:
         """Code length of every position, in stream order, its flat flag included."""
         bits = focus.code_lengths(*self.pred, self.params.vmax)
-        if self.params.flat:
-            f = self.flags()
-            bits[f.hits] = 0
-            bits[f.at] += f.bits()
+        if self.flags is not None:
+            bits[self.flags.hits] = 0
+            bits[self.flags.at] += self.flags.bits()
         return bits
 
     def words(self) -> bytes:
-        flags = self.flags() if self.params.flat else None
-        return encode_chunk(*self.pred, self.params.vmax, self.geo.step_sizes, flags)
+        return encode_chunk(*self.pred, self.params.vmax, self.geo.step_sizes, self.flags)
 
     def with_flags(self) -> _Choice:
-        """This choice with flat flags where they save ``_FLAT_MARGIN`` bits, else itself."""
-        f = self.flags()
+        """This choice with flat flags (:mod:`flat`) where they save ``_FLAT_MARGIN`` bits,
+        else itself."""
+        geo = self.geo
+        steps = np.repeat(np.arange(len(geo.step_sizes)), geo.step_sizes)
+        u = np.zeros(geo.n_patches * geo.patch * geo.patch, np.int64)
+        u[geo.stream_order] = self.pred[2]
+        f = flat.flags(geo.framed(u), _stream_positions(geo), steps)
         if not f.hits.size:
             return self
         saved = focus.code_lengths(*(a[f.hits] for a in self.pred), self.params.vmax).sum()
         saved -= f.bits().sum()
         if saved < _FLAT_MARGIN:
             return self
-        return _Choice(replace(self.params, flat=1), self.pred, self.geo, self.cost - saved)
+        return _Choice(replace(self.params, flat=1), self.pred, self.geo, self.cost - saved, f)
 
 
 def _choices(
