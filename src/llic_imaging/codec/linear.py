@@ -66,6 +66,24 @@ def _features(values, errors, k, r, c, mu, taps, dr, dc, is_error, out):
                 out[i, t] = 16 * values[k[i], rr + 1, cc + 1] - mu[i]
 
 
+@numba.njit(**_JIT)
+def _correct(values, errors, k, r, c, mu, taps, weights, dr, dc, is_error, out):
+    """``out[i]``: the weighted taps of position ``i``, rounded to 1/16 px (see correction)."""
+    p = errors.shape[1]
+    for i in range(k.size):
+        acc = 0
+        for t in range(taps.size):
+            j = taps[t]
+            rr, cc = r[i] + dr[j], c[i] + dc[j]
+            if rr < 0 or cc < 0 or cc >= p:
+                continue
+            if is_error[j]:
+                acc += weights[t] * errors[k[i], rr, cc]
+            elif values[k[i], rr + 1, cc + 1] >= 0:
+                acc += weights[t] * (16 * values[k[i], rr + 1, cc + 1] - mu[i])
+        out[i] = (acc + (1 << (SHIFT - 1))) >> SHIFT
+
+
 def correction(
     values: np.ndarray,
     errors: np.ndarray,
@@ -80,10 +98,13 @@ def correction(
     where nothing is coded) and the network's errors ``(n_patches, P, P)`` (0 outside the
     tile). Only causal positions are read, so the decoder passes what it has decoded so far."""
     k, r, c = (np.ascontiguousarray(a, np.int64).ravel() for a in at)
-    x = np.empty((k.size, SETS[taps].size), np.int64)
-    mu = np.ascontiguousarray(mu16, np.int64).ravel()
-    _features(values, errors, k, r, c, mu, SETS[taps], _DR, _DC, _IS_ERROR, x)
-    return (x @ np.asarray(weights, np.int64) + (1 << (SHIFT - 1))) >> SHIFT
+    out = np.empty(k.size, np.int64)
+    w = np.asarray(weights, np.int64)
+    _correct(
+        values, errors, k, r, c, np.ascontiguousarray(mu16, np.int64).ravel(),
+        SETS[taps], w, _DR, _DC, _IS_ERROR, out,
+    )  # fmt: skip
+    return out
 
 
 def fit(
