@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from _adapt_data import period_three
 from _streams import chunk_headers
 from llic_imaging import FormatError, ModelError, StreamError, container
 from llic_imaging._api import DEFAULT_PATCH, DEFAULT_PATCH_8BIT
+from llic_imaging.codec.engine import ChunkParams, tile_grid
 from llic_imaging.model import zoo
 
 
@@ -191,6 +194,52 @@ def _rewritten(c: container.Container, header: dict | None = None, **payloads: b
 
 def _with_model_hash(stream: bytes, model_hash: str) -> bytes:
     return _rewritten(container.read(stream), {"model_sha256": model_hash})
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"model": ["hpac-small-v5"]},
+        {"model_sha256": 12345678901234567890},
+        {"level": "x"},
+        {"format": True},
+        {"spec": {"dtype": "uint8", "shape": "88"}},  # digits: the same tile count as (8, 8)
+        {"spec": {"dtype": "uint8", "shape": [300, 8]}},  # 2 tiles, 1 chunk
+    ],
+    ids=["model-list", "hash-int", "level-str", "format-bool", "shape-str", "shape-count"],
+)
+def test_forged_header_fields_are_stream_errors_in_info_and_decode(fields: dict) -> None:
+    stream = _rewritten(container.read(llic_imaging.encode(np.ones((8, 8), np.uint8))), fields)
+    for call in (llic_imaging.info, llic_imaging.decode):
+        with pytest.raises(StreamError):
+            call(stream)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_AS caps allocations on Linux")
+def test_a_tiny_stream_declaring_a_huge_image_is_a_stream_error(tmp_path: Path) -> None:
+    """1,024 constant 4096 x 4096 tiles: a 20 kB stream declaring 32 GiB. In a process capped
+    at 3 GiB of address space decoding must fail with a StreamError, not a MemoryError."""
+    c = container.read(llic_imaging.encode(np.full((8, 8), 3, np.uint16)))
+    side = 1 << 17
+    constant = ChunkParams(kind=0, vmin=3, vmax=0, shift=0, mid=0).pack(3)
+    chunks = [
+        (container.ChunkKey(r.plane, r.y, r.x, r.h, r.w), constant)
+        for r in tile_grid((1, side, side), 4096)
+    ]
+    header = {**c.header, "tile": 4096, "spec": {"dtype": "uint16", "shape": [side, side]}}
+    bomb = tmp_path / "bomb.llic"
+    bomb.write_bytes(container.write(header, chunks, array_sha256=c.array_sha256))
+    script = (
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
+        "import llic_imaging\n"
+        "try: llic_imaging.decode(open(sys.argv[1], 'rb').read())\n"
+        "except Exception as exc: print(type(exc).__name__, exc)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(bomb)], capture_output=True, text=True, timeout=300
+    )
+    assert run.stdout.startswith("StreamError"), run.stdout + run.stderr
+    assert "32.0 GiB" in run.stdout
 
 
 def test_stream_from_other_weights_is_refused() -> None:

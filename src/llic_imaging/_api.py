@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -94,7 +95,7 @@ class StreamInfo:
 
     @property
     def raw_bytes(self) -> int:
-        return int(np.prod(self.shape)) * self.bits_per_sample // 8
+        return math.prod(self.shape) * self.bits_per_sample // 8
 
     @property
     def ratio(self) -> float:
@@ -335,7 +336,7 @@ def _parse(c: container.Container) -> tuple[PlaneSpec, dict[str, Any]]:
         msg = f"stream codec is {h.get('codec')!r}, expected {CODEC!r}"
         raise StreamError(msg)
     fmt = h.get("format")
-    if not isinstance(fmt, int) or fmt < 1:
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
         msg = f"stream header has an invalid codec format {fmt!r}"
         raise StreamError(msg)
     if fmt > FORMAT:
@@ -344,13 +345,15 @@ def _parse(c: container.Container) -> tuple[PlaneSpec, dict[str, Any]]:
     try:
         spec = PlaneSpec.from_dict(h["spec"])
         tile, patch = int(h["tile"]), int(h["patch"])
-        context = int(h.get("context", 1))
+        context, level = int(h.get("context", 1)), int(h.get("level", 1))
         adapted = h.get("adapter", 0)
-        str(h["model"])
-        model_hash = str(h["model_sha256"])
-    except (KeyError, TypeError, ValueError) as exc:
+        model, model_hash = h["model"], h["model_sha256"]
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         msg = f"stream header is missing or has malformed codec fields: {exc}"
         raise StreamError(msg) from exc
+    if not isinstance(model, str) or not isinstance(model_hash, str):
+        msg = f"stream header's model {model!r} / model_sha256 {model_hash!r} are not strings"
+        raise StreamError(msg)
     if not (8 <= tile <= MAX_TILE) or patch not in PATCHES or not 1 <= context <= MAX_CONTEXT:
         msg = f"stream header has unsupported tile {tile} / patch {patch} / context {context}"
         raise StreamError(msg)
@@ -360,19 +363,22 @@ def _parse(c: container.Container) -> tuple[PlaneSpec, dict[str, Any]]:
     if adapted not in (0, 1) or (adapted and fmt < ADAPTED_FORMAT):
         msg = f"stream header has adapter {adapted!r} in codec format {fmt}"
         raise StreamError(msg)
-    return spec, {**h, "context": context, "adapter": bool(adapted)}
+    n, hgt, wid = spec.planes, *spec.shape[-2:]
+    count = n * -(-hgt // tile) * -(-wid // tile)
+    if count + adapted != len(c.chunks) or n * hgt * wid > MAX_SAMPLES:
+        msg = f"chunk index has {len(c.chunks)} chunks; a {spec.shape} image in {tile}-pixel tiles has {count}"
+        raise StreamError(msg)
+    return spec, {**h, "context": context, "level": level, "adapter": bool(adapted)}
 
 
 def _refs_of(c: container.Container, spec: PlaneSpec, tile: int, adapted: bool):
-    """The container's chunk table must be exactly this shape's tile grid (no hostile sizes),
-    followed by the adapter's record if the stream has one."""
+    """The container's chunk table must be exactly this shape's tile grid (its length and the
+    declared size were checked by :func:`_parse`), followed by the adapter's record if the
+    stream has one."""
     from llic_imaging.codec.engine import TileRef, tile_grid
 
     n, h, w = spec.planes, *spec.shape[-2:]
-    count = n * -(-h // tile) * -(-w // tile)
-    if count + adapted != len(c.chunks) or n * h * w > MAX_SAMPLES:
-        msg = f"chunk index has {len(c.chunks)} chunks; a {spec.shape} image in {tile}-pixel tiles has {count}"
-        raise StreamError(msg)
+    count = len(c.chunks) - adapted
     expected = tile_grid((n, h, w), tile)
     found = [TileRef(e.plane, e.y, e.x, e.h, e.w) for e in c.chunks[:count]]
     if adapted and c.chunks[count].key != _adapter_key(n):
@@ -470,7 +476,15 @@ def _decode(
     sel = [type(r)(r.plane - plane0, r.y, r.x, r.h, r.w) for r in (refs[i] for i in chosen)]
     # Decoded straight into the stored dtype: a corrupt tile that wraps around cannot pass the
     # SHA-256 checks below (or the per-chunk crc32 for windows), so no wider buffer is needed.
-    out = np.zeros((n if index is None else index - plane0 + 1, hgt, wid), spec.dtype)
+    shape = (n if index is None else index - plane0 + 1, hgt, wid)
+    try:
+        out = np.zeros(shape, spec.dtype)
+    except MemoryError as exc:  # a tiny stream may declare a huge constant image
+        gib = math.prod(shape) * np.dtype(spec.dtype).itemsize / 2**30
+        msg = (
+            f"stream declares a {spec.shape} {spec.dtype} image: cannot allocate its {gib:.1f} GiB"
+        )
+        raise StreamError(msg) from exc
     net, _, dev = _load_model(h["model"], device)
     if h["adapter"]:
         from llic_imaging.codec import adapt
@@ -575,7 +589,7 @@ def info(data: bytes, /) -> StreamInfo:
         container_version=c.version,
         codec_format=int(h["format"]),
         metadata_bytes=len(c.metadata),
-        level=int(h.get("level", 1)),
+        level=h["level"],
         context=h["context"],
         adapted=h["adapter"],
     )

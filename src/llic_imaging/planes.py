@@ -45,9 +45,10 @@ class PlaneSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PlaneSpec:
         try:
-            shape = tuple(int(v) for v in d["shape"])
+            listed = isinstance(d["shape"], list)  # a string of digits is not a shape
+            shape = tuple(int(v) for v in d["shape"]) if listed else ()
             dtype = str(d["dtype"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             msg = f"plane spec is malformed: {d!r}"
             raise FormatError(msg) from exc
         if dtype not in SUPPORTED_DTYPES or len(shape) not in (2, 3) or min(shape) < 1:

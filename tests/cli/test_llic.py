@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sysconfig
 import tomllib
@@ -145,6 +147,31 @@ def test_existing_output_needs_overwrite(npy_file: Path, llic_file: Path) -> Non
     assert "--overwrite" in refused.stderr
     assert run("compress", npy_file, "--overwrite", "-q").exit_code == 0
     assert llic_file.read_bytes() == before  # same input, same options: same stream
+
+
+def test_an_output_that_is_an_input_is_refused_even_with_overwrite(
+    npy_file: Path, llic_file: Path, tmp_path: Path
+) -> None:
+    before = npy_file.read_bytes(), llic_file.read_bytes()
+    (tmp_path / "link.npy").symlink_to(npy_file)
+    for args in (
+        ("compress", npy_file, "-o", npy_file),
+        ("compress", npy_file, "-o", tmp_path / "link.npy"),
+        ("restore", llic_file, "-o", llic_file),
+    ):
+        refused = run(*args, "--overwrite")
+        assert refused.exit_code == 2, args
+        assert "is an input" in refused.stderr
+    assert (npy_file.read_bytes(), llic_file.read_bytes()) == before
+
+
+def test_restored_files_get_the_mode_open_would_give(llic_file: Path, tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        assert run("restore", llic_file, "-o", tmp_path / "new.npy", "-q").exit_code == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new.npy").stat().st_mode) == 0o644
 
 
 def test_directory_mirrors_tree_and_round_trips(tmp_path: Path) -> None:

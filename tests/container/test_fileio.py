@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from llic_imaging import _fileio
-from llic_imaging._fileio import sha256_file, write_atomic
+from llic_imaging._fileio import atomic_path, sha256_file, write_atomic
 
 
 def test_write_atomic_new_file(tmp_path) -> None:
@@ -73,3 +73,35 @@ def test_sha256_file(tmp_path) -> None:
     path.write_bytes(data)
     assert sha256_file(path) == hashlib.sha256(data).hexdigest()
     assert sha256_file(str(path)) == hashlib.sha256(data).hexdigest()
+
+
+def test_write_atomic_takes_chunks(tmp_path) -> None:
+    write_atomic(tmp_path / "a.bin", [b"ab", b"cd"])
+    assert (tmp_path / "a.bin").read_bytes() == b"abcd"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+
+
+def test_atomic_path_keeps_old_file_on_failure(tmp_path) -> None:
+    dst = tmp_path / "keep.tif"
+    dst.write_bytes(b"old")
+
+    def fail() -> None:
+        with atomic_path(dst) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        fail()
+    assert dst.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.tif"]
+
+
+def test_atomic_path_keeps_suffixes_and_gives_open_s_mode(tmp_path) -> None:
+    old = os.umask(0o027)
+    try:
+        with atomic_path(tmp_path / "scene.ome.tif") as tmp:
+            assert tmp.name.endswith(".ome.tif")
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "scene.ome.tif").stat().st_mode) == 0o640

@@ -10,6 +10,7 @@ import tifffile
 from llic_imaging import formats
 from llic_imaging.errors import FormatError, MissingDependencyError
 from llic_imaging.formats import import_optional
+from llic_imaging.formats.envelope import pack
 
 
 def test_detect_by_magic_ignores_extension(tmp_path):
@@ -80,3 +81,22 @@ def test_importing_formats_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("info", "blobs"),
+    [({}, {}), ({}, {"head": b"not a npy header", "tail": b""}), ([1, 2], {"head": b""})],
+    ids=["no-blobs", "bad-head", "info-list"],
+)
+def test_save_refuses_a_forged_envelope_without_writing(tmp_path, info, blobs):
+    with pytest.raises(FormatError):
+        formats.save(tmp_path / "a.npy", np.zeros((4, 4), np.uint8), pack("npy", info, blobs))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_refuses_an_envelope_that_inflates_far_past_the_image(tmp_path):
+    """64 MiB plus the image's size: a few hundred kB of stream must not inflate to gigabytes."""
+    bomb = pack("npy", {}, {"head": bytes(65 << 20), "tail": b""})
+    assert len(bomb) < 100_000
+    with pytest.raises(FormatError, match="inflates past"):
+        formats.save(tmp_path / "a.npy", np.zeros((4, 4), np.uint8), bomb)

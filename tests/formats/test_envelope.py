@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from llic_imaging.errors import FormatError
-from llic_imaging.formats.envelope import atomic_path, pack, unpack, write_atomic
+from llic_imaging.formats.envelope import pack, unpack
 
 
 def test_pack_unpack_round_trip():
@@ -30,22 +30,13 @@ def test_unpack_rejects_truncated_body():
         unpack(meta[:-3])
 
 
-def test_write_atomic_leaves_no_temp_files(tmp_path):
-    write_atomic(tmp_path / "a.bin", [b"ab", b"cd"])
-    assert (tmp_path / "a.bin").read_bytes() == b"abcd"
-    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+def test_unpack_refuses_an_envelope_that_inflates_past_its_limit():
+    meta = pack("npy", {}, {"head": bytes(100_000)})
+    assert unpack(meta, limit=100_100)[2]["head"] == bytes(100_000)
+    with pytest.raises(FormatError, match="inflates past 50000 bytes"):
+        unpack(meta, limit=50_000)
 
 
-def test_atomic_path_keeps_old_file_on_failure(tmp_path):
-    dst = tmp_path / "keep.tif"
-    dst.write_bytes(b"old")
-
-    def fail() -> None:
-        with atomic_path(dst) as tmp:
-            tmp.write_bytes(b"half")
-            raise RuntimeError
-
-    with pytest.raises(RuntimeError):
-        fail()
-    assert dst.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["keep.tif"]
+def test_pack_refuses_what_json_cannot_hold():
+    with pytest.raises(FormatError, match="cannot be stored"):
+        pack("tiff", {"tag": b"raw bytes"})

@@ -63,3 +63,13 @@ def test_refuses_1d_and_truncated(tmp_path):
 def test_planes_names(tmp_path):
     np.save(tmp_path / "a.npy", np.zeros((3, 4, 5), np.int16))
     assert [n for n, _ in formats.planes(tmp_path / "a.npy")] == ["p0", "p1", "p2"]
+
+
+@pytest.mark.parametrize("shape", ["(-4, -4)", "(4294967296, 4294967296)", "(1e400, 4)"])
+def test_refuses_forged_shapes(tmp_path, shape):
+    header = f"{{'descr': '<u2', 'fortran_order': False, 'shape': {shape}, }}".encode()
+    header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+    data = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + bytes(64)
+    (tmp_path / "f.npy").write_bytes(data)
+    with pytest.raises(FormatError):
+        formats.load(tmp_path / "f.npy")

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
 
 from llic_imaging import formats
 from llic_imaging.errors import FormatError
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 _REWRITTEN = {273, 279, 324, 325}  # offsets and byte counts necessarily change
 
@@ -123,6 +127,18 @@ def test_truncated_tiff(tmp_path):
     (tmp_path / "t.tif").write_bytes(data[:6])
     with pytest.raises(FormatError):
         formats.load(tmp_path / "t.tif", format="tiff")
+
+
+def test_corrupt_tiffs_fail_while_pages_and_tags_are_read(tmp_path):
+    """tifffile parses lazily: these files open, then fail on their pages or a tag's value."""
+    data = (SAMPLES / "dem_i16.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[:190])
+    flipped = bytearray(data)
+    flipped[166] ^= 113  # the colormap tag's type becomes one numpy cannot read
+    (tmp_path / "flip.tif").write_bytes(flipped)
+    for name in ("cut.tif", "flip.tif"):
+        with pytest.raises(FormatError):
+            formats.load(tmp_path / name)
 
 
 def test_planes_names(tmp_path):

@@ -128,6 +128,7 @@ def compress_file(src: Path, dst: Path, **options: Any) -> Compressed:
         If ``dst`` cannot be written.
     """
     start = time.perf_counter()
+    input_bytes = src.stat().st_size  # before writing: ``dst`` may replace ``src``'s link
     loaded = formats.load(src)
     stream = llic_imaging.encode(loaded.array, metadata=loaded.metadata, **options)
     write_atomic(dst, stream)
@@ -139,7 +140,7 @@ def compress_file(src: Path, dst: Path, **options: Any) -> Compressed:
         exact=loaded.exact,
         shape=tuple(loaded.array.shape),
         dtype=str(loaded.array.dtype),
-        input_bytes=src.stat().st_size,
+        input_bytes=input_bytes,
         output_bytes=len(stream),
         seconds=time.perf_counter() - start,
     )

@@ -102,6 +102,13 @@ def _plan(
     if len(set(outputs)) != len(outputs):
         msg = "two inputs would write the same output; use separate runs"
         raise click.UsageError(msg)
+    sources = {_inode(src) for src, _ in pairs}
+    clash = next(
+        (dst for dst in outputs if dst.exists() and _inode(dst) in sources), None
+    )  # the same file by another name or link: --overwrite would replace an input
+    if clash is not None:
+        msg = f"{clash} is an input; choose another output"
+        raise click.UsageError(msg)
     existing = [dst for dst in outputs if dst.exists()]
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
@@ -110,6 +117,11 @@ def _plan(
     for dst in outputs:
         dst.parent.mkdir(parents=True, exist_ok=True)
     return pairs
+
+
+def _inode(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
 
 
 def _strip_suffix(rel: Path) -> Path:

@@ -48,6 +48,7 @@ _EXTENSIONS = {
     ".nhdr": "itk",
 }
 _SNIFF_BYTES = 1024
+_SKELETON = 64 << 20  # bytes an envelope may hold beyond the image's own size (save)
 
 
 def _adapter(fmt: str) -> ModuleType:
@@ -140,11 +141,17 @@ def save(
     ``options`` are adapter-specific overrides (for example ``compression="zstd"`` for TIFF);
     they change the bytes, so byte-identity holds only without them.
     """
-    fmt, info, blobs = unpack(metadata)
+    fmt, info, blobs = unpack(metadata, limit=_SKELETON + np.asarray(array).nbytes)
     if format is not None and format != fmt:
         msg = f"metadata was made by the {fmt!r} adapter, not {format!r}"
         raise FormatError(msg)
-    _adapter(fmt).save(path, array, info, blobs, **options)
+    try:
+        _adapter(fmt).save(path, array, info, blobs, **options)
+    except FormatError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError) as exc:  # a forged envelope's fields
+        msg = f"metadata of the {fmt!r} adapter does not fit it or the image: {exc!r}"
+        raise FormatError(msg) from exc
 
 
 def planes(path: str | os.PathLike[str]) -> list[tuple[str, np.ndarray]]:

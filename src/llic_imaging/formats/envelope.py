@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +18,21 @@ from typing import Any
 
 import numpy as np
 
-from llic_imaging.errors import FormatError
+from llic_imaging.errors import FormatError, LlicError
 
-__all__ = ["MAGIC", "Loaded", "atomic_path", "pack", "read_bytes", "unpack", "write_atomic"]
+__all__ = [
+    "MAGIC",
+    "Loaded",
+    "pack",
+    "read_bytes",
+    "reading",
+    "unpack",
+]
 
 MAGIC = b"LLFM"
 VERSION = 1
 _HEAD = struct.Struct("<4sB")
+MAX_BODY = 1 << 30  # bytes an envelope may inflate to unless the caller knows better
 
 
 @dataclass(frozen=True)
@@ -49,18 +56,28 @@ def pack(fmt: str, info: dict[str, Any], blobs: dict[str, bytes] | None = None) 
     """Serialise ``info`` (JSON-able) and named byte ``blobs`` into one compressed envelope."""
     blobs = blobs or {}
     doc = {"format": fmt, "info": info, "blobs": [[k, len(v)] for k, v in blobs.items()]}
-    text = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+    try:
+        text = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+    except (TypeError, ValueError) as exc:  # a corrupt file's tag decoded to something odd
+        msg = f"the file's {fmt} metadata cannot be stored: {exc}"
+        raise FormatError(msg) from exc
     body = b"".join([struct.pack("<I", len(text)), text, *blobs.values()])
     return _HEAD.pack(MAGIC, VERSION) + zlib.compress(body, 9)
 
 
-def unpack(metadata: bytes) -> tuple[str, dict[str, Any], dict[str, bytes]]:
+def unpack(
+    metadata: bytes, *, limit: int = MAX_BODY
+) -> tuple[str, dict[str, Any], dict[str, bytes]]:
     """Return ``(format, info, blobs)`` from an envelope made by :func:`pack`.
+
+    ``limit``: the most bytes the envelope may inflate to (a forged one could inflate a few
+    MB to gigabytes); ``formats.save`` allows the image's own size plus 64 MiB.
 
     Raises
     ------
     FormatError
-        If the bytes are not an envelope or are corrupt, so that ``save`` never writes garbage.
+        If the bytes are not an envelope, are corrupt or inflate past ``limit``, so that
+        ``save`` never writes garbage.
     """
     data = bytes(metadata)
     if len(data) < _HEAD.size or data[:4] != MAGIC:
@@ -70,8 +87,19 @@ def unpack(metadata: bytes) -> tuple[str, dict[str, Any], dict[str, bytes]]:
     if version != VERSION:
         msg = f"metadata envelope version {version} is not supported (expected {VERSION})"
         raise FormatError(msg)
+    inflate = zlib.decompressobj()
     try:
-        body = zlib.decompress(data[_HEAD.size :])
+        body = inflate.decompress(data[_HEAD.size :], limit + 1)
+    except zlib.error as exc:
+        msg = f"metadata envelope is corrupt: {exc}"
+        raise FormatError(msg) from exc
+    if len(body) > limit:
+        msg = f"metadata envelope inflates past {limit} bytes: refused"
+        raise FormatError(msg)
+    if not inflate.eof or inflate.unused_data:
+        msg = "metadata envelope is corrupt: its compressed body is truncated or followed by other bytes"
+        raise FormatError(msg)
+    try:
         (n,) = struct.unpack_from("<I", body)
         doc = json.loads(body[4 : 4 + n])
         pos = 4 + n
@@ -80,7 +108,7 @@ def unpack(metadata: bytes) -> tuple[str, dict[str, Any], dict[str, bytes]]:
             blobs[name] = body[pos : pos + size]
             pos += size
         fmt, info = str(doc["format"]), doc["info"]
-    except (zlib.error, struct.error, ValueError, KeyError, TypeError) as exc:
+    except (struct.error, ValueError, KeyError, TypeError) as exc:
         msg = f"metadata envelope is corrupt: {exc}"
         raise FormatError(msg) from exc
     if pos != len(body):
@@ -99,28 +127,17 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; move it over ``path`` only if the block succeeds.
-
-    The temporary name keeps the original suffixes because rasterio and SimpleITK choose their
-    driver from the extension. A crash leaves the old file (or nothing), never half a file.
-    """
-    dst = Path(path)
-    suffix = "".join(dst.suffixes) if dst.suffixes else ""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=f".tmp{suffix}", dir=dst.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+def reading(path: str, what: str) -> Iterator[None]:
+    """Turn a reader library's failure anywhere in the block into a :class:`FormatError`
+    naming the file: tifffile and rasterio parse lazily, so a corrupt file can fail while
+    pages, tags or bands are read, not only when it is opened."""
     try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, dst)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-def write_atomic(path: str | os.PathLike[str], chunks: Iterable[bytes]) -> None:
-    """Write ``chunks`` to ``path`` atomically (temporary file in the same folder + ``os.replace``)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        for chunk in chunks:
-            fh.write(chunk)
+        yield
+    except LlicError:
+        raise
+    except OSError as exc:
+        msg = f"{path}: cannot read: {exc.strerror or exc}"
+        raise FormatError(msg) from exc
+    except Exception as exc:  # the libraries' own errors on bad structure, and what follows
+        msg = f"{path}: not a readable {what}: {exc}"
+        raise FormatError(msg) from exc

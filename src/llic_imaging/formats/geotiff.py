@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
+from llic_imaging._fileio import atomic_path
 from llic_imaging.errors import FormatError
 from llic_imaging.formats import tiff
 from llic_imaging.formats._deps import import_optional
-from llic_imaging.formats.envelope import Loaded, atomic_path, pack
+from llic_imaging.formats.envelope import Loaded, pack, reading
 from llic_imaging.planes import SUPPORTED_DTYPES
 
 __all__ = ["describe", "load", "planes", "save"]
@@ -23,13 +26,12 @@ _PHOTOMETRIC = {0: "MINISWHITE", 1: "MINISBLACK", 2: "RGB"}  # TIFF tag value ->
 _ALPHA = {0: "UNSPECIFIED", 1: "PREMULTIPLIED", 2: "YES"}  # ExtraSamples value -> GDAL ALPHA
 
 
-def _open(path: str) -> Any:
+@contextmanager
+def _open(path: str) -> Iterator[Any]:
+    """The open dataset; rasterio's errors in the block are FormatErrors (:func:`reading`)."""
     rasterio = import_optional("rasterio", "geo")
-    try:
-        return rasterio.open(path)
-    except Exception as exc:  # RasterioIOError covers missing, unreadable and corrupt files
-        msg = f"{path}: not a readable GeoTIFF: {exc}"
-        raise FormatError(msg) from exc
+    with reading(path, "GeoTIFF"), rasterio.open(path) as src:
+        yield src
 
 
 def _tags(src: Any, bidx: int = 0) -> dict[str, dict[str, str]]:

@@ -10,16 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from llic_imaging._fileio import atomic_path, write_atomic
 from llic_imaging.errors import FormatError
 from llic_imaging.formats._deps import import_optional
-from llic_imaging.formats.envelope import (
-    Loaded,
-    atomic_path,
-    pack,
-    read_bytes,
-    unpack,
-    write_atomic,
-)
+from llic_imaging.formats.envelope import Loaded, pack, read_bytes, unpack
 from llic_imaging.planes import SUPPORTED_DTYPES
 
 __all__ = ["load", "planes", "save", "sniff"]

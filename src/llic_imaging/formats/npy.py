@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import ast
+import math
 import os
 import struct
 from typing import Any
 
 import numpy as np
 
+from llic_imaging._fileio import write_atomic
 from llic_imaging.errors import FormatError
-from llic_imaging.formats.envelope import Loaded, pack, read_bytes, write_atomic
+from llic_imaging.formats.envelope import Loaded, pack, read_bytes
 from llic_imaging.planes import SUPPORTED_DTYPES
 
 __all__ = ["load", "planes", "save", "sniff"]
@@ -48,7 +50,7 @@ def _parse_header(data: bytes, path: str) -> tuple[int, np.dtype, tuple[int, ...
         dtype = np.dtype(header["descr"])
         shape = tuple(int(s) for s in header["shape"])
         fortran = bool(header["fortran_order"])
-    except (ValueError, SyntaxError, KeyError, TypeError) as exc:
+    except (ValueError, SyntaxError, KeyError, TypeError, OverflowError, RecursionError) as exc:
         msg = f"{path}: .npy header is malformed: {exc}"
         raise FormatError(msg) from exc
     return end, dtype, shape, fortran
@@ -61,7 +63,7 @@ def _check(dtype: np.dtype, shape: tuple[int, ...], path: str) -> None:
             f"expected one of {', '.join(SUPPORTED_DTYPES)}"
         )
         raise FormatError(msg)
-    if len(shape) < 2 or 0 in shape:
+    if len(shape) < 2 or min(shape) < 1:
         msg = f"{path}: .npy shape {shape} is not an image (need at least 2 non-empty axes)"
         raise FormatError(msg)
 
@@ -76,11 +78,12 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     data = read_bytes(p)
     offset, dtype, shape, fortran = _parse_header(data, p)
     _check(dtype, shape, p)
-    nbytes = int(np.prod(shape)) * dtype.itemsize
+    count = math.prod(shape)  # Python ints: a forged shape must not wrap around
+    nbytes = count * dtype.itemsize
     if len(data) < offset + nbytes:
         msg = f"{p}: .npy data is truncated ({len(data) - offset} of {nbytes} bytes)"
         raise FormatError(msg)
-    flat = np.frombuffer(data, dtype, int(np.prod(shape)), offset)
+    flat = np.frombuffer(data, dtype, count, offset)
     arr = flat.reshape(shape, order="F" if fortran else "C").astype(dtype.newbyteorder("="))
     if arr.ndim > 3:
         arr = arr.reshape(-1, *shape[-2:])
@@ -95,7 +98,7 @@ def save(
     head = blobs["head"]
     _, dtype, shape, fortran = _parse_header(head, "metadata")
     arr = np.asarray(array)
-    if arr.size != int(np.prod(shape)):
+    if arr.size != math.prod(shape):
         msg = f"array has {arr.size} values but the .npy header expects shape {shape}"
         raise FormatError(msg)
     body = arr.reshape(shape).astype(dtype).tobytes(order="F" if fortran else "C")

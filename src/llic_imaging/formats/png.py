@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from llic_imaging._fileio import write_atomic
 from llic_imaging.errors import FormatError
 from llic_imaging.formats._deps import import_optional
-from llic_imaging.formats.envelope import Loaded, pack, read_bytes, write_atomic
+from llic_imaging.formats.envelope import Loaded, pack, read_bytes
 
 __all__ = ["load", "planes", "save", "sniff"]
 

@@ -5,13 +5,16 @@ skeleton; compressed or tiled sources are rewritten with the same tags and compr
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
+from llic_imaging._fileio import atomic_path, write_atomic
 from llic_imaging.errors import FormatError
 from llic_imaging.formats._deps import import_optional
-from llic_imaging.formats.envelope import Loaded, atomic_path, pack, read_bytes, write_atomic
+from llic_imaging.formats.envelope import Loaded, pack, read_bytes, reading
 from llic_imaging.planes import SUPPORTED_DTYPES
 
 __all__ = [
@@ -40,16 +43,12 @@ def sniff(head: bytes) -> bool:
     return head[:4] in _MAGICS
 
 
-def _open(path: str) -> Any:
+@contextmanager
+def _open(path: str) -> Iterator[Any]:
+    """The open file; tifffile's errors in the block are FormatErrors (:func:`reading`)."""
     tifffile = import_optional("tifffile", None)
-    try:
-        return tifffile.TiffFile(path)
-    except OSError as exc:
-        msg = f"{path}: cannot read: {exc.strerror or exc}"
-        raise FormatError(msg) from exc
-    except Exception as exc:  # tifffile raises TiffFileError / ValueError on bad structure
-        msg = f"{path}: not a readable TIFF: {exc}"
-        raise FormatError(msg) from exc
+    with reading(path, "TIFF"), tifffile.TiffFile(path) as tif:
+        yield tif
 
 
 def _page_planes(page: Any, path: str) -> np.ndarray:
