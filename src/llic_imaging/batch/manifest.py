@@ -40,8 +40,9 @@ VERSION = 1
 STATUSES = ("ok", "kept-compressed", "stored", "copied", "failed")
 ARCHIVED = frozenset(STATUSES[:4])
 TEMP_PREFIX = ".llic-dicom-"
-# Temporary names of ``_fileio.write_atomic``: ".<name>.<16 hex digits>.tmp" beside the target.
-_WRITE_ATOMIC_TEMP = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")
+# Temporary names of ``_fileio.atomic_path``: ".<name>.<16 hex digits>.tmp<name's suffixes>"
+# beside the target (group 1: the target's name).
+_WRITE_ATOMIC_TEMP = re.compile(r"^\.(.+)\.[0-9a-f]{16}\.tmp(\.[^/]*)?$")
 _FLUSH_SECONDS = 1.0
 
 
@@ -268,10 +269,11 @@ def remove_stale_temporaries(directory: Path, targets: set[Path] | None = None) 
             removed.append(path)
     for top, _, names in os.walk(directory):
         for name in names:
-            if not _WRITE_ATOMIC_TEMP.match(name):
+            found = _WRITE_ATOMIC_TEMP.match(name)
+            if not found:
                 continue
             path = Path(top) / name
-            target = path.with_name(name[1 : -len(".0123456789abcdef.tmp")])
+            target = path.with_name(found.group(1))
             if targets is None or target in targets:
                 path.unlink(missing_ok=True)
                 removed.append(path)
