@@ -119,11 +119,8 @@ def unpack(
 
 def read_bytes(path: str | os.PathLike[str]) -> bytes:
     """Read a whole file, turning OS errors into :class:`FormatError` with the path in the message."""
-    try:
+    with reading(os.fspath(path), "file"):
         return Path(path).read_bytes()
-    except OSError as exc:
-        msg = f"{os.fspath(path)}: cannot read: {exc.strerror or exc}"
-        raise FormatError(msg) from exc
 
 
 @contextmanager
