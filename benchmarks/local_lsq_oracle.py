@@ -23,14 +23,12 @@ from pathlib import Path
 
 import numba
 import numpy as np
-import torch
+from _coded_tiles import coded, sampled
 
 from llic_imaging import corpus
-from llic_imaging.codec import engine, focus, intcdf
+from llic_imaging.codec import focus, intcdf
 from llic_imaging.model import zoo
-from llic_imaging.model.runtime import deterministic
 
-CPU = torch.device("cpu")
 GROUPS = ("CT", "MR", "other medical", "satellite 16-bit")
 RIDGES = (0.01, 0.1, 1.0)  # ridge, in units of the mean diagonal of the normal equations
 DECAY = 0.1
@@ -111,33 +109,24 @@ def measure(
     plane: np.ndarray, net, count: int, rng: np.random.Generator
 ) -> tuple[float, float, int]:
     """(coder's bits, oracle's bits, samples) of up to ``count`` sampled full tiles."""
-    refs = [r for r in engine.tile_grid((1, *plane.shape), 256) if r.h == r.w == 256]
-    if len(refs) > count:
-        refs = [refs[i] for i in sorted(rng.choice(len(refs), count, replace=False))]
     coder = oracle = 0.0
     n = 0
-    with deterministic():
-        _, decisions = engine._choices(net, plane[None], refs, patch=64, device=CPU, context=1)
-        for _, choices in decisions:
-            c = choices[engine.FLAT_FORMAT]
-            mu, sc, u = c.pred
-            vmax, geo = c.params.vmax, c.geo
-            live = np.ones(u.size, bool)
-            if c.flags is not None:
-                live[c.flags.hits] = False
-            own = float(focus.code_lengths(mu, sc, u, vmax)[live].sum())
-            inside = geo.inside.reshape(geo.n_patches, geo.patch, geo.patch)
-            v, m = _patches(geo, u), _patches(geo, mu / 16.0)
-            best = own
-            for ridge in RIDGES:
-                add = _corrections(v, m, inside, FEATURES, TRAINING, ridge, DECAY)
-                add = add.reshape(-1)[geo.stream_order]
-                for share in (0.25, 0.5, 1.0):
-                    mu2 = np.clip(mu + np.round(16 * share * add).astype(np.int64), 0, 16 * vmax)
-                    for t in range(4):
-                        sc2 = np.clip(sc - t, 0, intcdf.N_SCALES - 1)
-                        best = min(best, float(focus.code_lengths(mu2, sc2, u, vmax)[live].sum()))
-            coder, oracle, n = coder + own, oracle + best, n + int(live.sum())
+    for c, live in coded(plane, net, sampled(plane, count, rng)):
+        mu, sc, u = c.pred
+        vmax, geo = c.params.vmax, c.geo
+        own = float(focus.code_lengths(mu, sc, u, vmax)[live].sum())
+        inside = geo.inside.reshape(geo.n_patches, geo.patch, geo.patch)
+        v, m = _patches(geo, u), _patches(geo, mu / 16.0)
+        best = own
+        for ridge in RIDGES:
+            add = _corrections(v, m, inside, FEATURES, TRAINING, ridge, DECAY)
+            add = add.reshape(-1)[geo.stream_order]
+            for share in (0.25, 0.5, 1.0):
+                mu2 = np.clip(mu + np.round(16 * share * add).astype(np.int64), 0, 16 * vmax)
+                for t in range(4):
+                    sc2 = np.clip(sc - t, 0, intcdf.N_SCALES - 1)
+                    best = min(best, float(focus.code_lengths(mu2, sc2, u, vmax)[live].sum()))
+        coder, oracle, n = coder + own, oracle + best, n + int(live.sum())
     return coder, oracle, n
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
+from _coded_tiles import CPU, coded, sampled
 from scipy.special import gammainc, ndtr
 
 from llic_imaging import corpus
@@ -39,7 +39,6 @@ from llic_imaging.codec.schedule import Geometry
 from llic_imaging.model import zoo
 from llic_imaging.model.runtime import deterministic
 
-CPU = torch.device("cpu")
 GROUPS = ("CT", "MR", "other medical", "satellite 16-bit")
 OFFSETS = np.arange(-8, 9)  # scale multipliers 2**(d/8), scale levels taken off
 BUCKETS = 8
@@ -69,28 +68,20 @@ def _tiles(plane: np.ndarray, net, count: int, rng: np.random.Generator, plain: 
     """(mu16, scale level, coded symbol, vmax, position coded by the distribution) of each
     coded tile of up to ``count`` sampled full tiles: the codec's format-7 choice (chunk
     options, flat flags) or, with ``plain``, the network's teacher-forced prediction alone."""
-    refs = [r for r in engine.tile_grid((1, *plane.shape), 256) if r.h == r.w == 256]
-    if len(refs) > count:
-        refs = [refs[i] for i in sorted(rng.choice(len(refs), count, replace=False))]
-    stack = plane[None]
-    with deterministic():
-        if plain:
-            geo = Geometry(256, 256, 64)
-            inside = geo.inside.reshape(-1)
-            for r in refs:
-                tile = stack[0, r.y : r.y + r.h, r.x : r.x + r.w].astype(np.int64)
-                p = engine.chunk_params(tile)
-                if p.coded:
-                    mu, sc, u = (a[0][inside] for a in engine._dense(net, geo, [tile], [p], CPU))
-                    yield mu, sc, u, p.vmax, np.ones(u.size, bool)
-            return
-        _, decisions = engine._choices(net, stack, refs, patch=64, device=CPU, context=1)
-        for _, choices in decisions:
-            c = choices[engine.FLAT_FORMAT]
-            live = np.ones(c.pred[2].size, bool)
-            if c.flags is not None:
-                live[c.flags.hits] = False
+    refs = sampled(plane, count, rng)
+    if not plain:
+        for c, live in coded(plane, net, refs):
             yield (*c.pred, c.params.vmax, live)
+        return
+    geo = Geometry(256, 256, 64)
+    inside = geo.inside.reshape(-1)
+    with deterministic():
+        for r in refs:
+            tile = plane[r.y : r.y + r.h, r.x : r.x + r.w].astype(np.int64)
+            p = engine.chunk_params(tile)
+            if p.coded:
+                mu, sc, u = (a[0][inside] for a in engine._dense(net, geo, [tile], [p], CPU))
+                yield mu, sc, u, p.vmax, np.ones(u.size, bool)
 
 
 def _offset_bits(table: np.ndarray, bucket: np.ndarray, k: int) -> float:
