@@ -6,6 +6,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -178,6 +179,16 @@ def test_truncated_in_header(tmp_path):
     (tmp_path / "t.dcm").write_bytes(data[:200])
     with pytest.raises(LlicError, match="t.dcm"):
         formats.load(tmp_path / "t.dcm")
+
+
+def test_deflated_transfer_syntax_is_refused_as_such(tmp_path):
+    """The dataset is zlib-compressed after the file meta: not a truncated file."""
+    words = RNG.integers(0, 4095, (64, 64), dtype=np.uint16)
+    src = _dicom(tmp_path / "a.dcm", words=words, syntax=DeflatedExplicitVRLittleEndian)
+    np.testing.assert_array_equal(dcmread(src).pixel_array, words)  # a valid file
+    for read in (formats.load, formats.planes):
+        with pytest.raises(FormatError, match=r"Deflated Explicit VR .* is not supported"):
+            read(src)
 
 
 def test_wrong_pixel_length(tmp_path):

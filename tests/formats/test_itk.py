@@ -85,3 +85,20 @@ def test_refuses_float_detached_and_truncated(tmp_path):
     (tmp_path / "t.mha").write_bytes(data[:-7])
     with pytest.raises(FormatError, match="truncated"):
         formats.load(tmp_path / "t.mha")
+
+
+@pytest.mark.parametrize(
+    ("suffix", "data_file", "field"),
+    [(".mhd", "b.zraw", "ElementDataFile = "), (".nhdr", "b.raw.gz", "data file: ")],
+)
+def test_detached_header_points_at_its_final_data_file(tmp_path, suffix, data_file, field):
+    """SimpleITK names the data file after the header; the restored header must not name the
+    atomic writer's temporary, and no temporary may be left behind."""
+    src = tmp_path / "a.mha"
+    sitk.WriteImage(_image(CASES["int16"]), str(src), useCompression=True)
+    loaded = formats.load(src)
+    out = tmp_path / f"b{suffix}"
+    formats.save(out, loaded.array, loaded.metadata)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mha", out.name, data_file]
+    assert f"{field}{data_file}" in out.read_text(encoding="latin1").splitlines()
+    _same_image(src, out)

@@ -161,3 +161,45 @@ def test_compressed_ome_and_imagej_keep_their_description(tmp_path, flavour):
         assert t1.pages[0].description == t0.pages[0].description
         assert np.array_equal(t1.asarray(), a)
         assert getattr(t1, f"is_{flavour}")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"compression": "jpeg"}, "lossy or may be: page 0 is JPEG-compressed"),
+        ({"compression": "webp"}, "lossy or may be: page 0 is WEBP-compressed"),
+        ({"compression": "jpegxl"}, "lossy or may be: page 0 is JPEGXL-compressed"),
+        (
+            {"compression": "lerc", "compressionargs": {"level": 4.0}},
+            "lossy: page 0 is LERC-compressed with MaxZError 4.0",
+        ),
+    ],
+    ids=["jpeg", "webp", "jpegxl", "lerc-max-z-error-4"],
+)
+def test_refuses_lossy_compression(tmp_path, kwargs, match):
+    """The rewrite would re-encode the decoded pixels with the same lossy codec."""
+    tifffile.imwrite(
+        tmp_path / "a.tif", np.moveaxis(_rgb("uint8"), 0, -1), photometric="rgb", **kwargs
+    )
+    with pytest.raises(FormatError, match=match):
+        formats.load(tmp_path / "a.tif")
+
+
+@pytest.mark.parametrize("extra", [None, "deflate", "zstd"])
+def test_lossless_lerc_round_trip(tmp_path, extra):
+    src, out = tmp_path / "a.tif", tmp_path / "b.tif"
+    args = {"compression": extra} if extra else {}
+    tifffile.imwrite(src, _rgb("int16", (40, 50)), compression="lerc", compressionargs=args)
+    loaded = formats.load(src)
+    formats.save(out, loaded.array, loaded.metadata)
+    np.testing.assert_array_equal(tifffile.imread(out), tifffile.imread(src))
+
+
+def test_refuses_packed_12_bit_samples(tmp_path):
+    """BitsPerSample 12 decodes to uint16; the restore would write 16-bit samples."""
+    values = _rgb("uint16", (20, 30)) >> 4
+    tifffile.imwrite(tmp_path / "a.tif", values, bitspersample=12)
+    with tifffile.TiffFile(tmp_path / "a.tif") as tif:
+        assert tif.pages.first.bitspersample == 12
+    with pytest.raises(FormatError, match="packed 12-bit samples"):
+        formats.load(tmp_path / "a.tif")

@@ -31,6 +31,7 @@ __all__ = [
 _PIXEL_DATA = 0x7FE00010
 _UNDEFINED = 0xFFFFFFFF
 _BIG_ENDIAN = "1.2.840.10008.1.2.2"
+_DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian
 # Encapsulated transfer syntaxes imagecodecs decodes frame by frame (pydicom 3.0.2 needs gdcm or
 # pylibjpeg for these; imagecodecs is already a dependency).
 _DECODERS = {
@@ -159,6 +160,13 @@ def _split(path: str) -> tuple[bytes, bytes, bytes, dict[str, Any]]:
     data = read_bytes(path)
     ds, raw = _read(data, path)
     layout = _layout(ds, path)
+    if layout["transfer_syntax"] == _DEFLATED:
+        msg = (
+            f"{path}: the Deflated Explicit VR Little Endian transfer syntax ({_DEFLATED}) is not "
+            "supported: everything after the file meta information is zlib-compressed, so the "
+            "Pixel Data cannot be split out of the file bytes"
+        )
+        raise FormatError(msg)
     if raw.length == _UNDEFINED:
         msg = (
             f"{path}: Pixel Data is encapsulated ({layout['transfer_syntax']}); load_encapsulated "

@@ -24,6 +24,8 @@ __all__ = ["describe", "load", "planes", "save"]
 _DERIVED_NS = frozenset({"IMAGE_STRUCTURE", "DERIVED_SUBDATASETS", "RPC"})  # rebuilt by GDAL
 _PHOTOMETRIC = {0: "MINISWHITE", 1: "MINISBLACK", 2: "RGB"}  # TIFF tag value -> GDAL option
 _ALPHA = {0: "UNSPECIFIED", 1: "PREMULTIPLIED", 2: "YES"}  # ExtraSamples value -> GDAL ALPHA
+_DERIVED_PAGE = 1 | 4  # NewSubfileType bits: reduced resolution (overview), transparency mask
+_DOCUMENT_NS = "xml:"  # domains rasterio reads as one text, ``{ns: text}``, not key=value items
 
 
 @contextmanager
@@ -106,18 +108,25 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     """Read all bands as (count, H, W) (a single band as (H, W)) with the dataset description.
 
     Uncompressed strip rasters also keep the TIFF skeleton, so :func:`save` is byte-identical.
+    Refused: several full-resolution pages, and pages no restore gives back bit for bit
+    (lossy compression, packed samples: :func:`tiff.check_exact`).
     """
     p = os.fspath(path)
     with _open(p) as src:
         if any(dt not in SUPPORTED_DTYPES for dt in src.dtypes) or len(set(src.dtypes)) > 1:
             msg = f"{p}: band types {src.dtypes} cannot be coded; expected one of {', '.join(SUPPORTED_DTYPES)}"
             raise FormatError(msg)
+        with tiff.open_tiff(p) as tif:
+            page = _image_page(tif, p)
+            tiff.check_exact(page, p)
+            structure = _tiff_structure(page)
         info = describe(src)
+        _refuse_bare_documents(info, p)
+        info["photometric"], info["alpha"] = structure
         stack = src.read()
         blobs = {}
         if info["internal_mask"]:
             blobs["mask"] = np.packbits(src.dataset_mask() > 0).tobytes()
-    info["photometric"], info["alpha"] = _tiff_structure(p)
     found = tiff.skeleton(p) if info["compress"] is None and not info["overviews"] else None
     exact = "pixels+metadata"
     if found is not None and found[0]["layout"]["pages"] == 1:
@@ -128,13 +137,32 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     return Loaded(np.ascontiguousarray(array), pack("geotiff", info, blobs), "geotiff", exact)
 
 
-def _tiff_structure(path: str) -> tuple[str | None, str | None]:
+def _image_page(tif: Any, path: str) -> Any:
+    """The first page, the only one GDAL reads as the image; other full-resolution pages would
+    be dropped without a word, so they are refused. Overviews and masks are rebuilt by save."""
+    extra = [pg for pg in tif.pages[1:] if not int(pg.subfiletype) & _DERIVED_PAGE]
+    if extra:
+        msg = (
+            f"{path}: GeoTIFF has {len(extra) + 1} full-resolution pages (IFDs); GDAL reads "
+            "only the first, so multi-page GeoTIFFs are not supported"
+        )
+        raise FormatError(msg)
+    return tif.pages.first
+
+
+def _refuse_bare_documents(info: dict[str, Any], path: str) -> None:
+    """Refuse an ``xml:`` domain without ``=``: rasterio can only write it back as ``text=``."""
+    for domains in [info["tags"], *info["band_tags"]]:
+        for ns, tags in domains.items():
+            if ns.startswith(_DOCUMENT_NS) and "=" not in tags.get(ns, "="):
+                msg = f"{path}: metadata domain {ns} is a text without '='; rasterio cannot write it back"
+                raise FormatError(msg)
+
+
+def _tiff_structure(page: Any) -> tuple[str | None, str | None]:
     """Photometric and alpha kind as GDAL creation options (rasterio does not report them)."""
-    tifffile = import_optional("tifffile", None)
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages.first
-        extra = [int(v) for v in page.extrasamples]
-        return _PHOTOMETRIC.get(int(page.photometric)), _ALPHA.get(extra[-1]) if extra else None
+    extra = [int(v) for v in page.extrasamples]
+    return _PHOTOMETRIC.get(int(page.photometric)), _ALPHA.get(extra[-1]) if extra else None
 
 
 def _profile(info: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
@@ -178,13 +206,9 @@ def _write(dst: Any, stack: np.ndarray, info: dict[str, Any], blobs: dict[str, b
         dst.gcps = (gcps, rasterio.crs.CRS.from_wkt(info["gcp_crs"]) if info["gcp_crs"] else None)
     if info["rpcs"]:
         dst.rpcs = rasterio.rpc.RPC.from_gdal(info["rpcs"])
-    for ns, tags in info["tags"].items():
-        if tags:
-            dst.update_tags(ns=ns or None, **tags)
+    _write_tags(dst, 0, info["tags"])
     for b, band_tags in enumerate(info["band_tags"], start=1):
-        for ns, tags in band_tags.items():
-            if tags:
-                dst.update_tags(b, ns=ns or None, **tags)
+        _write_tags(dst, b, band_tags)
         if info["descriptions"][b - 1]:
             dst.set_band_description(b, info["descriptions"][b - 1])
         if info["units"][b - 1]:
@@ -197,6 +221,21 @@ def _write(dst: Any, stack: np.ndarray, info: dict[str, Any], blobs: dict[str, b
     if "mask" in blobs:
         bits = np.unpackbits(np.frombuffer(blobs["mask"], np.uint8), count=stack[0].size)
         dst.write_mask(bits.reshape(stack.shape[-2:]).astype(np.uint8) * 255)
+
+
+def _write_tags(dst: Any, bidx: int, domains: dict[str, dict[str, str]]) -> None:
+    """Write the dataset's (``bidx=0``) or a band's metadata domains.
+
+    rasterio writes every domain as ``key=value`` items, while an ``xml:`` domain (XMP, ...) is
+    one text that GDAL takes from the first item: the text is cut at its first ``=`` into a key
+    and a value that GDAL joins back into the same text (:func:`_refuse_bare_documents`).
+    """
+    for ns, tags in domains.items():
+        if tags and ns.startswith(_DOCUMENT_NS):
+            key, _, value = tags[ns].partition("=")
+            dst.update_tags(bidx, ns=ns, **{key: value})
+        elif tags:
+            dst.update_tags(bidx, ns=ns or None, **tags)
 
 
 def save(

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -174,9 +176,23 @@ def save(
     image.SetDirection(meta["direction"])
     for key, value in meta["keys"].items():
         image.SetMetaData(key, value)
-    use = meta["compressed"] if compression is None else compression
-    with atomic_path(path) as tmp:
-        sitk.WriteImage(image, str(tmp), useCompression=use)
+    _write_sitk(path, image, meta["compressed"] if compression is None else compression)
+
+
+def _write_sitk(path: str | os.PathLike[str], image: Any, compression: bool) -> None:
+    """Write ``image`` with SimpleITK, each file atomically under its final name.
+
+    A detached header (``.mhd``, ``.nhdr``) names its data file after itself (``b.mhd`` points
+    at ``b.zraw``), so SimpleITK writes into a scratch folder beside ``path`` under the final
+    names, and each file then moves into place through :func:`atomic_path`, the header last.
+    """
+    sitk = import_optional("SimpleITK", "itk")
+    target = Path(path)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as scratch:
+        sitk.WriteImage(image, str(Path(scratch, target.name)), useCompression=compression)
+        for written in sorted(Path(scratch).iterdir(), key=lambda f: f.name == target.name):
+            with atomic_path(target.parent / written.name) as tmp:
+                os.replace(written, tmp)
 
 
 def planes(path: str | os.PathLike[str]) -> list[tuple[str, np.ndarray]]:

@@ -5,6 +5,8 @@ skeleton; compressed or tiled sources are rewritten with the same tags and compr
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,8 +21,10 @@ from llic_imaging.planes import SUPPORTED_DTYPES
 
 __all__ = [
     "GEO_TAGS",
+    "check_exact",
     "first_page_tags",
     "load",
+    "open_tiff",
     "planes",
     "save",
     "skeleton",
@@ -33,9 +37,15 @@ _MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # Tags that tifffile derives from its write() arguments; everything else is copied verbatim.
 _STRUCTURAL = frozenset(
     {254, 256, 257, 258, 259, 262, 273, 277, 278, 279, 282, 283, 284, 296, 305, 317, 320}
-    | {322, 323, 324, 325, 338, 339, 347, 530}
+    | {322, 323, 324, 325, 338, 339, 347, 530, 50674}  # 50674: LercParameters
 )
 _POINTERS = frozenset({330, 34665, 34853, 40965})  # SubIFDs / EXIF / GPS: offsets, not values
+# Compressions that always give back every stored value: none, LZW, Adobe deflate, PackBits,
+# deflate, LZMA, zstd (two codes). JPEG, WebP, JPEG XL, JPEG 2000, ... are or can be lossy.
+_LOSSLESS = frozenset({1, 5, 8, 32773, 32946, 34925, 34926, 50000})
+_LERC = 34887
+_LERC_PARAMETERS = 50674  # (version, extra compression: 0 none, 1 deflate, 2 zstd)
+_LERC_LOSSLESS = 0.5  # LERC stores integers with MaxZError 0.5 when asked for 0 (lossless)
 
 
 def sniff(head: bytes) -> bool:
@@ -44,7 +54,7 @@ def sniff(head: bytes) -> bool:
 
 
 @contextmanager
-def _open(path: str) -> Iterator[Any]:
+def open_tiff(path: str) -> Iterator[Any]:
     """The open file; tifffile's errors in the block are FormatErrors (:func:`reading`)."""
     tifffile = import_optional("tifffile", None)
     with reading(path, "TIFF"), tifffile.TiffFile(path) as tif:
@@ -159,7 +169,7 @@ def skeleton(path: str | os.PathLike[str]) -> tuple[dict[str, Any], bytes] | Non
     rebuilds the file byte for byte. The GeoTIFF adapter uses this for uncompressed rasters.
     """
     p = os.fspath(path)
-    with _open(p) as tif:
+    with open_tiff(p) as tif:
         pages = list(tif.pages)
         if not pages or any(
             pg.shape != pages[0].shape or pg.dtype != pages[0].dtype for pg in pages
@@ -175,7 +185,7 @@ def skeleton(path: str | os.PathLike[str]) -> tuple[dict[str, Any], bytes] | Non
 def load(path: str | os.PathLike[str]) -> Loaded:
     """Read every page as planes: (H, W) for one gray page, else (pages * samples, H, W)."""
     p = os.fspath(path)
-    with _open(p) as tif:
+    with open_tiff(p) as tif:
         pages = list(tif.pages)
         if not pages:
             msg = f"{p}: TIFF has no pages"
@@ -191,6 +201,8 @@ def load(path: str | os.PathLike[str]) -> Loaded:
         if first.dtype is None or first.dtype.name not in SUPPORTED_DTYPES:
             msg = f"{p}: TIFF sample type {first.dtype} is not one of {', '.join(SUPPORTED_DTYPES)}"
             raise FormatError(msg)
+        for page in pages:
+            check_exact(page, p)
         stack = np.concatenate([_page_planes(page, p) for page in pages])
         rewrite = {
             "layout": _layout(tif),
@@ -205,6 +217,73 @@ def load(path: str | os.PathLike[str]) -> Loaded:
         meta, exact = pack("tiff", rewrite), "pixels+metadata"
     array = stack[0] if stack.shape[0] == 1 else stack
     return Loaded(np.ascontiguousarray(array), meta, "tiff", exact)
+
+
+def check_exact(page: Any, path: str) -> None:
+    """Refuse a page whose stored values a restore could not give back bit for bit.
+
+    The restore writes whole 8/16-bit samples and re-encodes with the source's compression, so
+    packed samples would come back widened and a lossy codec would change the pixels again.
+    """
+    _refuse_packed(page, path)
+    _refuse_lossy(page, path)
+
+
+def _refuse_packed(page: Any, path: str) -> None:
+    bits, width = int(page.bitspersample), page.dtype.itemsize * 8
+    if bits != width:
+        msg = (
+            f"{path}: page {page.index} has packed {bits}-bit samples; they would be restored "
+            f"as {width}-bit, so packed bit depths are not supported"
+        )
+        raise FormatError(msg)
+
+
+def _refuse_lossy(page: Any, path: str) -> None:
+    code = int(page.compression)
+    if code in _LOSSLESS:
+        return
+    name = getattr(page.compression, "name", str(code))
+    if code != _LERC:
+        msg = (
+            f"{path}: the source is lossy or may be: page {page.index} is {name}-compressed, "
+            "and a restore would re-encode the pixels with it; only lossless compressions "
+            "(none, LZW, deflate, PackBits, LZMA, zstd, LERC with MaxZError 0) are supported"
+        )
+        raise FormatError(msg)
+    error = _lerc_max_error(page)
+    if error > _LERC_LOSSLESS:
+        msg = (
+            f"{path}: the source is lossy: page {page.index} is LERC-compressed with MaxZError "
+            f"{error}; only LERC with MaxZError 0 is supported"
+        )
+        raise FormatError(msg)
+
+
+def _lerc_max_error(page: Any) -> float:
+    """The largest MaxZError in the headers of the page's LERC segments."""
+    extra = page.tags.valueof(_LERC_PARAMETERS, (4, 0))[1]
+    worst = 0.0
+    for blob, _ in page.parent.filehandle.read_segments(page.dataoffsets, page.databytecounts):
+        if not blob:  # a sparse tile
+            continue
+        if extra == 1:
+            blob = zlib.decompressobj().decompress(blob, 128)
+        elif extra == 2:
+            blob = import_optional("imagecodecs", None).zstd_decode(blob)
+        worst = max(worst, _lerc_header_error(blob))
+    return worst
+
+
+def _lerc_header_error(blob: bytes) -> float:
+    """MaxZError of a Lerc2 blob, read at its place in the header for each Lerc2 version."""
+    (version,) = struct.unpack_from("<i", blob, 6) if blob.startswith(b"Lerc2 ") else (0,)
+    if not 2 <= version <= 6:  # a data problem; reading() names the file
+        msg = f"LERC segment is not a Lerc2 blob of a known version (2-6): {blob[:10]!r}"
+        raise ValueError(msg)
+    ints = 8 if version >= 6 else 7 if version >= 4 else 6  # v4: nDepth; v6: nBlobsMore
+    pos = 10 + 4 * (version >= 3) + 4 * ints + 4 * (version >= 6)  # checksum; v6: 4 flag bytes
+    return struct.unpack_from("<d", blob, pos)[0]
 
 
 def _gaps(data: bytes, segs: list[list[int]]) -> list[bytes]:
@@ -329,7 +408,7 @@ def planes(path: str | os.PathLike[str]) -> list[tuple[str, np.ndarray]]:
     """Planes ``p<page>`` (one sample) or ``p<page>/s<sample>``."""
     p = os.fspath(path)
     out = []
-    with _open(p) as tif:
+    with open_tiff(p) as tif:
         for page in tif.pages:
             page_planes = _page_planes(page, p)
             if page_planes.dtype.name not in SUPPORTED_DTYPES:
@@ -345,5 +424,5 @@ def planes(path: str | os.PathLike[str]) -> list[tuple[str, np.ndarray]]:
 def first_page_tags(path: str | os.PathLike[str]) -> set[int]:
     """Tag codes of the first page, for telling GeoTIFF from plain TIFF without GDAL."""
     p = os.fspath(path)
-    with _open(p) as tif:
+    with open_tiff(p) as tif:
         return set(tif.pages.first.tags.keys()) if len(tif.pages) else set()
