@@ -283,9 +283,30 @@ def test_compare_files_names_the_first_differing_pixel(tmp_path: Path) -> None:
         "shape": True,
         "dtype": True,
         "metadata": True,
+        "restored_metadata": True,
         "pixels": False,
     }
     assert differences == ["pixels: 1 of 24 samples differ; first at (2, 3): 7 != 0"]
+
+
+def test_compare_files_catches_a_restored_file_whose_tags_differ(tmp_path: Path) -> None:
+    """Same pixels, same stream metadata, but the restored file lost a tag: not OK."""
+    from llic_imaging import formats
+
+    tifffile = pytest.importorskip("tifffile")
+    a = np.zeros((4, 6), np.uint16)
+    tifffile.imwrite(tmp_path / "a.tif", a, compression="zlib", description="site A")
+    tifffile.imwrite(tmp_path / "b.tif", a, compression="zlib", description="site B")
+    original = formats.load(tmp_path / "a.tif")
+    checks, differences = _files.compare_files(
+        tmp_path / "b.tif", tmp_path / "a.tif", metadata=original.metadata
+    )
+    assert checks["pixels"]
+    assert checks["metadata"]
+    assert checks["restored_metadata"] is False
+    assert differences == [
+        "restored metadata: the restored file differs from the original in pages"
+    ]
 
 
 def test_compare_files_names_the_first_differing_byte(tmp_path: Path) -> None:

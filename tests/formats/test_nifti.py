@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import zlib
 
 import nibabel as nib
@@ -64,6 +65,60 @@ def test_gzip_member_header_is_kept(tmp_path):
     assert loaded.exact == "bytes"
     formats.save(tmp_path / "out.nii.gz", loaded.array, loaded.metadata)
     assert (tmp_path / "out.nii.gz").read_bytes() == (tmp_path / "named.nii.gz").read_bytes()
+
+
+def _members(raw: bytes, cuts: list[int], **kwargs) -> bytes:
+    """Concatenated gzip members of ``raw`` cut at ``cuts`` (what ``cat a.gz b.gz`` gives)."""
+    edges = [0, *cuts, len(raw)]
+    return b"".join(gzip.compress(raw[a:b], **kwargs) for a, b in itertools.pairwise(edges))
+
+
+@pytest.mark.parametrize(
+    "cuts", [[100], [1000], [352, 2000, 2500]], ids=["in-header", "in-voxels", "four-members"]
+)
+def test_multi_member_gzip_round_trip_is_byte_identical(tmp_path, cuts):
+    raw = _nifti(tmp_path / "a.nii", CASES["int16-4d-extension"][0], extension=True).read_bytes()
+    src = tmp_path / "multi.nii.gz"
+    members = _members(raw, cuts, compresslevel=9, mtime=7)
+    assert gzip.decompress(members) == raw
+    src.write_bytes(members + b"\0" * 5)  # zero padding after the last member is kept too
+    assert nib.load(src).shape == CASES["int16-4d-extension"][0].shape
+    loaded = formats.load(src)
+    assert loaded.exact == "bytes"
+    np.testing.assert_array_equal(loaded.array, formats.load(tmp_path / "a.nii").array)
+    formats.save(tmp_path / "out.nii.gz", loaded.array, loaded.metadata)
+    assert (tmp_path / "out.nii.gz").read_bytes() == src.read_bytes()
+
+
+def test_multi_member_gzip_with_unreproducible_member_keeps_payload(tmp_path):
+    raw = _nifti(tmp_path / "a.nii", CASES["int16-3d"][0]).read_bytes()
+    c = zlib.compressobj(6, zlib.DEFLATED, 31, 8, zlib.Z_HUFFMAN_ONLY)  # a setting never tried
+    src = tmp_path / "multi.nii.gz"
+    first = gzip.compress(raw[:100], mtime=0)
+    src.write_bytes(first + c.compress(raw[100:]) + c.flush())
+    loaded = formats.load(src)
+    assert loaded.exact == "pixels+metadata"
+    formats.save(tmp_path / "out.nii.gz", loaded.array, loaded.metadata)
+    out = (tmp_path / "out.nii.gz").read_bytes()
+    assert gzip.decompress(out) == raw
+    assert out.startswith(first)  # the reproducible member comes back byte for byte
+    assert out[len(first) : len(first) + 10] == src.read_bytes()[len(first) : len(first) + 10]
+    # only the deflate settings differ, and they are not content (what ``llic verify`` checks)
+    assert formats.load(tmp_path / "out.nii.gz").metadata != loaded.metadata
+    assert (
+        formats.metadata_differences(
+            formats.load(tmp_path / "out.nii.gz").metadata, loaded.metadata
+        )
+        == []
+    )
+
+
+def test_multi_member_gzip_truncated_in_a_later_member(tmp_path):
+    raw = _nifti(tmp_path / "a.nii", CASES["int16-3d"][0]).read_bytes()
+    data = _members(raw, [1000])
+    (tmp_path / "t.nii.gz").write_bytes(data[:-20])
+    with pytest.raises(FormatError, match="gzip stream is truncated"):
+        formats.load(tmp_path / "t.nii.gz")
 
 
 def test_unreproducible_gzip_keeps_payload(tmp_path):

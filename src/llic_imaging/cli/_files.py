@@ -205,8 +205,9 @@ def compare_files(
     Where the adapter promises a byte-exact rebuild (``exact == "bytes"``) the files must be
     identical. Otherwise the pixels (shape, dtype, values) and the format must match, and the
     stream's stored ``metadata`` must equal what the adapter reads from the original now: the
-    adapter rebuilds the file from exactly that envelope. Returns the named checks and one
-    readable line per difference.
+    adapter rebuilds the file from exactly that envelope, and what it reads back from the
+    restored file must equal it too (a save that drops or rewrites a tag is caught here, not
+    by the pixels). Returns the named checks and one readable line per difference.
     """
     want = formats.load(original)
     if want.exact == "bytes":
@@ -223,6 +224,13 @@ def compare_files(
     checks["metadata"] = metadata == want.metadata
     if not checks["metadata"]:
         differences.append("metadata: the stream's metadata differs from the original file's")
+    changed = formats.metadata_differences(got.metadata, want.metadata)
+    checks["restored_metadata"] = not changed
+    if changed:
+        fields = ", ".join(changed)
+        differences.append(
+            f"restored metadata: the restored file differs from the original in {fields}"
+        )
     if checks["shape"]:
         checks["pixels"] = bool(np.array_equal(got.array, want.array))
         if not checks["pixels"]:

@@ -27,6 +27,7 @@ __all__ = [
     "detect",
     "import_optional",
     "load",
+    "metadata_differences",
     "planes",
     "save",
 ]
@@ -152,6 +153,24 @@ def save(
     except (KeyError, IndexError, TypeError, ValueError) as exc:  # a forged envelope's fields
         msg = f"metadata of the {fmt!r} adapter does not fit it or the image: {exc!r}"
         raise FormatError(msg) from exc
+
+
+def metadata_differences(restored: bytes, original: bytes) -> list[str]:
+    """Name the metadata fields and byte blobs in which two envelopes of one format differ.
+
+    Fields an adapter lists in its ``ENCODING_FIELDS`` say how the file's bytes were encoded
+    (a gzip member's deflate settings), not what the file holds, so they are not compared: a
+    ``"pixels+metadata"`` restore may legitimately encode differently.
+    """
+    fmt_a, info_a, blobs_a = unpack(restored)
+    fmt_b, info_b, blobs_b = unpack(original)
+    if fmt_a != fmt_b:
+        return [f"format ({fmt_a} vs {fmt_b})"]
+    skip = getattr(_adapter(fmt_b), "ENCODING_FIELDS", frozenset())
+    keys = info_a.keys() | info_b.keys()
+    names = sorted(k for k in keys - skip if info_a.get(k) != info_b.get(k))
+    blobs = sorted(k for k in blobs_a.keys() | blobs_b.keys() if blobs_a.get(k) != blobs_b.get(k))
+    return names + [f"blob {k!r}" for k in blobs]
 
 
 def planes(path: str | os.PathLike[str]) -> list[tuple[str, np.ndarray]]:

@@ -22,6 +22,8 @@ __all__ = ["integer_dtype", "load", "planes", "save", "sniff"]
 _MAGIC1 = (b"n+1\x00", b"ni1\x00")
 _MAGIC2 = (b"n+2\x00", b"ni2\x00")
 _CHUNK = 1 << 18  # input bytes per step when checking a zlib setting
+# The gzip members' deflate settings: not content, so a restore may differ there.
+ENCODING_FIELDS = frozenset({"gzip", "gzip_settings"})
 
 
 def sniff(head: bytes) -> bool:
@@ -64,10 +66,25 @@ def integer_dtype(values: np.ndarray, path: str) -> np.dtype:
     raise FormatError(msg)
 
 
-def _gzip_split(data: bytes, path: str) -> tuple[bytes, bytes, bytes, bytes]:
-    """Return ``(member header, deflate stream, payload, bytes after the first member)``."""
-    flags, pos = data[3], 10
+def _gzip_members(data: bytes, path: str) -> tuple[list[tuple[bytes, bytes, bytes]], bytes]:
+    """Return ``([(member header, deflate stream, payload), ...], bytes after the last member)``.
+
+    A .nii.gz may hold several gzip members (``cat a.gz b.gz``, bgzip blocks); like ``gzip``,
+    the payloads joined are the file. Each member is kept apart so it can be rebuilt as it was.
+    """
+    members, pos = [], 0
+    while True:
+        head, stream, payload, pos = _gzip_member(data, pos, path)
+        members.append((head, stream, payload))
+        if data[pos : pos + 2] != b"\x1f\x8b":
+            return members, data[pos:]
+
+
+def _gzip_member(data: bytes, start: int, path: str) -> tuple[bytes, bytes, bytes, int]:
+    """Return ``(header, deflate stream, payload, end offset)`` of the member at ``start``."""
+    view, pos = memoryview(data), start + 10
     try:
+        flags = data[start + 3]
         if flags & 4:  # FEXTRA
             pos += 2 + struct.unpack_from("<H", data, pos)[0]
         for bit in (8, 16):  # FNAME, FCOMMENT: zero-terminated
@@ -75,19 +92,24 @@ def _gzip_split(data: bytes, path: str) -> tuple[bytes, bytes, bytes, bytes]:
                 pos = data.index(b"\x00", pos) + 1
         pos += 2 if flags & 2 else 0  # FHCRC
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-        payload = inflater.decompress(data[pos:])
-    except (ValueError, struct.error, zlib.error) as exc:
+        # Chunk by chunk, so that the rest of the file is not copied into unused_data per member.
+        chunks, fed = [], pos
+        while not inflater.eof and fed < len(data):
+            chunks.append(inflater.decompress(view[fed : fed + _CHUNK]))
+            fed += _CHUNK
+        payload = b"".join(chunks)
+    except (IndexError, ValueError, struct.error, zlib.error) as exc:
         msg = f"{path}: gzip stream is corrupt: {exc}"
         raise FormatError(msg) from exc
-    if not inflater.eof or len(inflater.unused_data) < 8:
+    stream_end = min(fed, len(data)) - len(inflater.unused_data)
+    if not inflater.eof or stream_end + 8 > len(data):
         msg = f"{path}: gzip stream is truncated"
         raise FormatError(msg)
-    stream_end = len(data) - len(inflater.unused_data)
-    crc, size = struct.unpack_from("<II", inflater.unused_data)
+    crc, size = struct.unpack_from("<II", data, stream_end)
     if crc != zlib.crc32(payload) or size != len(payload) & 0xFFFFFFFF:
         msg = f"{path}: gzip CRC or size does not match the data"
         raise FormatError(msg)
-    return data[:pos], data[pos:stream_end], payload, inflater.unused_data[8:]
+    return data[start:pos], data[pos:stream_end], payload, stream_end + 8
 
 
 def _deflate(payload: bytes, level: int, mem_level: int) -> bytes:
@@ -139,6 +161,24 @@ def _header_image(raw: bytes, path: str) -> Any:
         raise FormatError(msg) from exc
 
 
+def _gunzip(data: bytes, path: str) -> tuple[bytes, dict[str, Any], dict[str, bytes]]:
+    """The .nii bytes of a .nii.gz, with what rebuilds the gzip wrapper: each member's header
+    and zlib setting (``"unknown"`` when none reproduces its stream) and the bytes after them.
+
+    The first member is ``gzip``/``gz_head``; later ones, if any, are ``gzip_members``
+    (``[header length, payload length]``), ``gzip_settings`` and ``gz_heads`` (headers joined).
+    """
+    members, gz_tail = _gzip_members(data, path)
+    settings = [_find_setting(pl, stream, head[8]) or "unknown" for head, stream, pl in members]
+    info: dict[str, Any] = {"gzip": settings[0]}
+    blobs = {"gz_head": members[0][0], "gz_tail": gz_tail}
+    if len(members) > 1:
+        info["gzip_members"] = [[len(head), len(pl)] for head, _, pl in members[1:]]
+        info["gzip_settings"] = settings[1:]
+        blobs["gz_heads"] = b"".join(head for head, _, _ in members[1:])
+    return b"".join(pl for _, _, pl in members), info, blobs
+
+
 def load(path: str | os.PathLike[str]) -> Loaded:
     """Read all voxels as (H, W) or (N, H, W) with H = y, W = x (on-disk order, no scaling).
 
@@ -146,13 +186,7 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     """
     p = os.fspath(path)
     data = read_bytes(p)
-    info: dict[str, Any] = {"gzip": None}
-    blobs: dict[str, bytes] = {}
-    raw = data
-    if data[:2] == b"\x1f\x8b":
-        gz_head, stream, raw, gz_tail = _gzip_split(data, p)
-        info["gzip"] = _find_setting(raw, stream, data[8]) or "unknown"
-        blobs.update(gz_head=gz_head, gz_tail=gz_tail)
+    raw, info, blobs = _gunzip(data, p) if data[:2] == b"\x1f\x8b" else (data, {"gzip": None}, {})
     proxy = _header_image(raw, p).dataobj
     dtype, shape, offset = (
         np.dtype(proxy.dtype),
@@ -171,7 +205,8 @@ def load(path: str | os.PathLike[str]) -> Loaded:
     target = integer_dtype(values, p)
     info.update(dtype=dtype.str, shape=list(shape), coded_as_integer=target.kind != dtype.kind)
     blobs.update(head=raw[:offset], tail=raw[offset + nbytes :])
-    exact = "pixels+metadata" if info["gzip"] == "unknown" else "bytes"
+    settings = [info["gzip"], *info.get("gzip_settings", [])]
+    exact = "pixels+metadata" if "unknown" in settings else "bytes"
     array = np.ascontiguousarray(values, dtype=target)
     return Loaded(array, pack("nifti", info, blobs), "nifti", exact)
 
@@ -184,7 +219,7 @@ def save(
     *,
     compresslevel: int | None = None,
 ) -> None:
-    """Write header + voxels (+ gzip wrapper with the original member header) atomically.
+    """Write header + voxels (+ gzip wrapper with the original member headers) atomically.
 
     ``compresslevel`` overrides the zlib level of a .nii.gz (the bytes then differ).
     """
@@ -196,13 +231,32 @@ def save(
     if info["gzip"] is None:
         write_atomic(path, [raw])
         return
-    level, mem_level = info["gzip"] if isinstance(info["gzip"], list) else (6, 8)
-    if compresslevel is not None:
-        level, mem_level = compresslevel, 8
-    trailer = struct.pack("<II", zlib.crc32(raw), len(raw) & 0xFFFFFFFF)
-    write_atomic(
-        path, [blobs["gz_head"], _deflate(raw, level, mem_level), trailer, blobs["gz_tail"]]
-    )
+    parts, pos = [], 0
+    for head, setting, size in _members(info, blobs, len(raw)):
+        level, mem_level = setting if isinstance(setting, list) else (6, 8)
+        if compresslevel is not None:
+            level, mem_level = compresslevel, 8
+        payload = raw[pos : pos + size]
+        pos += size
+        trailer = struct.pack("<II", zlib.crc32(payload), size & 0xFFFFFFFF)
+        parts += [head, _deflate(payload, level, mem_level), trailer]
+    write_atomic(path, [*parts, blobs["gz_tail"]])
+
+
+def _members(
+    info: dict[str, Any], blobs: dict[str, bytes], total: int
+) -> list[tuple[bytes, Any, int]]:
+    """``(header, zlib setting, payload length)`` of each gzip member, as :func:`_gunzip` kept them."""
+    rest = info.get("gzip_members", [])
+    first = total - sum(size for _, size in rest)
+    if first < 0:
+        msg = f"gzip member lengths add up to more than the {total} bytes of the .nii"
+        raise FormatError(msg)
+    out, pos = [(blobs["gz_head"], info["gzip"], first)], 0
+    for (head_len, size), setting in zip(rest, info.get("gzip_settings", []), strict=True):
+        out.append((blobs["gz_heads"][pos : pos + head_len], setting, size))
+        pos += head_len
+    return out
 
 
 def planes(path: str | os.PathLike[str]) -> list[tuple[str, np.ndarray]]:

@@ -23,6 +23,8 @@ __all__ = ["load", "planes", "save", "sniff"]
 MAGIC = b"\x89PNG\r\n\x1a\n"
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel
 _LEVELS = (6, 9, 1)  # zlib levels tried when proving byte identity
+# How the IDAT stream was cut and deflated: not content, so a restore may differ there.
+ENCODING_FIELDS = frozenset({"sizes", "level"})
 
 
 def sniff(head: bytes) -> bool:
