@@ -15,7 +15,7 @@ from _archive_data import bundled, sha256, tree_digests
 
 from llic_imaging import batch
 from llic_imaging.batch import dicom
-from llic_imaging.batch.manifest import lock
+from llic_imaging.batch.manifest import SCRATCH_MARKER, lock
 from llic_imaging.errors import FormatError
 
 
@@ -88,6 +88,7 @@ def test_stale_temporaries_of_a_killed_run_are_removed(light_study: Path, tmp_pa
     archive = tmp_path / "a"
     batch.compress_tree(light_study, archive)
     (archive / ".llic-dicom-k1ll3d").mkdir()
+    (archive / ".llic-dicom-k1ll3d" / SCRATCH_MARKER).touch()
     (archive / ".llic-dicom-k1ll3d" / "restored").write_bytes(b"x")
     (archive / "series" / ".IM0001.keep.0123456789abcdef.tmp").write_bytes(b"half")
     (archive / ".manifest.json.fedcba9876543210.tmp").write_bytes(b"{")
@@ -99,6 +100,87 @@ def test_stale_temporaries_of_a_killed_run_are_removed(light_study: Path, tmp_pa
         "series/IM0002.dcm.keep",
     }
     assert not (archive / ".llic-dicom-k1ll3d").exists()
+
+
+def test_names_like_the_tools_own_temporaries_are_study_data(
+    light_study: Path, tmp_path: Path
+) -> None:
+    """A study folder with the scratch prefix, and a file whose archived name looks like a
+    temporary of another archived file, survive the next compress and restore (they were wiped,
+    after ``delete_originals`` had deleted their sources)."""
+    (light_study / ".llic-dicom-notes").mkdir()
+    (light_study / ".llic-dicom-notes" / SCRATCH_MARKER).write_text("my notes\n")
+    (light_study / ".README.txt.keep.0123456789abcdef.tmp").write_text("mine too\n")
+    originals = tree_digests(light_study)
+    archive, out = tmp_path / "a", tmp_path / "out"
+    assert batch.compress_tree(light_study, archive, delete_originals=True).exit_code == 0
+    assert not [p for p in light_study.rglob("*") if p.is_file()]
+    archived = tree_digests(archive)
+    assert batch.compress_tree(light_study, archive).exit_code == 0
+    assert tree_digests(archive).keys() == archived.keys()
+    assert batch.verify_tree(archive).exit_code == 0
+    for _ in range(2):  # the second restore looks for the temporaries of a killed first one
+        assert batch.restore_tree(archive, out).exit_code == 0
+        assert tree_digests(out) == originals
+
+
+@pytest.mark.parametrize("name", ["a\\b.txt", "..\\up.txt", "series\\IM0003"])
+def test_backslash_names_are_archived_and_restored(
+    light_study: Path, tmp_path: Path, name: str
+) -> None:
+    """On POSIX a backslash is part of a file name: the archive of such a file must load (it
+    did not, after ``delete_originals`` had deleted the source)."""
+    (light_study / name).write_text("a backslash in the name\n")
+    originals = tree_digests(light_study)
+    archive = tmp_path / "a"
+    report = batch.compress_tree(light_study, archive, delete_originals=True)
+    assert report.exit_code == 0, report.failures
+    assert (archive / f"{name}.keep").is_file()
+    assert batch.verify_tree(archive).exit_code == 0
+    assert batch.restore_tree(archive, tmp_path / "out").exit_code == 0
+    assert tree_digests(tmp_path / "out") == originals
+    assert {p.name for p in (tmp_path / "out").iterdir()} >= {name}
+
+
+def test_archive_name_clashes_are_refused_before_writing(tmp_path: Path) -> None:
+    """``X`` would be archived as ``X.keep`` (or ``X.llic``), which a study folder ``X.keep/``
+    also needs, as a folder ``manifest.json/`` needs the manifest's name: both sides fail,
+    naming each other, and nothing of them is written."""
+    study, archive = tmp_path / "study", tmp_path / "a"
+    for rel in ("X", "X.keep/Y", "X.llic.d/Z", "manifest.json/M", "fine.txt"):
+        (study / rel).parent.mkdir(parents=True, exist_ok=True)
+        (study / rel).write_text(f"{rel}\n")
+    report = batch.compress_tree(study, archive)
+    clash = "archive name clash: "
+    assert {f.path: f.error for f in report.failures} == {
+        "X": f"{clash}X.keep would be this file's archived file and the folder of X.keep/Y; "
+        "rename one of them",
+        "X.keep/Y": f"{clash}X.keep would be this file's folder and the archived file of X; "
+        "rename one of them",
+        "manifest.json/M": f"{clash}manifest.json would be this file's folder and the archive's "
+        "manifest; rename one of them",
+    }
+    assert set(tree_digests(archive)) == {"manifest.json", "fine.txt.keep", "X.llic.d/Z.keep"}
+
+
+def test_a_new_folder_cannot_take_the_name_of_an_archived_file(
+    light_study: Path, tmp_path: Path
+) -> None:
+    """The clash check also knows the archived files of sources deleted since."""
+    archive = tmp_path / "a"
+    batch.compress_tree(light_study, archive, delete_originals=True)
+    (light_study / "README.txt.keep").mkdir()
+    (light_study / "README.txt.keep" / "later.txt").write_text("added after the first run\n")
+    report = batch.compress_tree(light_study, archive)
+    assert [(f.path, f.error) for f in report.failures] == [
+        (
+            "README.txt.keep/later.txt",
+            "archive name clash: README.txt.keep would be this file's folder and the archived "
+            "file of README.txt; rename one of them",
+        )
+    ]
+    assert batch.restore_tree(archive, tmp_path / "out").exit_code == 1
+    assert (tmp_path / "out" / "README.txt").read_text() == "acquired on the test scanner\n"
 
 
 def test_a_second_writer_is_refused(light_study: Path, tmp_path: Path) -> None:

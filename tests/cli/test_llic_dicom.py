@@ -6,8 +6,11 @@ fault test codes one small instance, the first in walking order, and keeps five.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
+import os
+import select
 import shutil
 import signal
 import subprocess
@@ -129,6 +132,22 @@ def test_a_bad_file_is_one_line_and_exit_1(
     assert _run(capsys, "verify", tmp_path / "a")[0] == 1
 
 
+def test_archive_name_clash_is_one_line_per_file_and_exit_1(
+    capsys: pytest.CaptureFixture[str], study: Path, tmp_path: Path
+) -> None:
+    (study / "notes.txt.keep").mkdir()
+    (study / "notes.txt.keep" / "old.txt").write_text("older notes\n")
+    code, _, err = _run(capsys, "compress", study, "-o", tmp_path / "a")
+    assert code == 1
+    assert err.splitlines() == [
+        f"{study / 'notes.txt'}: archive name clash: notes.txt.keep would be this file's "
+        "archived file and the folder of notes.txt.keep/old.txt; rename one of them",
+        f"{study / 'notes.txt.keep' / 'old.txt'}: archive name clash: notes.txt.keep would be "
+        "this file's folder and the archived file of notes.txt; rename one of them",
+    ]
+    assert not (tmp_path / "a" / "notes.txt.keep").exists()
+
+
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], study: Path, tmp_path: Path):
     assert _run(capsys, "compress", study)[0] == 2  # no -o
     assert _run(capsys, "compress", study, "-o", study / "archive")[0] == 2
@@ -248,6 +267,62 @@ def test_killed_compress_resumes_without_duplicates(
     stored = _digests(archive)
     assert set(stored) == {"manifest.json"} | {e["archived"] for e in entries}, "leftovers"
     assert all(stored[e["archived"]] == e["archived_sha256"] for e in entries)
+
+
+def _version(path: Path, value: int) -> Path:
+    """Give the CT instance at ``path`` another first pixel: a new version of the same file."""
+    ds = pydicom.dcmread(path)
+    pixels = ds.pixel_array
+    pixels[0, 0] = value
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="watches the run's reads with inotify")
+def test_a_source_changing_during_compress_keeps_the_verified_copy(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A real run reads a source, which then changes before the run loads its pixels: the new
+    stream fails verification, and the copy an earlier run verified stays, as the manifest
+    says (it was overwritten, then deleted)."""
+    study, archive = tmp_path / "study", tmp_path / "archive"
+    source = _copy("CT_small.dcm", study / "CT_small.dcm")
+    assert _run(capsys, "compress", study, "-o", archive, *_ONE_THREAD)[0] == 0
+    first = source.read_bytes()
+    _version(source, 1)  # archived again by the next run...
+    later = _version(_copy("CT_small.dcm", tmp_path / "later.dcm"), 2)  # ...while it changes
+    libc = ctypes.CDLL(None, use_errno=True)
+    watch = libc.inotify_init()
+    assert watch >= 0
+    try:
+        assert libc.inotify_add_watch(watch, bytes(source), 0x10) >= 0  # IN_CLOSE_NOWRITE
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SCRIPT, "compress", str(study), "-o", str(archive)]
+            + _ONE_THREAD,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # The run's first read of the source (walking only stats it) is the whole file; the
+        # format adapter reads it again after pydicom has parsed its header.
+        assert select.select([watch], [], [], 120)[0], "the run did not read the source"
+        os.replace(later, source)
+        _, err = proc.communicate(timeout=240)
+    finally:
+        os.close(watch)
+    assert proc.returncode == 1
+    assert err.startswith(f"{source}: verification failed: ")
+    entry = json.loads((archive / "manifest.json").read_text())["files"][0]
+    assert entry["sha256"] == hashlib.sha256(first).hexdigest()
+    assert entry["error"].startswith("last compress failed: verification failed")
+    assert _digests(archive) == {
+        "manifest.json": _digests(archive)["manifest.json"],
+        "CT_small.dcm.llic": entry["archived_sha256"],
+    }
+    assert _run(capsys, "verify", archive, *_ONE_THREAD)[0] == 0
+    assert _run(capsys, "restore", archive, "-o", tmp_path / "out", *_ONE_THREAD)[0] == 0
+    assert (tmp_path / "out" / "CT_small.dcm").read_bytes() == first
 
 
 def test_a_bug_is_exit_3(

@@ -5,21 +5,23 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import time
-from pathlib import Path
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path, PurePosixPath
 
 import llic_imaging
 from llic_imaging import formats
-from llic_imaging._fileio import sha256_file, write_atomic
+from llic_imaging._fileio import atomic_path, sha256_file
 from llic_imaging.batch import dicom
 from llic_imaging.batch.fileset import FileSets
 from llic_imaging.batch.manifest import (
     ARCHIVED,
-    TEMP_PREFIX,
+    MANIFEST,
     Entry,
     Manifest,
     lock,
+    scratch_dir,
 )
 from llic_imaging.batch.report import (
     ArchiveReport,
@@ -30,12 +32,15 @@ from llic_imaging.batch.report import (
 )
 from llic_imaging.batch.restore import restore_llic
 from llic_imaging.batch.tree import check_apart, walk
-from llic_imaging.errors import LlicError
+from llic_imaging.errors import LlicError, VerificationError
 from llic_imaging.formats.dicom import NoPixelDataError, load_encapsulated
 
 __all__ = ["compress_tree"]
 
 _log = logging.getLogger(__name__)
+
+# The archived name of a study file is its relpath plus one of these (coded, verbatim).
+CODED, VERBATIM = ".llic", ".keep"
 
 
 def _is_dicom(path: Path) -> bool:
@@ -162,17 +167,8 @@ class _Compressor:
 
     def _store(self, entry: Entry, data: bytes, status: str) -> Entry:
         """Keep ``data`` verbatim as ``<relpath>.keep``, checked by reading it back."""
-        archived = f"{entry.path}.keep"
-        dest = self.out / archived
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(dest, data)
-        digest = sha256_file(dest)
-        if digest != entry.sha256:
-            dest.unlink(missing_ok=True)
-            entry.error = f"verification failed: the copy reads back with sha256 {digest[:16]}..."
-            return entry
-        entry.status, entry.archived = status, archived
-        entry.archived_size, entry.archived_sha256 = len(data), digest
+        if self._commit(entry, f"{entry.path}{VERBATIM}", data, Path.read_bytes):
+            entry.status = status
         return entry
 
     def _transcode(self, entry: Entry, path: Path, data: bytes) -> Entry:
@@ -196,28 +192,39 @@ class _Compressor:
         )
 
     def _code(self, entry: Entry, stream: bytes) -> Entry:
-        """Write the llic ``stream`` as ``<relpath>.llic``, then prove it restores the file.
+        """Keep the llic ``stream`` as ``<relpath>.llic``, proven to restore the file.
 
         The proof decodes the bytes on disk and rebuilds the file with the format adapter, so
         an entry is ``ok`` only when the archive as written gives back the original SHA-256.
         """
-        archived = f"{entry.path}.llic"
+        model = llic_imaging.info(stream).model  # before the rename: nothing may fail after it
+        restore = partial(restore_llic, scratch=self.scratch, numthreads=self.numthreads)
+        if self._commit(entry, f"{entry.path}{CODED}", stream, restore):
+            entry.status, entry.model = "ok", model
+        return entry
+
+    def _commit(
+        self, entry: Entry, archived: str, data: bytes, restore: Callable[[Path], bytes]
+    ) -> bool:
+        """Write ``data`` under a temporary name beside ``archived``, and rename it to
+        ``archived`` only once ``restore`` reads the original's SHA-256 back from the disk.
+
+        On failure (the source changed while it was read, a bad disk) the temporary is removed
+        and ``entry.error`` says why; a file an earlier run verified at ``archived``, which the
+        manifest still lists, is left as it was. On success the ``archived*`` fields are set.
+        """
         dest = self.out / archived
         dest.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(dest, stream)
-        restored = restore_llic(dest, self.scratch, numthreads=self.numthreads)
-        digest = hashlib.sha256(restored).hexdigest()
-        if digest != entry.sha256:
-            dest.unlink(missing_ok=True)
-            entry.error = (
-                f"verification failed: the restored file has sha256 {digest[:16]}..., "
-                f"the original {str(entry.sha256)[:16]}..."
-            )
-            return entry
-        entry.status, entry.archived = "ok", archived
-        entry.archived_size, entry.archived_sha256 = len(stream), sha256_file(dest)
-        entry.model = llic_imaging.info(stream).model
-        return entry
+        try:
+            with atomic_path(dest) as tmp:
+                tmp.write_bytes(data)
+                archived_sha256 = _proven_sha256(tmp, restore, str(entry.sha256))
+        except VerificationError as exc:
+            entry.error = str(exc)
+            return False
+        entry.archived, entry.archived_size = archived, len(data)
+        entry.archived_sha256 = archived_sha256
+        return True
 
     def delete_original(self, report: FileReport) -> None:
         """Delete the source of an archived file after proving once more that it restores.
@@ -250,6 +257,61 @@ class _Compressor:
         report.deleted = True
 
 
+def _proven_sha256(path: Path, restore: Callable[[Path], bytes], original: str) -> str:
+    """The SHA-256 of the archived file ``path``, once ``restore(path)`` gave back ``original``.
+
+    Raises
+    ------
+    VerificationError
+        If the restored bytes have another SHA-256.
+    """
+    digest = hashlib.sha256(restore(path)).hexdigest()
+    if digest != original:
+        msg = (
+            f"verification failed: the archived file restores to sha256 {digest[:16]}..., "
+            f"the original has {original[:16]}... (did the file change during the run?)"
+        )
+        raise VerificationError(msg)
+    return sha256_file(path)
+
+
+def _clashes(files: list[tuple[str, Path, str | None]], manifest: Manifest) -> dict[str, str]:
+    """Plan the archive's names before anything is written: ``{relpath: problem}`` for each
+    study file whose archived name would also be a folder of the archive, or whose folder would
+    be an archived file (``X`` becomes ``X.llic`` or ``X.keep``, beside a study folder
+    ``X.llic/``; a study folder ``manifest.json/``). Both sides of a clash fail, naming each
+    other, so that neither takes the other's place in whatever order they come.
+    """
+    rels = [rel for rel, _, problem in files if problem is None]
+    listed = {e.archived: e.path for e in manifest.entries.values() if e.archived}
+    owners = {name: f"the archived file of {rel}" for name, rel in listed.items()}
+    owners |= {rel + s: f"the archived file of {rel}" for rel in rels for s in (CODED, VERBATIM)}
+    owners[MANIFEST] = "the archive's manifest"
+    folders: dict[str, str] = {}  # folder of the archive -> a file below it
+    for name in [*rels, *listed]:
+        folders |= {folder: name for folder in _folders(name) if folder not in folders}
+    problems: dict[str, str] = {}
+    for rel in rels:
+        for name in (rel + CODED, rel + VERBATIM):
+            if name in folders:
+                problems[rel] = (
+                    f"archive name clash: {name} would be this file's archived file and the "
+                    f"folder of {folders[name]}; rename one of them"
+                )
+        for folder in _folders(rel):
+            if folder in owners:
+                problems[rel] = (
+                    f"archive name clash: {folder} would be this file's folder and "
+                    f"{owners[folder]}; rename one of them"
+                )
+    return problems
+
+
+def _folders(relpath: str) -> list[str]:
+    """``a/b/c`` -> ``["a/b", "a"]``: the folders the archive needs for ``relpath``."""
+    return [folder.as_posix() for folder in PurePosixPath(relpath).parents[:-1]]
+
+
 def _size(path: Path) -> int | None:
     try:
         return path.lstat().st_size
@@ -276,7 +338,10 @@ def compress_tree(
     compressed pixel data (``kept-compressed``), instances without Pixel Data (``stored``),
     DICOMDIR and non-DICOM files (``copied``) are stored verbatim as ``<relpath>.keep``. A file
     that cannot be archived gets a ``failed`` entry with a one-line error and the run goes on;
-    :attr:`ArchiveReport.exit_code` is then 1. DICOMDIRs are checked against the study:
+    :attr:`ArchiveReport.exit_code` is then 1. So do, before anything is written, a file and a
+    folder that would have one name in the archive (``X`` -> ``X.llic`` beside a study folder
+    ``X.llic/``). An archived file is replaced only by one that verified, so a failed attempt
+    keeps the copy of an earlier run. DICOMDIRs are checked against the study:
     references to missing files and instances no DICOMDIR references become
     :attr:`ArchiveReport.warnings`, and referenced files are read as DICOM whatever their name.
 
@@ -327,13 +392,15 @@ def compress_tree(
     with lock(out):
         manifest = Manifest.open(out, src.resolve())
         files = walk(src)
+        clashes = _clashes(files, manifest)
+        files = [(rel, path, problem or clashes.get(rel)) for rel, path, problem in files]
         filesets = FileSets.read(files)
-        with tempfile.TemporaryDirectory(dir=out, prefix=TEMP_PREFIX) as scratch:
+        with scratch_dir(out) as scratch:
             job = _Compressor(
                 src,
                 out,
                 manifest,
-                Path(scratch),
+                scratch,
                 numthreads,
                 transcode=transcode,
                 adapt=adapt,

@@ -1,5 +1,6 @@
 """The archive manifest (``manifest.json``): one entry per source file, saved atomically, plus
-the archive lock and the removal of temporary files a killed run left behind.
+the archive lock, the runs' scratch folders and the removal of temporary files a killed run
+left behind.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -23,12 +25,14 @@ from llic_imaging.errors import FormatError
 __all__ = [
     "ARCHIVED",
     "MANIFEST",
+    "SCRATCH_MARKER",
     "STATUSES",
     "TEMP_PREFIX",
     "Entry",
     "Manifest",
     "lock",
     "remove_stale_temporaries",
+    "scratch_dir",
 ]
 
 MANIFEST = "manifest.json"
@@ -40,6 +44,9 @@ VERSION = 1
 STATUSES = ("ok", "kept-compressed", "stored", "copied", "failed")
 ARCHIVED = frozenset(STATUSES[:4])
 TEMP_PREFIX = ".llic-dicom-"
+# Inside every scratch folder: what tells a later run that a folder is one it may remove. The
+# study cannot forge it in an archive, where every file it puts ends in .llic or .keep.
+SCRATCH_MARKER = ".llic-dicom-scratch"
 # Temporary names of ``_fileio.atomic_path``: ".<name>.<16 hex digits>.tmp<name's suffixes>"
 # beside the target (group 1: the target's name).
 _WRITE_ATOMIC_TEMP = re.compile(r"^\.(.+)\.[0-9a-f]{16}\.tmp(\.[^/]*)?$")
@@ -96,7 +103,15 @@ class Entry:
 
 
 def _is_safe_relpath(value: object) -> bool:
-    if not isinstance(value, str) or not value or "\\" in value or "\0" in value:
+    """Whether ``value`` is a normalised ``/``-separated path that stays inside its folder.
+
+    A backslash is an ordinary character in POSIX file names, so a study may hold ``a\\b`` and
+    its archive must load; on Windows it is a separator (and no file name holds one), so there
+    it is refused rather than read as a path that could climb out.
+    """
+    if not isinstance(value, str) or not value or "\0" in value:
+        return False
+    if os.sep == "\\" and "\\" in value:
         return False
     p = PurePosixPath(value)
     return not p.is_absolute() and ".." not in p.parts and str(p) == value
@@ -187,8 +202,9 @@ class Manifest:
             If the manifest is damaged.
         """
         if (root / MANIFEST).exists():
-            remove_stale_temporaries(root)
-            return cls.load(root)
+            manifest = cls.load(root)
+            remove_stale_temporaries(root, manifest.archived_files())
+            return manifest
         # A run killed while saving its first manifest leaves only that manifest's temporary.
         first_save = [p for p in root.iterdir() if _WRITE_ATOMIC_TEMP.match(p.name)]
         first_save = [p for p in first_save if p.name.startswith(f".{MANIFEST}.")]
@@ -200,6 +216,10 @@ class Manifest:
         manifest = cls.new(root, source)
         manifest.save()
         return manifest
+
+    def archived_files(self) -> set[Path]:
+        """The archived files the entries name: data, whatever their names look like."""
+        return {self.root / e.archived for e in self.entries.values() if e.archived}
 
     def save(self) -> None:
         """Write the manifest atomically: a reader sees the previous or the new one, whole."""
@@ -253,28 +273,51 @@ def lock(directory: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def remove_stale_temporaries(directory: Path, targets: set[Path] | None = None) -> list[Path]:
+@contextlib.contextmanager
+def scratch_dir(parent: Path) -> Iterator[Path]:
+    """Yield a new private folder in ``parent`` (same disk as the outputs), removed on exit.
+
+    It holds :data:`SCRATCH_MARKER`, so that :func:`remove_stale_temporaries` removes it after a
+    killed run but never a study folder that merely has a ``.llic-dicom-`` name.
+    """
+    with tempfile.TemporaryDirectory(dir=parent, prefix=TEMP_PREFIX) as path:
+        (Path(path) / SCRATCH_MARKER).touch()
+        yield Path(path)
+
+
+def remove_stale_temporaries(
+    directory: Path, keep: Collection[Path], targets: Collection[Path] | None = None
+) -> list[Path]:
     """Remove what a killed run left in ``directory``; return the removed paths.
 
-    Only names this package creates are touched: the ``.llic-dicom-*`` scratch folders at the
-    top of ``directory`` and ``write_atomic`` temporaries below it, all of them in an archive
-    (``targets=None``), or only those of the files in ``targets`` in a restore folder that may
-    hold other people's files. Call it while holding :func:`lock`, so that no live run's
-    temporaries are removed.
+    Only what this package creates is touched: the :func:`scratch_dir` folders at the top of
+    ``directory`` (recognised by their marker, not by their name) and ``write_atomic``
+    temporaries below it, all of them in an archive (``targets=None``), or only those of the
+    files in ``targets`` in a restore folder that may hold other people's files. No file in
+    ``keep``, and no folder holding one, is removed whatever its name looks like: pass the
+    archived files the manifest lists, or the files a restore writes (a study may hold a file
+    named like a temporary, or a folder holding a marker). Call it while holding :func:`lock`,
+    so that no live run's temporaries are removed.
     """
     removed: list[Path] = []
     for path in directory.glob(f"{TEMP_PREFIX}*"):
-        if path.is_dir() and not path.is_symlink():
+        if _is_stale_scratch(path, keep):
             shutil.rmtree(path)
             removed.append(path)
     for top, _, names in os.walk(directory):
         for name in names:
             found = _WRITE_ATOMIC_TEMP.match(name)
-            if not found:
-                continue
             path = Path(top) / name
-            target = path.with_name(found.group(1))
-            if targets is None or target in targets:
+            if not found or path in keep:
+                continue
+            if targets is None or path.with_name(found.group(1)) in targets:
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed
+
+
+def _is_stale_scratch(path: Path, keep: Collection[Path]) -> bool:
+    """A :func:`scratch_dir` left behind: marked, and holding nothing in ``keep``."""
+    if path.is_symlink() or not (path / SCRATCH_MARKER).is_file():
+        return False
+    return not any(k.is_relative_to(path) for k in keep)

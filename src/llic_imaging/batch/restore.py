@@ -24,6 +24,7 @@ from llic_imaging.batch.manifest import (
     Manifest,
     lock,
     remove_stale_temporaries,
+    scratch_dir,
 )
 from llic_imaging.batch.report import (
     ArchiveReport,
@@ -190,14 +191,15 @@ def restore_tree(
     report = ArchiveReport("restore", str(archive), str(out))
     entries = [manifest.entries[k] for k in sorted(manifest.entries)]
     with lock(out):
-        remove_stale_temporaries(out, {out / e.path for e in entries})
-        with tempfile.TemporaryDirectory(dir=out, prefix=TEMP_PREFIX) as scratch:
+        targets = {out / e.path for e in entries}
+        remove_stale_temporaries(out, keep=targets, targets=targets)
+        with scratch_dir(out) as scratch:
             for done, entry in enumerate(entries, 1):
                 file_report = _restore_one(
                     entry,
                     archive,
                     out,
-                    Path(scratch),
+                    scratch,
                     transfer_syntax=transfer_syntax,
                     overwrite=overwrite,
                     numthreads=numthreads,
