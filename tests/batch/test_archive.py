@@ -186,3 +186,26 @@ def test_adapted_instances_restore_byte_for_byte(tmp_path: Path) -> None:
     assert batch.verify_tree(tmp_path / "archive", against=study).exit_code == 0
     assert batch.restore_tree(tmp_path / "archive", tmp_path / "out").exit_code == 0
     assert tree_digests(tmp_path / "out") == tree_digests(study)
+
+
+def test_a_deflated_instance_is_kept_verbatim(tmp_path: Path) -> None:
+    """Deflated Explicit VR: the whole dataset is zlib-compressed, so like compressed Pixel Data
+    it is kept as it is (also with ``transcode``), never a failure that leaves a study half done."""
+    from _archive_data import write_dicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    study = tmp_path / "study"
+    study.mkdir()
+    path = write_dicom(study / "deflated.dcm")
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+    for transcode in (False, True):
+        archive = tmp_path / f"archive-{transcode}"
+        report = batch.compress_tree(study, archive, numthreads=THREADS, transcode=transcode)
+        assert report.exit_code == 0, report.failures
+        [entry] = json.loads((archive / "manifest.json").read_text())["files"]
+        assert entry["status"] == "kept-compressed"
+        assert entry["archived"] == "deflated.dcm.keep"
+        assert batch.restore_tree(archive, tmp_path / f"out-{transcode}").exit_code == 0
+        assert tree_digests(tmp_path / f"out-{transcode}") == tree_digests(study)

@@ -58,7 +58,8 @@ _ITEM, _SEQUENCE_END = (0xFFFE, 0xE000), (0xFFFE, 0xE0DD)
 
 
 class EncapsulatedPixelDataError(FormatError):
-    """The Pixel Data is already compressed (JPEG, JPEG-LS, JPEG 2000, RLE, ...).
+    """The Pixel Data is already compressed (JPEG, JPEG-LS, JPEG 2000, RLE, ..., or inside a
+    deflated dataset).
 
     Such files cannot be split into stored words without losing the original codestream, so
     callers (``llic-dicom``) catch this and archive the file verbatim, or recode it with
@@ -166,7 +167,7 @@ def _split(path: str) -> tuple[bytes, bytes, bytes, dict[str, Any]]:
             "supported: everything after the file meta information is zlib-compressed, so the "
             "Pixel Data cannot be split out of the file bytes"
         )
-        raise FormatError(msg)
+        raise EncapsulatedPixelDataError(msg, transfer_syntax=_DEFLATED)
     if raw.length == _UNDEFINED:
         msg = (
             f"{path}: Pixel Data is encapsulated ({layout['transfer_syntax']}); load_encapsulated "
