@@ -23,6 +23,7 @@ from llic_imaging.errors import (
     MissingDependencyError,
     ModelError,
     StreamError,
+    UnknownFormatError,
     UnsupportedVersionError,
     VerificationError,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "ModelError",
     "StreamError",
     "StreamInfo",
+    "UnknownFormatError",
     "UnsupportedVersionError",
     "VerificationError",
     "__version__",

@@ -16,6 +16,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelError",
     "StreamError",
+    "UnknownFormatError",
     "UnsupportedVersionError",
     "VerificationError",
 ]
@@ -49,6 +50,11 @@ class ModelError(LlicError):
 
 class FormatError(LlicError, ValueError):
     """The input cannot be represented exactly (float pixels, unsupported dtype, ...)."""
+
+
+class UnknownFormatError(FormatError):
+    """No adapter recognises the file (no known magic bytes or extension): a folder's README or
+    script, which batch commands skip, unlike a recognised file that fails to read."""
 
 
 class VerificationError(LlicError):

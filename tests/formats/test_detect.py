@@ -8,7 +8,7 @@ import pytest
 import tifffile
 
 from llic_imaging import formats
-from llic_imaging.errors import FormatError, MissingDependencyError
+from llic_imaging.errors import FormatError, MissingDependencyError, UnknownFormatError
 from llic_imaging.formats import import_optional
 from llic_imaging.formats.envelope import pack
 
@@ -54,6 +54,22 @@ def test_detect_errors(tmp_path):
         formats.detect(tmp_path / "missing.png")
     with pytest.raises(FormatError, match="cannot read"):
         formats.load(tmp_path)
+
+
+def test_unknown_format_is_told_apart_from_a_broken_image(tmp_path):
+    """Folders hold READMEs (unknown: skipped by batches) and broken images (reported)."""
+    (tmp_path / "empty.dcm").write_bytes(b"")
+    (tmp_path / "EMPTY").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "a.npy.llic").write_bytes(b"LLIC\0\0")
+    with pytest.raises(FormatError, match="empty") as broken:
+        formats.detect(tmp_path / "empty.dcm")
+    assert not isinstance(broken.value, UnknownFormatError)
+    for name in ("EMPTY", "notes.txt"):
+        with pytest.raises(UnknownFormatError):
+            formats.detect(tmp_path / name)
+    with pytest.raises(UnknownFormatError, match="llic stream: use restore"):
+        formats.detect(tmp_path / "a.npy.llic")
 
 
 def test_unknown_format_name_and_mismatched_metadata(tmp_path):

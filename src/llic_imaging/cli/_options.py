@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -54,8 +56,13 @@ EXIT_OK = 0
 EXIT_DATA = 1  # an LlicError or OSError for some input: one `path: message` line each
 EXIT_USAGE = 2  # click's own code for bad arguments
 EXIT_BUG = 3  # anything else: a bug in llic_imaging (traceback with -v)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), after temporaries are removed
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15), after temporaries are removed
 
 _VERBOSITY = "llic.verbosity"
+# Readers that log a file's quirks without naming the file; the adapters' errors name it, so
+# these lines would only break "one path: message line per file". Shown with -v.
+_LIBRARY_LOGGERS = ("tifffile", "nibabel")
 _T = TypeVar("_T")
 
 
@@ -77,6 +84,8 @@ def _set_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> in
         handler = _EchoHandler()
         handler.setFormatter(logging.Formatter("llic: %(message)s"))
         logger.addHandler(handler)
+    for name in _LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if level > 0 else logging.CRITICAL + 1)
     return value
 
 
@@ -110,10 +119,24 @@ numthreads_opt = click.option(
     default=None,
     help="CPU threads for the model (default: the library's choice). Output is identical for any value.",
 )
+
+
+def _check_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--device cuda`` on a machine without a usable GPU is a usage error, not a bug."""
+    if value == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            msg = "cuda was asked for but torch sees no CUDA device here; use --device cpu"
+            raise click.BadParameter(msg, ctx=ctx, param=param)
+    return value
+
+
 device_opt = click.option(
     "--device",
     type=click.Choice(["cpu", "cuda"]),
     default=None,
+    callback=_check_device,
     help="Where the model runs (default cpu). Streams decode bit-exactly on either device.",
 )
 # The ranges mirror llic_imaging.encode's documented limits, so bad values are usage errors (2).
@@ -173,9 +196,9 @@ overwrite_opt = click.option(
 output_opt = click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path),
+    type=click.Path(),  # a str: a trailing "/" (an output directory) must survive
     default=None,
-    help="Output file, or a directory when there are several inputs or IN is a directory.",
+    help="Output file, or a directory when there are several inputs, IN is a directory, or OUT ends in /.",
 )
 
 
@@ -226,6 +249,8 @@ def per_file(path: Path | str, failures: list[str]) -> Iterator[None]:
         warnings.simplefilter("always", LlicWarning)
         try:
             yield
+        except BrokenPipeError:  # stdout closed by the reader (| head): not about this file
+            raise
         except (LlicError, OSError) as exc:
             where = str(path)
             if isinstance(exc, OSError) and exc.strerror:
@@ -253,7 +278,12 @@ class ExitCodeGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        except (
+            click.exceptions.ClickException,
+            click.exceptions.Exit,
+            click.exceptions.Abort,
+            BrokenPipeError,
+        ):
             raise
         except (LlicError, OSError) as exc:
             text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -275,14 +305,41 @@ def run_main(group: click.Group, argv: list[str] | None, prog: str) -> int:
     """Run a console-script group in-process and return its exit code.
 
     click's standalone mode would call ``sys.exit``; returning the code lets tests and other
-    Python callers run the CLI in-process.
+    Python callers run the CLI in-process. Ctrl-C and SIGTERM unwind like an exception, so
+    temporary files and folders are removed, and give 130 and 143. A reader closing stdout
+    (``| head``) is not blamed on a file: click ends the run quietly with 1.
     """
-    try:
-        result = group.main(args=argv, prog_name=prog, standalone_mode=False)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.Abort:
-        click.echo("Aborted!", err=True)
-        return EXIT_DATA
+    with _terminate_as_exception():
+        try:
+            result = group.main(args=argv, prog_name=prog, standalone_mode=False)
+        except click.ClickException as exc:
+            exc.show()
+            return exc.exit_code
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            return EXIT_INTERRUPTED
+        except _Terminated:
+            click.echo("Terminated", err=True)
+            return EXIT_TERMINATED
     return result if isinstance(result, int) else EXIT_OK
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that ``with`` blocks clean up on the way out."""
+
+
+@contextmanager
+def _terminate_as_exception() -> Iterator[None]:
+    """Turn SIGTERM into :class:`_Terminated` for the block (signals reach the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -39,7 +39,7 @@ from llic_imaging.cli._options import (
     verbose_opt,
     verbosity,
 )
-from llic_imaging.errors import LlicError
+from llic_imaging.errors import LlicError, UnknownFormatError
 
 __all__ = ["cli", "main"]
 
@@ -51,11 +51,14 @@ class _LlicGroup(ExitCodeGroup):
 
 
 def _is_image(path: Path) -> bool:
-    """True if a format adapter recognises ``path``: folders also hold READMEs, scripts, ..."""
+    """False for files no adapter recognises (folders also hold READMEs, scripts, ...); a
+    recognised file that is empty, unreadable or corrupt is kept, so that it is reported."""
     try:
         formats.detect(path)
-    except LlicError:
+    except UnknownFormatError:
         return False
+    except LlicError:
+        pass
     return True
 
 
@@ -76,7 +79,7 @@ def _expand(inputs: Sequence[Path], keep: Callable[[Path], bool]) -> list[tuple[
 
 def _plan(
     inputs: Sequence[Path],
-    output: Path | None,
+    output: str | None,
     *,
     keep: Callable[[Path], bool],
     rename: Callable[[Path], Path],
@@ -84,20 +87,23 @@ def _plan(
 ) -> list[tuple[Path, Path]]:
     """Pair every input file with its output path, refusing clashes before any work starts.
 
-    One input file with ``-o`` names the output file itself; several inputs or a directory make
-    ``-o`` a directory (created, mirroring sub-folders); without ``-o`` outputs go next to inputs.
+    One input file with ``-o`` names the output file itself, unless ``-o`` is a directory or
+    ends in ``/``; several inputs or a directory make ``-o`` a directory (created, mirroring
+    sub-folders); without ``-o`` outputs go next to inputs.
     """
     files = _expand(inputs, keep)
     if not files:
         msg = "no input files found"
         raise click.UsageError(msg)
-    single = len(inputs) == 1 and not inputs[0].is_dir()
-    if output is not None and single and not output.is_dir() and not str(output).endswith(os.sep):
-        pairs = [(files[0][0], output)]
-    elif output is not None:
-        pairs = [(src, output / rename(rel)) for src, rel in files]
-    else:
+    if output is None:
         pairs = [(src, src.parent / rename(Path(src.name))) for src, _ in files]
+    elif _names_a_file(output, single=len(inputs) == 1 and not inputs[0].is_dir()):
+        pairs = [(files[0][0], Path(output))]
+    else:
+        if os.path.lexists(output) and not os.path.isdir(output):
+            msg = f"-o {output}: several inputs need an output directory, and this is a file"
+            raise click.UsageError(msg)
+        pairs = [(src, Path(output) / rename(rel)) for src, rel in files]
     outputs = [dst for _, dst in pairs]
     if len(set(outputs)) != len(outputs):
         msg = "two inputs would write the same output; use separate runs"
@@ -109,7 +115,7 @@ def _plan(
     if clash is not None:
         msg = f"{clash} is an input; choose another output"
         raise click.UsageError(msg)
-    existing = [dst for dst in outputs if dst.exists()]
+    existing = [dst for dst in outputs if os.path.lexists(dst)]  # a dangling link counts
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         msg = f"{existing[0]} exists{more}; pass --overwrite to replace it"
@@ -117,6 +123,12 @@ def _plan(
     for dst in outputs:
         dst.parent.mkdir(parents=True, exist_ok=True)
     return pairs
+
+
+def _names_a_file(output: str, *, single: bool) -> bool:
+    """``-o`` is the output file itself only for one input file, and only when it is not an
+    existing directory or written with a trailing separator (``-o restored/``)."""
+    return single and not os.path.isdir(output) and not output.endswith(("/", os.sep))
 
 
 def _inode(path: Path) -> tuple[int, int]:
@@ -128,7 +140,7 @@ def _strip_suffix(rel: Path) -> Path:
     """``a/b.png.llic`` -> ``a/b.png``: restore gives back the original file name."""
     if rel.name.endswith(_SUFFIX) and len(rel.name) > len(_SUFFIX):
         return rel.with_name(rel.name[: -len(_SUFFIX)])
-    msg = f"{rel}: name does not end in {_SUFFIX}; give -o OUT"
+    msg = f"{rel}: name does not end in {_SUFFIX}, so its original name is unknown; restore it alone with -o FILE"
     raise click.UsageError(msg)
 
 
@@ -185,7 +197,7 @@ def cli() -> None:
 @quiet_opt
 def compress(
     inputs: tuple[Path, ...],
-    output: Path | None,
+    output: str | None,
     overwrite: bool,
     as_json: bool,
     **options: Any,
@@ -245,7 +257,7 @@ def compress(
 @quiet_opt
 def restore(
     inputs: tuple[Path, ...],
-    output: Path | None,
+    output: str | None,
     overwrite: bool,
     as_json: bool,
     cog: bool,
@@ -440,6 +452,9 @@ def demo(directory: Path, workdir: Path | None, as_json: bool, **options: Any) -
     Nothing in DIRECTORY is modified. A file counts as lossless only if the restored file matches
     the original (byte for byte where its format allows, else pixels and metadata).
     """
+    if workdir is not None and _overlap(directory, workdir):
+        msg = f"--workdir {workdir} and {directory} overlap; demo never writes into DIRECTORY"
+        raise click.UsageError(msg)
     files = _expand([directory], keep=_is_image)
     if not files:
         msg = f"{directory}: no image files found"
@@ -462,6 +477,12 @@ def demo(directory: Path, workdir: Path | None, as_json: bool, **options: Any) -
         if verbosity() >= 0:
             click.echo(_demo_table(rows, directory))
     _finish(failures)
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    """Whether one folder is the other or inside it (after resolving links)."""
+    a, b = a.resolve(), b.resolve()
+    return a == b or a.is_relative_to(b) or b.is_relative_to(a)
 
 
 def _demo_table(rows: list[_files.Demoed], directory: Path) -> str:

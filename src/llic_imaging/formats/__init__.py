@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from llic_imaging.errors import FormatError
+from llic_imaging.errors import FormatError, UnknownFormatError
 from llic_imaging.formats._deps import import_optional
 from llic_imaging.formats.dicom import EncapsulatedPixelDataError
 from llic_imaging.formats.envelope import Loaded, unpack
@@ -48,6 +48,7 @@ _EXTENSIONS = {
     ".nrrd": "itk",
     ".nhdr": "itk",
 }
+_BY_LENGTH = sorted(_EXTENSIONS, key=len, reverse=True)
 _SNIFF_BYTES = 1024
 _SKELETON = 64 << 20  # bytes an envelope may hold beyond the image's own size (save)
 
@@ -73,13 +74,22 @@ def _is_geotiff(path: Path) -> bool:
     return not GEO_TAGS.isdisjoint(first_page_tags(path))
 
 
+def _by_extension(name: str) -> str | None:
+    """The format a file name's extension says, longest extension first (``.nii.gz``)."""
+    lower = name.lower()
+    return next((_EXTENSIONS[e] for e in _BY_LENGTH if lower.endswith(e)), None)
+
+
 def detect(path: str | os.PathLike[str]) -> str:
     """Name the format of ``path``: magic bytes first, then the file extension.
 
     Raises
     ------
+    UnknownFormatError
+        If the file matches no supported format, or is empty without an image extension
+        (a :class:`FormatError`).
     FormatError
-        If the file is empty, unreadable, or matches no supported format.
+        If the file is unreadable, or empty with an image extension.
     """
     p = Path(path)
     try:
@@ -88,9 +98,10 @@ def detect(path: str | os.PathLike[str]) -> str:
     except OSError as exc:
         msg = f"{p}: cannot read: {exc.strerror or exc}"
         raise FormatError(msg) from exc
+    by_name = _by_extension(p.name)
     if not head:
         msg = f"{p}: file is empty"
-        raise FormatError(msg)
+        raise FormatError(msg) if by_name else UnknownFormatError(msg)
     from llic_imaging.formats import dicom, itk, nifti, npy, png, tiff
 
     if npy.sniff(head):
@@ -105,14 +116,11 @@ def detect(path: str | os.PathLike[str]) -> str:
         return "nifti"
     if itk.sniff(head):
         return "itk"
-    name = p.name.lower()
-    for ext in sorted(_EXTENSIONS, key=len, reverse=True):
-        if name.endswith(ext):
-            return _EXTENSIONS[ext]
-    msg = (
-        f"{p}: unknown file format (first bytes {head[:8]!r}); expected one of {', '.join(FORMATS)}"
-    )
-    raise FormatError(msg)
+    if by_name:
+        return by_name
+    hint = "; it is a llic stream: use restore" if p.name.endswith(".llic") else ""
+    msg = f"{p}: unknown file format (first bytes {head[:8]!r}); expected one of {', '.join(FORMATS)}{hint}"
+    raise UnknownFormatError(msg)
 
 
 def load(path: str | os.PathLike[str], *, format: str | None = None) -> Loaded:  # noqa: A002
