@@ -12,13 +12,33 @@ import secrets
 import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
-__all__ = ["atomic_path", "sha256_file", "write_atomic"]
+__all__ = ["atomic_path", "file_id", "output_mode", "sha256_file", "write_atomic"]
+
+_MODE: ContextVar[int | None] = ContextVar("llic_output_mode", default=None)
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def output_mode(mode: int | None) -> Iterator[None]:
+    """Make every :func:`atomic_path` without its own ``mode`` in this block give its file ``mode``.
+
+    ``llic restore`` knows the archive's permissions, but the files are written by a format
+    adapter two calls below it (``formats.save`` -> the adapter -> ``atomic_path``, SimpleITK's
+    detached data file included); a context variable carries the mode there without a parameter
+    on every adapter. It is local to the thread (and asyncio task), so parallel writers with
+    other modes do not interfere. ``None`` restores the default (see :func:`atomic_path`).
+    """
+    token = _MODE.set(mode)
+    try:
+        yield
+    finally:
+        _MODE.reset(token)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str], *, mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; when the block succeeds, move the file written
     there over ``path``, so that ``path`` holds either the old or the new bytes, never less.
 
@@ -29,9 +49,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     rename, and the directory after it, so the rename itself survives a power cut. On any
     failure the temporary file is removed and ``path`` is left as it was.
 
-    The new file gets the mode a plain ``open(path, "wb")`` would give: the old file's mode when
-    ``path`` exists (a symlink's target's mode), otherwise ``0o666`` less the umask. A symlink at
-    ``path`` is itself replaced by the new file; its target is left untouched.
+    Without ``mode`` (here or from :func:`output_mode`) the new file gets the mode a plain
+    ``open(path, "wb")`` would give: the old file's mode when ``path`` exists (a symlink's
+    target's mode), otherwise ``0o666`` less the umask. With ``mode`` it gets exactly ``mode``
+    (as gzip gives its output the input's mode, so a private scan gives a private archive): the
+    temporary file is created with no group or other bits beyond ``mode``'s and set to ``mode``
+    before the rename, so the data is never readable under wider permissions than ``mode``. A
+    symlink at ``path`` is itself replaced by the new file; its target is left untouched.
 
     Raises
     ------
@@ -39,17 +63,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         The directory is missing or not writable, the disk is full, or the rename failed.
     """
     path = os.fspath(path)
+    mode = _MODE.get() if mode is None else mode
     directory, name = os.path.split(os.path.abspath(path))
     suffix = "".join(Path(name).suffixes)
     tmp = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.tmp{suffix}")
-    # O_EXCL: never clobber a file we did not create; 0o666 lets the umask apply as open() would.
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666))
+    # O_EXCL: never clobber a file we did not create; the umask applies as open() would. The owner
+    # keeps read and write on the temporary file: writers reopen it by name.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    os.close(os.open(tmp, flags, 0o666 if mode is None else mode | 0o600))
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        _finish_mode(tmp, path, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -63,13 +89,25 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             os.close(dir_fd)
 
 
+def _finish_mode(tmp: str, path: str, mode: int | None) -> None:
+    """Give the finished temporary file ``mode``, or else the mode of the file it replaces."""
+    if mode is not None:
+        os.chmod(tmp, mode)
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+
+
 def write_atomic(
-    path: str | os.PathLike[str], data: bytes | bytearray | memoryview | Iterable[bytes]
+    path: str | os.PathLike[str],
+    data: bytes | bytearray | memoryview | Iterable[bytes],
+    *,
+    mode: int | None = None,
 ) -> None:
     """Write ``data`` (bytes, or an iterable of byte chunks) to ``path`` through
-    :func:`atomic_path`."""
+    :func:`atomic_path` (``mode``: see there)."""
     chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, mode=mode) as tmp, open(tmp, "wb") as f:
         for chunk in chunks:
             f.write(chunk)
 
@@ -82,3 +120,10 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     """
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def file_id(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(device, inode)`` of the file ``path`` leads to: the same file under any name or link,
+    for refusing an output that would replace an input."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino

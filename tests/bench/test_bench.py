@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 from pathlib import Path
 
 import imagecodecs
@@ -234,3 +236,64 @@ def test_classical_numbers_match_baselines(shared_data: Path) -> None:
         if codec == "jpegls" and not jpegls_exact:
             continue  # imagecodecs' CharLS signals 16 bits and costs ~1 % more
         assert got[codec] == pytest.approx(expected[codec], abs=1e-4), codec
+
+
+def test_unusable_report_paths_are_refused_before_the_run(tmp_path: Path) -> None:
+    """A full run takes hours: report paths that would fail, or destroy an image, afterwards
+    are refused first, and nothing is written."""
+    images = tmp_path / "images"
+    images.mkdir()
+    image = images / "a.npy"
+    np.save(image, np.arange(200, dtype=np.uint16).reshape(10, 20))
+    (tmp_path / "link.npy").hardlink_to(image)  # the same image under another name
+    before = image.read_bytes()
+    broken = tmp_path / "broken.md"
+    broken.write_text(f"# B\n\n{BEGIN}\nold\n")
+    ok_json = tmp_path / "ok.json"
+    cases = {
+        "is one of the benchmarked files": {"json_path": image},
+        "benchmarked files": {"markdown_path": tmp_path / "link.npy"},
+        "does not exist": {"json_path": tmp_path / "missing" / "r.json"},
+        "is a folder": {"json_path": tmp_path},
+        "different files": {"json_path": tmp_path / "r.md", "markdown_path": tmp_path / "r.md"},
+        "without a following": {"json_path": ok_json, "markdown_path": broken},
+    }
+    for message, paths in cases.items():
+        with pytest.raises(ValueError, match=message):
+            bench.run(images, codecs=("png",), progress=False, **paths)
+    assert image.read_bytes() == before
+    assert broken.read_text() == f"# B\n\n{BEGIN}\nold\n"
+    assert not ok_json.exists()  # refused before the run, not between the two reports
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes anywhere")
+def test_a_report_in_a_read_only_folder_is_refused(
+    tmp_path: Path, planes_tiny: list[corpus.Plane]
+) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(ValueError, match="not writable"):
+            bench.run(planes_tiny, codecs=("png",), json_path=folder / "r.json", progress=False)
+    finally:
+        folder.chmod(0o755)
+
+
+def test_reports_replace_the_old_file_atomically(
+    report_classical: BenchReport, tmp_path: Path
+) -> None:
+    """The old file is replaced by a rename, never rewritten in place (a full disk would cut a
+    rewrite short); its mode is kept and no temporary file is left."""
+    for name, write in (
+        ("r.md", report_classical.write_markdown),
+        ("r.json", report_classical.write_json),
+    ):
+        path = tmp_path / name
+        path.write_text(f"# Benchmarks\n\n{BEGIN}\nold\n{END}\n")
+        path.chmod(0o640)
+        inode = path.stat().st_ino
+        write(path)
+        assert path.stat().st_ino != inode
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.md"]

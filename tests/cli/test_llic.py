@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import sysconfig
 import tomllib
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from _adapt_data import period_three
+from llic_imaging.bench.report import BEGIN, END
 from llic_imaging.cli import _files
 from llic_imaging.cli._options import EXIT_OK, EXIT_USAGE
 from llic_imaging.cli.llic import cli, main
@@ -163,15 +165,6 @@ def test_an_output_that_is_an_input_is_refused_even_with_overwrite(
         assert refused.exit_code == 2, args
         assert "is an input" in refused.stderr
     assert (npy_file.read_bytes(), llic_file.read_bytes()) == before
-
-
-def test_restored_files_get_the_mode_open_would_give(llic_file: Path, tmp_path: Path) -> None:
-    old = os.umask(0o022)
-    try:
-        assert run("restore", llic_file, "-o", tmp_path / "new.npy", "-q").exit_code == 0
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE((tmp_path / "new.npy").stat().st_mode) == 0o644
 
 
 def test_directory_mirrors_tree_and_round_trips(tmp_path: Path) -> None:
@@ -368,7 +361,9 @@ def test_demo_on_bundled_samples(tmp_path: Path) -> None:
 
 
 def test_demo_json(tmp_path: Path, npy_file: Path) -> None:
-    result = run("demo", npy_file.parent, "--json", "--workdir", tmp_path / "work")
+    (tmp_path / "in").mkdir()
+    npy_file.rename(tmp_path / "in" / npy_file.name)
+    result = run("demo", tmp_path / "in", "--json", "--workdir", tmp_path / "work")
     assert result.exit_code == 0, result.output
     (row,) = json.loads(result.stdout)
     assert row["verified"]["ok"] is True
@@ -458,3 +453,184 @@ def test_geotiff_options_refuse_other_formats(tmp_path: Path, npy_file: Path) ->
     assert result.exit_code == 1
     assert "not 'geotiff'" in result.stderr
     assert not (tmp_path / "a.npy").exists()
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_bench_refuses_an_input_as_its_report(npy_file: Path) -> None:
+    """`llic bench a.npy --json a.npy` used to replace the image with JSON and exit 0."""
+    before = npy_file.read_bytes()
+    for option in ("--json", "--markdown"):
+        result = run("bench", npy_file, option, npy_file, "-c", "png")
+        assert result.exit_code == EXIT_USAGE, result.output
+        assert "is one of the benchmarked files" in result.stderr
+    assert npy_file.read_bytes() == before
+
+
+@pytest.mark.skipif(os.name != "posix", reason="RLIMIT_FSIZE is POSIX")
+def test_bench_markdown_stays_whole_when_the_disk_fills(npy_file: Path, tmp_path: Path) -> None:
+    """A write cut short (here by a file size limit, as by a full disk) must leave the old
+    markdown whole, markers included, so that the next run can still rewrite it."""
+    doc = tmp_path / "docs" / "bench.md"
+    doc.parent.mkdir()
+    original = f"# Benchmarks\n\nHand-written.\n{'x' * 3000}\n\n{BEGIN}\nold\n{END}\n\n## Notes\n"
+    doc.write_text(original)
+    limit = len(original) + 200  # the new section is longer than the old one
+    code = "import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (%d, %d)); "
+    code += "os.execv(sys.argv[1], sys.argv[1:])"
+    args = [str(installed_script("llic")), "bench", str(npy_file.parent), "-c", "png"]
+    args += ["--split", "all", "--markdown", str(doc), "-q"]
+    small_disk = [sys.executable, "-c", code % (limit, limit), *args]
+    full = subprocess.run(small_disk, capture_output=True, text=True, timeout=300, check=False)
+    assert full.returncode == 1, full.stderr
+    assert doc.read_text() == original
+    assert [p.name for p in doc.parent.iterdir()] == ["bench.md"]  # no temporary file left
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stderr
+    text = doc.read_text()
+    assert text.startswith(original.split(BEGIN)[0])
+    assert text.endswith(f"{END}\n\n## Notes\n")
+    assert "\nold\n" not in text
+
+
+def test_outputs_keep_the_source_permissions(npy_file: Path, tmp_path: Path) -> None:
+    """As with gzip: a private image gives a private .llic (it holds all the metadata) and a
+    private restored file, whatever the umask or the mode of a replaced file."""
+    npy_file.chmod(0o600)
+    archive = npy_file.with_name("image.npy.llic")
+    restored = tmp_path / "out" / "image.npy"
+    restored.parent.mkdir()
+    restored.write_bytes(b"old")
+    restored.chmod(0o644)
+    old = os.umask(0o022)
+    try:
+        assert run("compress", npy_file, "-q").exit_code == 0
+        assert run("restore", archive, "-o", restored, "--overwrite", "-q").exit_code == 0
+    finally:
+        os.umask(old)
+    assert (_mode(archive), _mode(restored)) == (0o600, 0o600)
+    assert restored.read_bytes() == npy_file.read_bytes()
+
+
+def test_restore_refuses_a_name_of_another_format(llic_file: Path, tmp_path: Path) -> None:
+    """Readers pick their decoder by extension: NumPy bytes in out/a.png are unreadable."""
+    out = tmp_path / "out"
+    result = run("restore", llic_file, "-o", out / "a.png")
+    assert result.exit_code == 1
+    assert stderr_lines(result) == [
+        f"{llic_file}: holds a npy image, so the output name must end in .npy, not a.png"
+    ]
+    assert not (out / "a.png").exists()
+    assert run("restore", llic_file, "-o", out / "a.NPY", "-q").exit_code == EXIT_OK
+
+
+def test_restore_names_that_fit_the_stored_format(npy_file: Path, tmp_path: Path) -> None:
+    """DICOM takes any name (IM0001), a misnamed original gets its own name back, and an ITK
+    header restored verbatim keeps an extension SimpleITK reads it from."""
+    sitk = pytest.importorskip("SimpleITK")
+    dcm, misnamed, mha = tmp_path / "CT_small.dcm", tmp_path / "scan.png", tmp_path / "v.mha"
+    dcm.write_bytes((SAMPLES / "CT_small.dcm").read_bytes())
+    misnamed.write_bytes(npy_file.read_bytes())  # NumPy bytes under a PNG name
+    volume = np.arange(2 * 8 * 8, dtype=np.int16).reshape(2, 8, 8)
+    sitk.WriteImage(sitk.GetImageFromArray(volume), str(mha))
+    assert run("compress", dcm, misnamed, mha, "-o", tmp_path / "llic", "-q").exit_code == 0
+    out = tmp_path / "out"
+    assert run("restore", tmp_path / "llic", "-o", out, "-q").exit_code == EXIT_OK
+    assert (out / "scan.png").read_bytes() == misnamed.read_bytes()
+    assert (
+        run("restore", out.parent / "llic" / "CT_small.dcm.llic", "-o", out / "IM0001").exit_code
+        == 0
+    )
+    assert (out / "IM0001").read_bytes() == dcm.read_bytes()
+    refused = run("restore", tmp_path / "llic" / "v.mha.llic", "-o", out / "v.nrrd")
+    assert refused.exit_code == 1
+    assert "holds a itk image, so the output name must end in .mha or .mhd" in refused.stderr
+    assert run("restore", tmp_path / "llic" / "v.mha.llic", "-o", out / "w.mhd").exit_code == 0
+
+
+def test_restore_to_a_detached_header_refuses_an_existing_data_file(tmp_path: Path) -> None:
+    """SimpleITK writes out/z.mhd's voxels to out/z.zraw and replaces that file silently."""
+    sitk = pytest.importorskip("SimpleITK")
+    volume = (np.arange(4 * 32 * 32) % 3000).astype(np.int16).reshape(4, 32, 32)
+    sitk.WriteImage(sitk.GetImageFromArray(volume), str(tmp_path / "z.mha"), useCompression=True)
+    assert run("compress", tmp_path / "z.mha", "-q").exit_code == 0
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "z.zraw").write_text("precious\n")
+    refused = run("restore", tmp_path / "z.mha.llic", "-o", out / "z.mhd")
+    assert refused.exit_code == EXIT_USAGE
+    assert "z.zraw exists" in refused.stderr
+    assert (out / "z.zraw").read_text() == "precious\n"
+    assert not (out / "z.mhd").exists()
+    assert (
+        run("restore", tmp_path / "z.mha.llic", "-o", out / "z.mhd", "--overwrite", "-q").exit_code
+        == 0
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["z.mhd", "z.zraw"]
+
+
+def test_trailing_slash_makes_output_a_directory(npy_file: Path, tmp_path: Path) -> None:
+    result = run("compress", npy_file, "-o", f"{tmp_path / 'new'}{os.sep}", "-q")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "new" / "image.npy.llic").is_file()
+
+
+def test_several_inputs_with_o_naming_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    for name in ("a.npy", "b.npy"):
+        np.save(tmp_path / name, np.zeros((4, 4), np.uint8))
+    (tmp_path / "out").write_text("mine")
+    result = run("compress", tmp_path / "a.npy", tmp_path / "b.npy", "-o", tmp_path / "out")
+    assert result.exit_code == EXIT_USAGE
+    assert "need an output directory" in result.stderr
+    assert (tmp_path / "out").read_text() == "mine"
+
+
+def test_a_dangling_link_at_the_output_needs_overwrite(npy_file: Path, tmp_path: Path) -> None:
+    (tmp_path / "out.llic").symlink_to(tmp_path / "nowhere")
+    result = run("compress", npy_file, "-o", tmp_path / "out.llic")
+    assert result.exit_code == EXIT_USAGE
+    assert "exists" in result.stderr
+
+
+def test_directory_reports_broken_images_and_skips_other_files(
+    tmp_path: Path, npy_file: Path
+) -> None:
+    """A corrupt or empty image in a folder is a failure, never silently left out of it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    npy_file.rename(src / "good.npy")
+    (src / "empty.dcm").write_bytes(b"")
+    (src / "bad.tif").write_bytes(b"II*\x00\x08\x00\x00\x00\xff\xff" + bytes(10))
+    (src / "README").write_text("not an image")
+    result = run("compress", src, "-o", tmp_path / "out", "-q")
+    assert result.exit_code == 1
+    failed = sorted(line.split(":")[0] for line in stderr_lines(result))
+    assert failed == [str(src / "bad.tif"), str(src / "empty.dcm")]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.npy.llic"]
+
+
+def test_demo_refuses_a_workdir_that_overlaps_the_directory(tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.zeros((4, 4), np.uint8))
+    (tmp_path / "restored").mkdir()
+    np.save(tmp_path / "restored" / "x.npy", np.ones((4, 4), np.uint8))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*.npy")}
+    for directory, workdir in [(tmp_path, tmp_path), (tmp_path / "restored", tmp_path)]:
+        result = run("demo", directory, "--workdir", workdir)
+        assert result.exit_code == EXIT_USAGE
+        assert "overlap" in result.stderr
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.npy")} == before
+
+
+def test_restore_keeps_gzip_and_plain_nifti_apart(tmp_path: Path) -> None:
+    """nibabel trusts the name: a gzipped NIfTI restored as ``.nii`` would be unreadable."""
+    nib = pytest.importorskip("nibabel")
+    src = tmp_path / "head.nii.gz"
+    nib.save(nib.Nifti1Image(np.arange(60, dtype=np.int16).reshape(3, 4, 5), np.eye(4)), src)
+    assert run("compress", src, "-q").exit_code == 0
+    result = run("restore", tmp_path / "head.nii.gz.llic", "-o", tmp_path / "other.nii")
+    assert result.exit_code == 1
+    assert "must end in .nii.gz" in result.stderr
+    result = run("restore", tmp_path / "head.nii.gz.llic", "-o", tmp_path / "other.nii.gz")
+    assert result.exit_code == 0, result.output

@@ -105,3 +105,44 @@ def test_atomic_path_keeps_suffixes_and_gives_open_s_mode(tmp_path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "scene.ome.tif").stat().st_mode) == 0o640
+
+
+def test_write_atomic_mode_wins_over_old_file_and_umask(tmp_path) -> None:
+    """``mode`` is the source's (llic compress/restore): a private scan gives a private output,
+    whatever the umask or the mode of the file it replaces."""
+    old_file = tmp_path / "old.llic"
+    old_file.write_bytes(b"old")
+    old_file.chmod(0o644)
+    old = os.umask(0o077)
+    try:
+        write_atomic(old_file, b"new", mode=0o600)
+        write_atomic(tmp_path / "new.llic", b"new", mode=0o640)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(old_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "new.llic").stat().st_mode) == 0o640
+
+
+def test_atomic_path_temporary_is_never_wider_than_mode(tmp_path) -> None:
+    old = os.umask(0)
+    try:
+        with atomic_path(tmp_path / "scan.dcm", mode=0o400) as tmp:
+            # the owner may write (writers reopen the file by name); nobody else may read
+            assert stat.S_IMODE(tmp.stat().st_mode) == 0o600
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "scan.dcm").stat().st_mode) == 0o400
+
+
+def test_output_mode_reaches_nested_writers_and_ends_with_its_block(tmp_path) -> None:
+    old = os.umask(0o022)
+    try:
+        with _fileio.output_mode(0o600):
+            write_atomic(tmp_path / "inside", b"x")
+            write_atomic(tmp_path / "own", b"x", mode=0o640)  # an explicit mode still wins
+        write_atomic(tmp_path / "after", b"x")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"inside": 0o600, "own": 0o640, "after": 0o644}

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import stat
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 from llic_imaging import formats
+from llic_imaging._fileio import output_mode
 from llic_imaging.errors import FormatError
+from llic_imaging.formats import itk
+from llic_imaging.formats.envelope import unpack
 
 RNG = np.random.default_rng(7)
 
@@ -102,3 +107,71 @@ def test_detached_header_points_at_its_final_data_file(tmp_path, suffix, data_fi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mha", out.name, data_file]
     assert f"{field}{data_file}" in out.read_text(encoding="latin1").splitlines()
     _same_image(src, out)
+
+
+DATA_FILES = {
+    "b.mhd": ["b.raw", "b.zraw"],
+    "b.x.MHD": ["b.x.raw", "b.x.zraw"],
+    "b.nhdr": ["b.raw", "b.raw.gz"],
+    "b.NHDR": ["b.raw", "b.raw.gz"],
+    "b.mha": [],
+    "b.nrrd": [],
+}
+
+
+def test_data_files_of_other_names_are_none(tmp_path):
+    assert itk.data_files(tmp_path / "b.npy") == []
+    assert itk.data_files("b") == []
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+@pytest.mark.parametrize("name", DATA_FILES)
+def test_data_files_names_every_file_a_save_writes(tmp_path, name, compressed):
+    """``itk.data_files`` is what a restore checks before it may replace anything, so it must
+    name every file besides the header that a save writes, whatever the extension's case."""
+    assert [p.name for p in itk.data_files(tmp_path / name)] == DATA_FILES[name]
+    src = tmp_path / "src" / "a.mha"
+    src.parent.mkdir()
+    sitk.WriteImage(_image(CASES["int16"]), str(src), useCompression=True)
+    loaded = formats.load(src)
+    formats.save(tmp_path / name, loaded.array, loaded.metadata, compression=compressed)
+    written = {p.name for p in tmp_path.iterdir()} - {"src", name}
+    assert len(written) == (1 if DATA_FILES[name] else 0)
+    assert written <= set(DATA_FILES[name])
+
+
+def test_upper_case_names_write_the_named_file(tmp_path):
+    """SimpleITK itself writes ``X.MHA`` as ``X.mhd`` + ``X.zraw``; a save must still write
+    exactly the file it was asked for (SimpleITK reads MetaImage only from lower-case names)."""
+    src = tmp_path / "a.mha"
+    sitk.WriteImage(_image(CASES["int16"]), str(src), useCompression=True)
+    loaded = formats.load(src)
+    formats.save(tmp_path / "X.MHA", loaded.array, loaded.metadata)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["X.MHA", "a.mha"]
+    (tmp_path / "X.MHA").rename(tmp_path / "x.mha")
+    _same_image(src, tmp_path / "x.mha")
+
+
+def test_extensions_keep_a_raw_header_readable(tmp_path):
+    """A raw envelope restores its header verbatim; SimpleITK cannot read a MetaImage header
+    from a ``.nrrd`` name or an NRRD header from a ``.mha`` one."""
+    found = {}
+    for name, compressed in (("m.mha", False), ("n.nrrd", False), ("c.mha", True)):
+        sitk.WriteImage(_image(CASES["int16"]), str(tmp_path / name), useCompression=compressed)
+        _, info, blobs = unpack(formats.load(tmp_path / name).metadata)
+        found[name] = itk.extensions(info, blobs)
+    assert found == {
+        "m.mha": (".mha", ".mhd"),
+        "n.nrrd": (".nrrd", ".nhdr"),
+        "c.mha": (".mha", ".mhd", ".nrrd", ".nhdr"),
+    }
+
+
+def test_the_detached_data_file_gets_the_output_mode(tmp_path):
+    src = tmp_path / "a.mha"
+    sitk.WriteImage(_image(CASES["int16"]), str(src), useCompression=True)
+    loaded = formats.load(src)
+    with output_mode(0o600):
+        formats.save(tmp_path / "b.mhd", loaded.array, loaded.metadata)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir() if p != src}
+    assert modes == {"b.mhd": 0o600, "b.zraw": 0o600}

@@ -16,9 +16,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llic_imaging._fileio import write_atomic
 from llic_imaging.corpus import EXTRA_GROUPS, GROUPS
 
-__all__ = ["BEGIN", "END", "READ", "BenchReport", "PlaneResult", "is_slice", "replace_section"]
+__all__ = [
+    "BEGIN",
+    "END",
+    "READ",
+    "BenchReport",
+    "PlaneResult",
+    "check_markdown",
+    "is_slice",
+    "replace_section",
+]
 
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
@@ -179,10 +189,12 @@ class BenchReport:
         }
 
     def write_json(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`to_dict` as indented JSON (strict: no NaN, missing values are null)."""
-        Path(path).write_text(
-            json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n", encoding="utf-8"
-        )
+        """Write :meth:`to_dict` as indented JSON (strict: no NaN, missing values are null).
+
+        Atomically: a full disk or a crash leaves the previous report whole, not half of one.
+        """
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n"
+        write_atomic(path, text.encode("utf-8"))
 
     def to_markdown(self) -> str:
         """The generated section (markers included) for ``docs/benchmarks.md``."""
@@ -208,10 +220,13 @@ class BenchReport:
         return "\n".join(lines) + "\n"
 
     def write_markdown(self, path: str | os.PathLike[str]) -> None:
-        """(Re)write the generated section of ``path``, creating the file if needed."""
-        p = Path(path)
-        old = p.read_text(encoding="utf-8") if p.exists() else "# Benchmarks\n"
-        p.write_text(replace_section(old, self.to_markdown()), encoding="utf-8")
+        """(Re)write the generated section of ``path``, creating the file if needed.
+
+        Atomically: rewriting in place would leave the hand-written text cut off, and the end
+        marker gone, on a full disk, and the next run would then refuse the file.
+        """
+        text = replace_section(_read_markdown(path), self.to_markdown())
+        write_atomic(path, text.encode("utf-8"))
 
     def _run_summary(self) -> list[str]:
         counts = self.counts()
@@ -316,6 +331,30 @@ def replace_section(text: str, section: str) -> str:
         msg = f"found {BEGIN} without a following {END}; fix the file by hand"
         raise ValueError(msg)
     return text[:start] + section.rstrip("\n") + text[end + len(END) :]
+
+
+def check_markdown(path: str | os.PathLike[str]) -> None:
+    """Raise now what :meth:`BenchReport.write_markdown` would raise for ``path`` after a run.
+
+    A benchmark takes up to hours; a markdown file with broken markers (or not UTF-8) should
+    stop it before it starts, not throw its results away at the end.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` has a begin marker without an end marker, or is not UTF-8 text.
+    """
+    try:
+        replace_section(_read_markdown(path), "")
+    except ValueError as exc:  # UnicodeDecodeError included
+        msg = f"{path}: {exc}"
+        raise ValueError(msg) from exc
+
+
+def _read_markdown(path: str | os.PathLike[str]) -> str:
+    """The text of the markdown file at ``path``, or a bare heading if there is none yet."""
+    p = Path(path)
+    return p.read_text(encoding="utf-8") if p.exists() else "# Benchmarks\n"
 
 
 def is_slice(shape: tuple[int, ...], dtype: str) -> bool:

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from llic_imaging import corpus
+from llic_imaging._fileio import file_id
 from llic_imaging.bench.codecs import DEFAULT_CODECS, Codec, bits_needed, resolve
 from llic_imaging.bench.memory import measure_memory
-from llic_imaging.bench.report import READ, BenchReport, PlaneResult
+from llic_imaging.bench.report import READ, BenchReport, PlaneResult, check_markdown
 from llic_imaging.errors import LlicError
 
 __all__ = ["run"]
@@ -89,7 +90,10 @@ def run(
     Raises
     ------
     ValueError
-        If a codec or split name is unknown, or there is no file to benchmark.
+        If a codec or split name is unknown, there is no file to benchmark, or a report path
+        is unusable: a folder, in a missing or read-only folder, one of the benchmarked files,
+        the same for both reports, or a markdown file with broken markers. All of these are
+        checked before the first plane is read.
     RuntimeError
         If a codec cannot run here (e.g. the llic engine is missing).
     FileNotFoundError
@@ -103,6 +107,7 @@ def run(
     created = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     resolved = resolve(names, numthreads, model, patch)
     label, selection, files, given = _select(source, split)
+    _check_outputs(json_path, markdown_path, [f.path for f in files] + [p.file.path for p in given])
     results: list[PlaneResult] = []
     from tqdm import tqdm
 
@@ -166,6 +171,51 @@ def _select(
         msg = f"no image files to benchmark in {label or 'an empty source'} (split {split!r})"
         raise ValueError(msg)
     return label, split if filtered else "all", files, []
+
+
+def _check_outputs(
+    json_path: str | os.PathLike[str] | None,
+    markdown_path: str | os.PathLike[str] | None,
+    inputs: list[Path],
+) -> None:
+    """Refuse unusable report paths before the run instead of failing after it (hours later).
+
+    A report that names a benchmarked file would replace that image (``--json scan.npy``), so
+    outputs are compared with the inputs by inode, which also catches links.
+    """
+    targets = [Path(p) for p in (json_path, markdown_path) if p is not None]
+    if len(targets) == 2 and _same_file(*targets):
+        msg = f"{targets[0]}: the JSON and the markdown report need different files"
+        raise ValueError(msg)
+    images = {file_id(p) for p in inputs if p.exists()}
+    for target in targets:
+        _check_output(target, images)
+    if markdown_path is not None:
+        check_markdown(markdown_path)
+
+
+def _check_output(target: Path, images: set[tuple[int, int]]) -> None:
+    """Raise ValueError if the report cannot be written to ``target`` or would replace an image."""
+    folder = target.absolute().parent
+    if target.is_dir():
+        problem = "is a folder"
+    elif not folder.is_dir():
+        problem = f"folder {folder} does not exist"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"folder {folder} is not writable"
+    elif target.exists() and file_id(target) in images:
+        problem = "is one of the benchmarked files; choose another output"
+    else:
+        return
+    msg = f"{target}: {problem}"
+    raise ValueError(msg)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Same path after resolving links, or (both existing) the same file by another name."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    return a.exists() and b.exists() and file_id(a) == file_id(b)
 
 
 def _read(

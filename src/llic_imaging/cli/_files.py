@@ -7,6 +7,8 @@ shapes in docs/cli.md); the commands only loop, print and map errors to exit cod
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,7 +19,9 @@ import numpy as np
 
 import llic_imaging
 from llic_imaging import formats
-from llic_imaging._fileio import write_atomic
+from llic_imaging._fileio import output_mode, write_atomic
+from llic_imaging.errors import FormatError
+from llic_imaging.formats.envelope import unpack
 
 _log = logging.getLogger(__name__)
 
@@ -128,10 +132,10 @@ def compress_file(src: Path, dst: Path, **options: Any) -> Compressed:
         If ``dst`` cannot be written.
     """
     start = time.perf_counter()
-    input_bytes = src.stat().st_size  # before writing: ``dst`` may replace ``src``'s link
+    st = src.stat()  # before writing: ``dst`` may replace ``src``'s link
     loaded = formats.load(src)
     stream = llic_imaging.encode(loaded.array, metadata=loaded.metadata, **options)
-    write_atomic(dst, stream)
+    write_atomic(dst, stream, mode=_permissions(st))
     _log.info("compressed %s -> %s (%d bytes)", src, dst, len(stream))
     return Compressed(
         input=str(src),
@@ -140,35 +144,72 @@ def compress_file(src: Path, dst: Path, **options: Any) -> Compressed:
         exact=loaded.exact,
         shape=tuple(loaded.array.shape),
         dtype=str(loaded.array.dtype),
-        input_bytes=input_bytes,
+        input_bytes=st.st_size,
         output_bytes=len(stream),
         seconds=time.perf_counter() - start,
     )
 
 
+def _permissions(st: os.stat_result) -> int:
+    """The rwx bits of a source, which its output gets (as with gzip): the ``.llic`` of a
+    private scan holds all of its metadata and must stay as private. setuid and the like are
+    not carried over."""
+    return stat.S_IMODE(st.st_mode) & 0o777
+
+
+def _check_output_name(src: Path, dst: Path, metadata: bytes) -> None:
+    """Refuse an output name that readers would take for another format (NumPy bytes in a
+    ``.png``): they choose their decoder by the extension, so such a file is unreadable.
+
+    The archive's own name without ``.llic`` is the original file's name and always allowed,
+    so that a misnamed original round-trips unchanged.
+    """
+    if dst.name == src.name.removesuffix(".llic"):
+        return
+    extensions = formats.extensions(metadata)
+    if extensions and not dst.name.lower().endswith(extensions):
+        fmt = unpack(metadata)[0]
+        msg = (
+            f"holds a {fmt} image, so the output name must end in {' or '.join(extensions)}, "
+            f"not {dst.name}"
+        )
+        raise FormatError(msg)
+
+
 def restore_file(
-    src: Path, dst: Path, *, geotiff: dict[str, Any] | None = None, **options: Any
+    src: Path,
+    dst: Path,
+    *,
+    geotiff: dict[str, Any] | None = None,
+    any_name: bool = False,
+    **options: Any,
 ) -> Restored:
     """Decode the ``.llic`` file ``src`` and write the original file format to ``dst``.
 
     ``decode`` checks every chunk checksum and the SHA-256 of the whole array, so a restored
-    file is either exact or not written at all (``formats.save`` writes atomically).
+    file is either exact or not written at all (``formats.save`` writes atomically). Every file
+    written gets ``src``'s permission bits, so a private archive restores to a private file.
     ``geotiff``: GDAL creation options (and ``cog``) for a GeoTIFF output; a stream of another
-    format is then refused with ``FormatError``.
+    format is then refused with ``FormatError``. ``dst`` must have an extension of the stored
+    format (any name for DICOM, or the archive's own name without ``.llic``) unless
+    ``any_name`` (a scratch file that is compared, not kept).
 
     Raises
     ------
     LlicError
         ``StreamError``/``ChecksumError``/``ModelError`` for a bad stream, ``FormatError`` if
-        the stored metadata cannot rebuild the file.
+        the stored metadata cannot rebuild the file or ``dst``'s extension is not one of the
+        stored format's (checked before decoding).
     """
     start = time.perf_counter()
     data = src.read_bytes()
+    metadata = llic_imaging.metadata(data)
+    if not any_name:
+        _check_output_name(src, dst, metadata)
     array = llic_imaging.decode(data, **options)
-    if geotiff:
-        formats.save(dst, array, llic_imaging.metadata(data), format="geotiff", **geotiff)
-    else:
-        formats.save(dst, array, llic_imaging.metadata(data))
+    save_options = {"format": "geotiff", **geotiff} if geotiff else {}
+    with output_mode(_permissions(src.stat())):
+        formats.save(dst, array, metadata, **save_options)
     _log.info("restored %s -> %s", src, dst)
     return Restored(
         input=str(src),
@@ -257,7 +298,7 @@ def verify_file(archive: Path, original: Path | None = None, **options: Any) -> 
         return Verified(archive=str(archive), original=None, checks={"stream": True})
     with tempfile.TemporaryDirectory(prefix="llic-verify-") as tmp:
         restored = Path(tmp) / original.name
-        restore_file(archive, restored, **options)
+        restore_file(archive, restored, any_name=True, **options)
         metadata = llic_imaging.metadata(archive.read_bytes())
         checks, differences = compare_files(restored, original, metadata=metadata)
     return Verified(

@@ -15,6 +15,7 @@ import click
 
 import llic_imaging
 from llic_imaging import formats
+from llic_imaging._fileio import file_id
 from llic_imaging.cli import _files
 from llic_imaging.cli._options import (
     EXIT_DATA,
@@ -108,14 +109,15 @@ def _plan(
     if len(set(outputs)) != len(outputs):
         msg = "two inputs would write the same output; use separate runs"
         raise click.UsageError(msg)
-    sources = {_inode(src) for src, _ in pairs}
+    sources = {file_id(src) for src, _ in pairs}
     clash = next(
-        (dst for dst in outputs if dst.exists() and _inode(dst) in sources), None
+        (dst for dst in outputs if dst.exists() and file_id(dst) in sources), None
     )  # the same file by another name or link: --overwrite would replace an input
     if clash is not None:
         msg = f"{clash} is an input; choose another output"
         raise click.UsageError(msg)
-    existing = [dst for dst in outputs if os.path.lexists(dst)]  # a dangling link counts
+    # A dangling link counts; so does a detached header's data file that the restore writes.
+    existing = [f for dst in outputs for f in formats.written_files(dst) if os.path.lexists(f)]
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         msg = f"{existing[0]} exists{more}; pass --overwrite to replace it"
@@ -129,11 +131,6 @@ def _names_a_file(output: str, *, single: bool) -> bool:
     """``-o`` is the output file itself only for one input file, and only when it is not an
     existing directory or written with a trailing separator (``-o restored/``)."""
     return single and not os.path.isdir(output) and not output.endswith(("/", os.sep))
-
-
-def _inode(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_dev, st.st_ino
 
 
 def _strip_suffix(rel: Path) -> Path:

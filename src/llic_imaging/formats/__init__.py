@@ -25,11 +25,13 @@ __all__ = [
     "EncapsulatedPixelDataError",
     "Loaded",
     "detect",
+    "extensions",
     "import_optional",
     "load",
     "metadata_differences",
     "planes",
     "save",
+    "written_files",
 ]
 
 FORMATS = ("npy", "png", "tiff", "dicom", "nifti", "geotiff", "itk")
@@ -161,6 +163,28 @@ def save(
     except (KeyError, IndexError, TypeError, ValueError) as exc:  # a forged envelope's fields
         msg = f"metadata of the {fmt!r} adapter does not fit it or the image: {exc!r}"
         raise FormatError(msg) from exc
+
+
+def extensions(metadata: bytes) -> tuple[str, ...]:
+    """The file name extensions a file restored from ``metadata`` can be read back from, or
+    ``()`` for any name: readers pick their decoder by the extension, so NumPy bytes named
+    ``.png`` would be unreadable. An adapter with its own rule has ``extensions(info, blobs)``.
+    """
+    fmt, info, blobs = unpack(metadata)
+    rule = getattr(_adapter(fmt), "extensions", None)
+    if rule is not None:
+        return rule(info, blobs)
+    family = "tiff" if fmt == "geotiff" else fmt
+    return tuple(ext for ext, name in _EXTENSIONS.items() if name == family)
+
+
+def written_files(path: str | os.PathLike[str]) -> list[Path]:
+    """Every file :func:`save` may write for ``path``: ``path`` and, for a detached ITK header
+    (``.mhd``, ``.nhdr``), the data files SimpleITK names after it and replaces without asking,
+    so a check for existing outputs must look at these too."""
+    from llic_imaging.formats import itk
+
+    return [Path(path), *itk.data_files(path)]
 
 
 def metadata_differences(restored: bytes, original: bytes) -> list[str]:

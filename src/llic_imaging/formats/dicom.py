@@ -439,6 +439,11 @@ def _splice(stack: np.ndarray, info: dict[str, Any], skeleton: bytes) -> list[by
     return parts
 
 
+def extensions(info: dict[str, Any], blobs: dict[str, bytes]) -> tuple[str, ...]:
+    """Any name: DICOM files are often named ``IM0001`` or by UID, and readers sniff ``DICM``."""
+    return ()
+
+
 def planes(path: str | os.PathLike[str]) -> list[tuple[str, np.ndarray]]:
     """Stored-value planes ``f<frame>`` (gray) or ``f<frame>/s<sample>`` (colour), compressed or not."""
     p = os.fspath(path)

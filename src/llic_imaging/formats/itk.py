@@ -18,7 +18,7 @@ from llic_imaging.formats._deps import import_optional
 from llic_imaging.formats.envelope import Loaded, pack, read_bytes, unpack
 from llic_imaging.planes import SUPPORTED_DTYPES
 
-__all__ = ["load", "planes", "save", "sniff"]
+__all__ = ["data_files", "extensions", "load", "planes", "save", "sniff"]
 
 _META_TYPES = {"MET_UCHAR": "u1", "MET_CHAR": "i1", "MET_USHORT": "u2", "MET_SHORT": "i2"}
 _NRRD_TYPES = {
@@ -34,6 +34,9 @@ _DETACHED = re.compile(rb"^(ElementDataFile *= *(?!LOCAL\b)\S|data ?file *:)", r
 _COMPRESSED = re.compile(
     rb"^(CompressedData *= *True|encoding: *(gz|gzip|bz2|bzip2)) *\r?$", re.M | re.I
 )
+_METAIMAGE, _NRRD = (".mha", ".mhd"), (".nrrd", ".nhdr")
+# SimpleITK's data file beside a detached header, uncompressed and compressed: b.mhd -> b.zraw.
+_DATA_FILES = {".mhd": (".raw", ".zraw"), ".nhdr": (".raw", ".raw.gz")}
 
 
 def sniff(head: bytes) -> bool:
@@ -179,20 +182,53 @@ def save(
     _write_sitk(path, image, meta["compressed"] if compression is None else compression)
 
 
+def extensions(info: dict[str, Any], blobs: dict[str, bytes]) -> tuple[str, ...]:
+    """The file name extensions a restore of this envelope can be read back from.
+
+    SimpleITK picks its reader by the extension. A raw envelope restores its header verbatim,
+    so a MetaImage header is only readable as ``.mha``/``.mhd`` and an NRRD header only as
+    ``.nrrd``/``.nhdr``; the SimpleITK path writes whichever the name asks for.
+    """
+    if "raw" not in info:
+        return _METAIMAGE + _NRRD
+    return _NRRD if blobs["head"].startswith(b"NRRD") else _METAIMAGE
+
+
+def data_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The data files SimpleITK may write beside ``path`` when it is a detached header
+    (``b.mhd``: ``b.raw`` or ``b.zraw``; ``b.nhdr``: ``b.raw`` or ``b.raw.gz``); none otherwise.
+
+    SimpleITK replaces them without asking, so whoever checks that a restore overwrites nothing
+    must check these names too; :func:`save` refuses to write any other file.
+    """
+    p = Path(path)
+    return [p.with_name(p.stem + ext) for ext in _DATA_FILES.get(p.suffix.lower(), ())]
+
+
 def _write_sitk(path: str | os.PathLike[str], image: Any, compression: bool) -> None:
     """Write ``image`` with SimpleITK, each file atomically under its final name.
 
     A detached header (``.mhd``, ``.nhdr``) names its data file after itself (``b.mhd`` points
     at ``b.zraw``), so SimpleITK writes into a scratch folder beside ``path`` under the final
     names, and each file then moves into place through :func:`atomic_path`, the header last.
+    The scratch header's extension is lower case: SimpleITK renames ``B.MHA`` to ``B.mhd`` plus
+    ``B.zraw``, and treats ``B.NHDR`` as attached, unlike the lower-case names.
     """
     sitk = import_optional("SimpleITK", "itk")
     target = Path(path)
+    header = target.stem + target.suffix.lower()
+    allowed = {header, *(f.name for f in data_files(target))}
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as scratch:
-        sitk.WriteImage(image, str(Path(scratch, target.name)), useCompression=compression)
-        for written in sorted(Path(scratch).iterdir(), key=lambda f: f.name == target.name):
-            with atomic_path(target.parent / written.name) as tmp:
-                os.replace(written, tmp)
+        sitk.WriteImage(image, str(Path(scratch, header)), useCompression=compression)
+        written = sorted(Path(scratch).iterdir(), key=lambda f: f.name == header)
+        names = {f.name for f in written}
+        if header not in names or not names <= allowed:  # data_files() must know every name
+            wrote = ", ".join(sorted(names))
+            msg = f"{target}: SimpleITK wrote {wrote}, not {header} and its data file"
+            raise FormatError(msg)
+        for f in written:
+            with atomic_path(target if f.name == header else target.parent / f.name) as tmp:
+                os.replace(f, tmp)
 
 
 def planes(path: str | os.PathLike[str]) -> list[tuple[str, np.ndarray]]:

@@ -259,6 +259,11 @@ def _members(
     return out
 
 
+def extensions(info: dict[str, Any], blobs: dict[str, bytes]) -> tuple[str, ...]:
+    """``.nii.gz`` for a gzipped source, else ``.nii``: nibabel trusts the name, not the bytes."""
+    return (".nii.gz",) if info["gzip"] is not None else (".nii",)
+
+
 def planes(path: str | os.PathLike[str]) -> list[tuple[str, np.ndarray]]:
     """Every slice ``z<k>`` along the third axis of the first volume, as (y, x) stored values."""
     loaded = load(path)
