@@ -70,16 +70,21 @@ def atomic_path(path: str | os.PathLike[str], *, mode: int | None = None) -> Ite
     # O_EXCL: never clobber a file we did not create; the umask applies as open() would. The owner
     # keeps read and write on the temporary file: writers reopen it by name.
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    os.close(os.open(tmp, flags, 0o666 if mode is None else mode | 0o600))
+    try:
+        os.close(os.open(tmp, flags, 0o666 if mode is None else mode | 0o600))
+    except OSError as exc:
+        raise _naming(exc, tmp, path) from exc
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         _finish_mode(tmp, path, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _naming(exc, tmp, path) from exc
         raise
     if os.name == "posix":  # directories cannot be opened for fsync on Windows
         dir_fd = os.open(directory, os.O_RDONLY)
@@ -87,6 +92,14 @@ def atomic_path(path: str | os.PathLike[str], *, mode: int | None = None) -> Ite
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _naming(exc: OSError, tmp: str, path: str) -> OSError:
+    """``exc`` naming ``path`` where it named the hidden temporary file or no file at all (a
+    full disk), so that a user reads ``out.llic: No space left on device``."""
+    if exc.errno is None or exc.filename not in (None, tmp):
+        return exc
+    return type(exc)(exc.errno, exc.strerror, path)
 
 
 def _finish_mode(tmp: str, path: str, mode: int | None) -> None:

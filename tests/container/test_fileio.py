@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +148,15 @@ def test_output_mode_reaches_nested_writers_and_ends_with_its_block(tmp_path) ->
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
     assert modes == {"inside": 0o600, "own": 0o640, "after": 0o644}
+
+
+def test_errors_name_the_output_not_the_temporary(tmp_path: Path) -> None:
+    """A user should read ``out.bin: No space left on device``, not a hidden temporary name."""
+    target = tmp_path / "missing" / "out.bin"
+    with pytest.raises(FileNotFoundError) as missing, atomic_path(target):
+        pass
+    assert missing.value.filename == str(target)
+    with pytest.raises(OSError, match="No space") as full, atomic_path(tmp_path / "out.bin"):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert full.value.filename == str(tmp_path / "out.bin")
+    assert list(tmp_path.iterdir()) == []

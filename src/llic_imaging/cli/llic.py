@@ -242,9 +242,9 @@ def compress(
 )
 @click.option(
     "--predictor",
-    type=click.IntRange(1, 3),
+    type=click.IntRange(1, 2),  # 3 (floating point) never fits stored integers
     default=None,
-    help="GeoTIFF outputs: GDAL predictor (2: horizontal differencing).",
+    help="GeoTIFF outputs: GDAL predictor (1: none, 2: horizontal differencing).",
 )
 @numthreads_opt
 @device_opt
