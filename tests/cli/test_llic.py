@@ -634,3 +634,10 @@ def test_restore_keeps_gzip_and_plain_nifti_apart(tmp_path: Path) -> None:
     assert "must end in .nii.gz" in result.stderr
     result = run("restore", tmp_path / "head.nii.gz.llic", "-o", tmp_path / "other.nii.gz")
     assert result.exit_code == 0, result.output
+
+
+def test_one_file_named_twice_is_refused(npy_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(npy_file.parent)
+    result = run("compress", npy_file.name, npy_file)
+    assert result.exit_code == EXIT_USAGE
+    assert "same output" in result.stderr

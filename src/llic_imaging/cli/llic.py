@@ -106,7 +106,7 @@ def _plan(
             raise click.UsageError(msg)
         pairs = [(src, Path(output) / rename(rel)) for src, rel in files]
     outputs = [dst for _, dst in pairs]
-    if len(set(outputs)) != len(outputs):
+    if len({dst.resolve() for dst in outputs}) != len(outputs):  # a.npy and ./a.npy too
         msg = "two inputs would write the same output; use separate runs"
         raise click.UsageError(msg)
     sources = {file_id(src) for src, _ in pairs}
