@@ -172,3 +172,53 @@ def test_cross_process_adapted_streams(tmp_path: Path) -> None:
     assert llic_imaging.info(stream).adapted
     _run(tmp_path, "decode", "1", "0", "4096", str(tmp_path / "a.llic"), str(out))
     np.testing.assert_array_equal(np.load(out), a)
+
+
+PRECISION_WORKER = textwrap.dedent(
+    """
+    import sys, numpy as np, torch
+    import llic_imaging
+    from llic_imaging.model import cpu_kernel
+    from llic_imaging.model.runtime import deterministic
+
+    exact = cpu_kernel._mm
+
+    def products(x, wb, out):
+        # what oneDNN computes on a CPU with AVX512-BF16/AMX when torch asks for bf16 products
+        # (emulated: this one may have no bf16 unit)
+        if torch.backends.mkldnn.matmul.fp32_precision != "bf16":
+            return exact(x, wb, out)
+        bf16 = lambda t: t.to(torch.bfloat16).float()
+        torch.addmm(wb[1], bf16(torch.from_numpy(x)), bf16(wb[0]), out=torch.from_numpy(out))
+
+    cpu_kernel._mm = products
+    a = np.load(sys.argv[1])
+    plain = llic_imaging.encode(a, tile=64)
+    torch.set_float32_matmul_precision(sys.argv[2])  # the host application's choice
+    host = torch.backends.mkldnn.matmul.fp32_precision, torch.backends.cuda.matmul.fp32_precision
+    with deterministic():
+        inside = torch.backends.mkldnn.matmul.fp32_precision, torch.backends.mkldnn.conv.fp32_precision
+    assert inside == ("ieee", "ieee"), inside
+    assert llic_imaging.encode(a, tile=64) == plain
+    assert np.array_equal(llic_imaging.decode(plain), a)
+    assert torch.get_float32_matmul_precision() == sys.argv[2]
+    assert (torch.backends.mkldnn.matmul.fp32_precision, torch.backends.cuda.matmul.fp32_precision) == host
+    """
+)
+
+
+@pytest.mark.parametrize("precision", ["medium", "high"])
+def test_host_float32_precision_does_not_reach_the_codec(
+    tmp_path: Path, image: tuple[Path, np.ndarray], precision: str
+) -> None:
+    """``torch.set_float32_matmul_precision("medium")`` makes oneDNN compute float32 products in
+    bf16 on CPUs that have it, which cannot hold the 11-bit activations: coding pins float32
+    products, streams do not change, and the host gets its setting back (its getter still
+    answers). A process of its own: the setting is global."""
+    import torch
+
+    if not hasattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision"):
+        pytest.skip("torch before 2.9 has no per-backend fp32_precision")
+    script = tmp_path / "precision.py"
+    script.write_text(PRECISION_WORKER)
+    subprocess.run([sys.executable, str(script), str(image[0]), precision], check=True, timeout=600)

@@ -82,6 +82,36 @@ def test_deltas_that_leave_the_integer_range_are_refused(net) -> None:
         adapt.adapted(net, d)
 
 
+def test_an_adapter_that_makes_sums_inexact_is_refused() -> None:
+    """In a 128-channel network (wider than any shipped one) deltas that take the first W_A
+    layer to full weights let its sums pass 2**24: the decoder refuses the adapter."""
+    from llic_imaging.model import quant
+    from llic_imaging.model.hpac import HpacConfig, HpacNet
+
+    wide = HpacNet(HpacConfig(channels=128)).eval().requires_grad_(False)
+    base = adapt.integers(wide)
+    target = {k: v.copy() for k, v in base.items()}
+    target["blocks.0.wa.weight"][:] = quant.W_MAX
+    target["blocks.0.wa.bias"][:] = quant.BIAS_MAX
+    adapt.adapted(wide, np.zeros(_count(wide), np.int64))  # the base itself is exact
+    d = np.concatenate([(target[k] - base[k]).ravel() for k in base])
+    with pytest.raises(StreamError, match="2\\*\\*24"):
+        adapt.adapted(wide, d)
+
+
+def test_a_fit_the_decoder_would_refuse_is_not_sent(net, monkeypatch) -> None:
+    """A fitted network whose sums could pass 2**24 (possible for layers wider than the shipped
+    ones) is dropped, as a fit that does not pay is: the plain stream is kept."""
+
+    def refuse(*_: object) -> None:
+        msg = "inexact"
+        raise StreamError(msg)
+
+    monkeypatch.setattr(adapt, "require_exact", refuse)
+    with deterministic(1):
+        assert adapt.fit(net, period_three(1).astype(np.int64), tile=64, steps=5) is None
+
+
 def test_fitting_lowers_the_bits_of_its_own_image(net) -> None:
     stack = period_three(1).astype(np.int64)
     refs = tile_grid(stack.shape, 64)

@@ -131,7 +131,7 @@ def test_recorded_prediction_errors_equal_the_teacher_forced_pass() -> None:
         payloads, fmt = engine.encode_tiles(net, stack, refs, patch=16, device=cpu)
         params, words = zip(*(ChunkParams.unpack(p, fmt=fmt) for p in payloads), strict=True)
         values, recorded = engine._decode_batch(
-            net, geo, list(params), list(words), {}, [0, 1], cpu
+            net, geo, refs, list(params), list(words), {}, [0, 1], cpu
         )
         np.testing.assert_array_equal(np.stack(values), stack)
         later = [TileRef(r.plane + 1, r.y, r.x, r.h, r.w) for r in refs]  # read planes 0 and 1
@@ -267,3 +267,31 @@ def test_dropping_formats_early_keeps_the_stream(monkeypatch: pytest.MonkeyPatch
     assert any(dropped)
     monkeypatch.setattr(engine, "_contenders", lambda live, *args: live)
     assert llic_imaging.encode(a, tile=64) == pruned
+
+
+def test_a_window_decoded_with_other_integers_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No digest covers a window's pixels; a decoder whose products round to bf16 (what a CPU
+    with AMX computes under ``torch.set_float32_matmul_precision("medium")`` when nothing pins
+    float32, emulated) decoded 3594 of 3600 wrong pixels from chunks whose CRC-32 passed. Its
+    chunks do not end where the encoder ended them, which is refused."""
+    import torch
+
+    import llic_imaging
+    from llic_imaging.model import cpu_kernel
+
+    def bf16_products(x: np.ndarray, wb: tuple, out: np.ndarray) -> None:
+        def bf16(t: torch.Tensor) -> torch.Tensor:
+            return t.to(torch.bfloat16).float()
+
+        torch.addmm(wb[1], bf16(torch.from_numpy(x)), bf16(wb[0]), out=torch.from_numpy(out))
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[:96, :96]
+    a = 20000 + 8000 * np.sin(x / 9) * np.cos(y / 13) + 3000 * (x > 48) + rng.normal(0, 40, y.shape)
+    image = a.astype(np.uint16)
+    stream = llic_imaging.encode(image, tile=64)
+    window = (0, 0, 32, 32)
+    np.testing.assert_array_equal(llic_imaging.decode(stream, window=window), image[:32, :32])
+    monkeypatch.setattr(cpu_kernel, "_mm", bf16_products)
+    with pytest.raises(StreamError, match="did not end where the encoder ended it"):
+        llic_imaging.decode(stream, window=window)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llic_imaging.codec import focus
+from llic_imaging.codec import focus, intcdf
 from llic_imaging.codec.entropy import ChunkDecoders, encode_chunk
 from llic_imaging.errors import StreamError
 
@@ -66,3 +66,31 @@ FROZEN = "f577cb62"
 def test_bad_payload_length() -> None:
     with pytest.raises(StreamError):
         ChunkDecoders([b"\x00\x01\x02"], [10])
+
+
+def _chunk(vmax: int):
+    steps = _steps(vmax, vmax)
+    mu, sc, v = (np.concatenate([s[k] for s in steps]) for k in range(3))
+    return steps, encode_chunk(mu, sc, v, vmax, [s[0].size for s in steps])
+
+
+def test_an_exact_decode_ends_where_the_encoder_ended() -> None:
+    steps, data = _chunk(4095)
+    dec = ChunkDecoders([data], [4095])
+    for k, (mu_s, sc_s, _) in enumerate(steps):
+        if k == len(steps) // 2:
+            assert dec.misread() == [0]  # words left
+        dec.decode_step(mu_s[None], sc_s[None])
+    assert dec.misread() == []
+
+
+@pytest.mark.parametrize("offset", [-8, 24], ids=["stops-short", "runs-past-the-end"])
+def test_a_decode_with_other_tables_is_a_misread(offset: int) -> None:
+    """Scales lower than the encoder's read too few words; higher ones run past the last word
+    into constriction's zero padding, where the decoder keeps returning values (the bits
+    decoded there give it away). Either way the chunk is reported."""
+    steps, data = _chunk(4095)
+    dec = ChunkDecoders([data], [4095])
+    for mu_s, sc_s, _ in steps:
+        dec.decode_step(mu_s[None], np.clip(sc_s[None] + offset, 0, intcdf.N_SCALES - 1))
+    assert dec.misread() == [0]

@@ -10,7 +10,13 @@ import torch
 from llic_imaging.codec.schedule import Geometry
 from llic_imaging.model import quant, zoo
 from llic_imaging.model.cpu_kernel import CpuSteps
-from llic_imaging.model.hpac import HpacConfig, HpacNet, TileParams
+from llic_imaging.model.hpac import (
+    HpacConfig,
+    HpacNet,
+    TileParams,
+    accumulator_bounds,
+    require_exact,
+)
 from llic_imaging.model.runtime import deterministic
 
 PATCH = 32
@@ -148,32 +154,71 @@ def test_earlier_pixels_do_matter(net: HpacNet, ct_slice: np.ndarray) -> None:
     assert not torch.equal(base.mu16[0][geo.step_map == 30], pert.mu16[0][geo.step_map == 30])
 
 
-def test_accumulators_stay_below_2_pow_24(net: HpacNet) -> None:
-    """Integer exactness bound, checked from the weights for worst-case activations.
+@pytest.mark.parametrize("name", zoo.available())
+def test_shipped_accumulators_stay_below_2_pow_24(name: str) -> None:
+    """Integer exactness bound of every shipped model, from its weights for worst-case inputs
+    (``zoo.load`` refuses a model that fails it)."""
+    net = zoo.load(name)[0]
+    bounds = accumulator_bounds(net)
+    assert len(bounds) == 2 + 6 * net.config.blocks  # embed, head, per block 5 1x1 + depthwise
+    assert max(bounds.values()) <= quant.EXACT_MAX
 
-    ``qparams`` folds ``2**-W_FRAC`` into weights and biases; the bound is on the integers.
-    """
+
+def test_folded_weights_are_integers(net: HpacNet) -> None:
+    """``qparams`` folds ``2**-W_FRAC`` into weights and biases: unfolded, they are the integers
+    the bound is computed on."""
     unfold = 2.0**quant.W_FRAC
     q = net.qparams()
-
-    def worst(wb: tuple[torch.Tensor, torch.Tensor], amax: int) -> float:
-        w, b = (t * unfold for t in wb)
-        assert torch.equal(w, w.round())
-        assert torch.equal(b, b.round())
-        return float(amax * w.abs().sum(1).max() + b.abs().max())
-
-    assert len(net.taps_a) == 23
-    assert worst(q["embed"], quant.ACT_MAX) < 2**24
+    pairs = [q["embed"], q["head"]]
     for qb in q["blocks"]:
-        for name, amax in (
-            ("wav", quant.RES_MAX),
-            ("wo", quant.ACT_MAX),
-            ("w1", quant.RES_MAX),
-            ("w2", quant.ACT_MAX),
-        ):
-            assert worst(qb[name], amax) < 2**24
-        assert worst((qb["dw"].t(), qb["dw_bias"]), quant.ACT_MAX) < 2**24
-    assert worst(q["head"], quant.RES_MAX) < 2**24
+        pairs += [qb["wav"], qb["wo"], qb["w1"], qb["w2"], (qb["dw"], qb["dw_bias"])]
+    for t in (t * unfold for pair in pairs for t in pair):
+        assert torch.equal(t, t.round())
+
+
+def _saturated(config: HpacConfig) -> HpacNet:
+    """A network of ``config`` whose first W_A layer has every weight and bias at its limit."""
+    net = HpacNet(config).eval().requires_grad_(False)
+    wa = net.blocks[0].wa
+    wa.weight.fill_(quant.W_MAX / 2**quant.W_FRAC)
+    wa.bias.fill_(quant.BIAS_MAX / 2 ** (quant.W_FRAC + quant.A_FRAC))
+    return net
+
+
+def test_accumulator_bound_is_the_worst_case_sum() -> None:
+    """Per output channel: largest input times the sum of absolute integer weights, plus the
+    absolute bias (W_A reads the 11-bit residual stream)."""
+    net = _saturated(HpacConfig(channels=8))
+    assert (
+        accumulator_bounds(net)["blocks.0.wa"] == 8 * quant.W_MAX * quant.RES_MAX + quant.BIAS_MAX
+    )
+
+
+def test_too_wide_a_layer_is_refused(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """160 channels at full weight sum past 2**24: export and load (here from
+    $LLIC_MODEL_PATH) refuse the model."""
+    import hashlib
+    import json
+
+    from safetensors.torch import save
+
+    from llic_imaging.errors import ModelError
+    from llic_imaging.train.export import export
+
+    net = _saturated(HpacConfig(channels=160))
+    with pytest.raises(ModelError, match="blocks.0.wa"):
+        require_exact(net, ModelError, "test")
+    with pytest.raises(ModelError, match="2\\*\\*24"):
+        export(net, "wide-v0", {}, weights_dir=tmp_path)
+    assert not list(tmp_path.iterdir())
+    data = save({k: v.contiguous() for k, v in net.state_dict().items()})
+    (tmp_path / "wide.safetensors").write_bytes(data)
+    entry = {"file": "wide.safetensors", "sha256": hashlib.sha256(data).hexdigest()}
+    entry["config"] = net.config.to_dict()
+    (tmp_path / "MODELS.json").write_text(json.dumps({"wide-v0": entry}))
+    monkeypatch.setenv(zoo.MODEL_PATH_ENV, str(tmp_path))
+    with pytest.raises(ModelError, match="2\\*\\*24"):
+        zoo.load("wide-v0")
 
 
 def test_parameter_count_is_small() -> None:

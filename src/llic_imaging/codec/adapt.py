@@ -22,7 +22,7 @@ import torch
 
 from llic_imaging.errors import StreamError
 from llic_imaging.model import quant
-from llic_imaging.model.hpac import HpacNet
+from llic_imaging.model.hpac import HpacNet, require_exact
 from llic_imaging.train.data import CropSampler
 from llic_imaging.train.loop import TrainConfig, batch_bits, finetune
 
@@ -73,8 +73,9 @@ def fit(
     progress: Callable[[int], None] | None = None,
 ) -> np.ndarray | None:
     """Integer deltas (one per parameter, ``state_dict`` order) fitted to ``stack``, or None
-    when it has no plane of at least CROP x CROP with two values or no check of the fit on
-    held-out crops beats the unfitted network.
+    when it has no plane of at least CROP x CROP with two values, no check of the fit on
+    held-out crops beats the unfitted network, or the fitted network's sums could leave
+    float32's exact integers (``hpac.require_exact``: the decoder would refuse the adapter).
 
     ``names``: the parameters to fit (default all; the others keep a zero delta).
     ``progress``: called with the number of steps done after every step. One torch thread and
@@ -133,6 +134,10 @@ def fit(
     with torch.no_grad():
         for k, p in params.items():
             p.copy_(kept[k])
+    try:
+        require_exact(work, StreamError, "adapter")
+    except StreamError:
+        return None
     new = integers(work.eval())
     return np.concatenate([(new[k] - base[k].numpy().astype(np.int64)).ravel() for k in new])
 
@@ -192,7 +197,10 @@ def unpack(payload: bytes, net: HpacNet) -> np.ndarray:
 
 def adapted(net: HpacNet, deltas: np.ndarray) -> HpacNet:
     """A copy of ``net`` whose integer parameters are the base's plus ``deltas`` (exact: the
-    float masters are set to integers over a power of two, which quantise back to themselves)."""
+    float masters are set to integers over a power of two, which quantise back to themselves).
+
+    StreamError if a delta takes an integer out of its range, or the adapted network's sums out
+    of float32's exact integers (possible only for layers wider than the shipped ones)."""
     out = copy.deepcopy(net)
     at = 0
     state = {}
@@ -205,4 +213,5 @@ def adapted(net: HpacNet, deltas: np.ndarray) -> HpacNet:
             raise StreamError(msg)
         state[name] = torch.from_numpy(new.astype(np.float64) / _units(name)).float()
     out.load_state_dict(state)
+    require_exact(out, StreamError, "adapter")
     return out.eval().requires_grad_(False)

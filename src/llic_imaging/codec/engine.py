@@ -867,7 +867,8 @@ def decode_tiles(
                 for b, i in enumerate(idx)
                 if i in keep and not params[b].delta and not params[b].gaps
             ]
-            decoded, recorded = _decode_batch(net, geo, params, words, known, record, device)
+            tiles = [refs[i] for i in idx]
+            decoded, recorded = _decode_batch(net, geo, tiles, params, words, known, record, device)
             for i, values in zip(idx, decoded, strict=True):
                 _place(out, refs[i], values, parsed[i][0].delta)
             errors |= {idx[b]: e for b, e in recorded.items()}
@@ -952,6 +953,7 @@ def _reference_errors(
 def _decode_batch(
     net,
     geo: Geometry,
+    tiles: list[TileRef],
     params: list[ChunkParams],
     words: list[bytes],
     errors: dict[int, np.ndarray],
@@ -961,7 +963,9 @@ def _decode_batch(
     """Decode one batch of equal-size tiles, step by step -> each tile's int64 values, and the
     prediction errors of the tiles at positions ``record`` (as :func:`_reference_errors`).
 
-    ``errors``: the reference prediction errors of the batch's resid chunks (by position)."""
+    ``errors``: the reference prediction errors of the batch's resid chunks (by position);
+    ``tiles``: where the chunks sit (for errors). StreamError where a chunk does not end where
+    its encoder ended it (:func:`_require_ended`)."""
     decoders = ChunkDecoders(words, [p.vmax for p in params])
     steps = _stepper(net, geo, params, device)
     patch, n = geo.patch, len(params)
@@ -1001,9 +1005,26 @@ def _decode_batch(
         step_vals = step_vals.reshape(-1, mask.shape[1])
         steps.write(s, step_vals)
         pixels[:, r, c] = step_vals
+    _require_ended(decoders, tiles)
     pixels = pixels.astype(np.int64).reshape(n, geo.n_patches, patch, patch)
     values = [p.values(geo.from_patches(pixels[b])) + p.vmin for b, p in enumerate(params)]
     return values, {b: own[b][:, 1:, 1:-1].copy() for b in record}
+
+
+def _require_ended(decoders: ChunkDecoders, tiles: list[TileRef]) -> None:
+    """StreamError unless every chunk of a decoded batch ended where its encoder ended it.
+
+    A decoder that computed other integers than the encoder (other weights, a platform that
+    does not compute exactly) decodes other pixels from the same words: the per-chunk CRC-32
+    cannot see it, and a window read has no digest of its pixels to catch it. Such a decoder
+    almost never stops at the end of the words (``ChunkDecoders.misread``)."""
+    if bad := decoders.misread():
+        r = tiles[bad[0]]
+        msg = (
+            f"chunk at plane {r.plane} ({r.y}, {r.x}) did not end where the encoder ended it: "
+            "decoded with other weights or on a platform that does not compute exactly"
+        )
+        raise StreamError(msg)
 
 
 def _step_values(

@@ -9,6 +9,8 @@ escaped values. The encoder prepares every symbol of a chunk in one compiled pas
 step for all chunks of a batch at once: Python loops only hand contiguous slices to constriction.
 Probabilities reach constriction as float64 arrays of exact integers with ``perfect=False``
 (its documented deterministic quantisation), so encoder and decoder build identical models.
+A decoder that did not (other integers) is told by where its chunks end
+(:meth:`ChunkDecoders.misread`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = ["ChunkDecoders", "encode_chunk"]
 
 _CATEGORICAL = constriction.stream.model.Categorical(perfect=False)
 _UNIFORM = constriction.stream.model.Uniform()
+_TAIL_BITS = 96  # see ChunkDecoders.misread
 
 
 def _encode_unit(coder, sym: focus.Symbols, p: focus.Plan, k: int) -> None:
@@ -85,6 +88,8 @@ class ChunkDecoders:
 
     def __init__(self, payloads: Sequence[bytes], vmax: Sequence[int]):
         self.vmax = np.asarray(vmax, np.int64)
+        self._ran_out = np.zeros(len(self.vmax), bool)  # a chunk's words were all read
+        self._tail = np.zeros(len(self.vmax))  # bits decoded since
         self._coders = []
         for payload in payloads:
             if len(payload) % 4:
@@ -96,6 +101,24 @@ class ChunkDecoders:
             except (ValueError, AssertionError) as exc:
                 msg = f"range-coded chunk is corrupt: {exc}"
                 raise StreamError(msg) from exc
+
+    def misread(self) -> list[int]:
+        """The chunks whose decoding did not end where the encoder ended it.
+
+        An exact decode rebuilds the encoder's tables, so it reads back the words the encoder
+        wrote: all of them, and once they are all read, at most one more renormalisation's
+        worth of symbols (under 64 bits; ``_TAIL_BITS`` allows for the difference between the
+        tables' ideal code lengths and constriction's quantised ones). A decoder whose
+        integers differ (other weights, a platform that does not compute exactly) reads its
+        symbols from the same words but almost never ends at their end: it stops short, or
+        runs past it and decodes the zeros constriction pads with. The chunk's CRC-32 cannot see
+        this (it checks the bytes, not what was computed from them), and a window read has no
+        digest of its pixels."""
+        return [
+            k
+            for k, coder in enumerate(self._coders)
+            if not coder.maybe_exhausted() or self._tail[k] > _TAIL_BITS
+        ]
 
     def decode_flags(self, k: int, count: int, freqs: np.ndarray) -> np.ndarray:
         """The next ``count`` flat flags of chunk ``k``, all coded with ``freqs`` (a step's
@@ -122,6 +145,7 @@ class ChunkDecoders:
             chunk, mu16, scale = chunk[keep], mu16[keep], scale[keep]
         p = focus.plan(mu16, scale, self.vmax[chunk], chunk, n_chunks)
         coders = self._coders
+        self._ran_out |= [coder.maybe_exhausted() for coder in coders]
         bins = np.empty(p.size, np.int32)
         for k, coder in enumerate(coders):
             for a, b, freqs in p.runs(k):
@@ -144,6 +168,9 @@ class ChunkDecoders:
                         out[run.idx[a:b]] += got
                     else:
                         out[run.idx[a:b]] = got
+        for k in np.flatnonzero(self._ran_out):
+            at = chunk == k
+            self._tail[k] += focus.code_lengths(mu16[at], scale[at], out[at], self.vmax[k]).sum()
         if coded is None:
             return out.reshape(n_chunks, n)
         full = np.zeros(n_chunks * n, np.int64)

@@ -38,7 +38,9 @@ __all__ = [
     "Prediction",
     "TileParams",
     "TorchSteps",
+    "accumulator_bounds",
     "difference_inputs",
+    "require_exact",
 ]
 
 N_SCALES = 160  # must match codec.intcdf.N_SCALES
@@ -323,6 +325,44 @@ class HpacNet(nn.Module):
                 dwacc.addcmul_(caches.at(cache, s, *tap), qb["dw"][t])
             x = self._block_tail(x, v, dwacc, qb)
         return self._head(_mm(x, q["head"]), anchor, p)
+
+
+def accumulator_bounds(net: HpacNet) -> dict[str, int]:
+    """Worst-case magnitude of every layer's accumulator (integer units), by layer name.
+
+    Per output channel: the largest input the layer can receive times the sum of its absolute
+    integer weights, plus its absolute bias. That bounds every partial sum in any order, so
+    float32 sums (threads, BLAS kernels, GPUs) are exact while it stays at most
+    ``quant.EXACT_MAX``. Inputs: 8-bit (``ACT_MAX``) into the embedding, ``W_O``, ``W_2`` and the
+    depthwise taps; the 11-bit residual (``RES_MAX``) into ``W_A``, ``W_V``, ``W_1`` and the head.
+    """
+
+    def worst(weight: torch.Tensor, bias: torch.Tensor, amax: int) -> int:
+        w = quant.quant_weight(weight.detach()).double()
+        b = quant.quant_bias(bias.detach()).double()
+        return int((w.abs().sum(1) * amax + b.abs()).max())
+
+    act, res = quant.ACT_MAX, quant.RES_MAX
+    out = {"embed": worst(net.embed.weight, net.embed.bias, act)}
+    for i, blk in enumerate(net.blocks):
+        for name, amax in (("wa", res), ("wv", res), ("wo", act), ("w1", res), ("w2", act)):
+            layer = getattr(blk, name)
+            out[f"blocks.{i}.{name}"] = worst(layer.weight, layer.bias, amax)
+        out[f"blocks.{i}.dw"] = worst(blk.dw.t(), blk.dw_bias, act)
+    out["head"] = worst(net.head.weight, net.head.bias, res)
+    return out
+
+
+def require_exact(net: HpacNet, error: type[Exception], what: str) -> None:
+    """Raise ``error`` about ``what`` if some accumulator of ``net`` can pass 2**24: float32 would
+    round its sums, differently on other machines, and streams would not decode."""
+    layer, bound = max(accumulator_bounds(net).items(), key=lambda kv: kv[1])
+    if bound > quant.EXACT_MAX:
+        msg = (
+            f"{what}: layer {layer} can accumulate {bound:,} > 2**24 integer units, beyond "
+            "float32's exact integers (too wide a layer or too large weights)"
+        )
+        raise error(msg)
 
 
 class TorchSteps:

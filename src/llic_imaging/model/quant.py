@@ -22,6 +22,7 @@ __all__ = [
     "ACT_MAX",
     "A_FRAC",
     "BIAS_MAX",
+    "EXACT_MAX",
     "LUT_MAX",
     "LUT_VERSION",
     "RES_MAX",
@@ -44,6 +45,7 @@ ACT_MAX = 127  # 8-bit activations feed every conv
 RES_MAX = 1023  # residual stream and LUT inputs: 11 bits
 LUT_MAX = RES_MAX
 BIAS_MAX = 1 << 20
+EXACT_MAX = 1 << 24  # float32 holds every integer up to here: the bound on every accumulator
 
 
 def _swish(x: np.ndarray) -> np.ndarray:

@@ -1,15 +1,21 @@
 """Runtime settings under which the integer network is exact (a context manager).
 
-NNPACK (chosen by torch for some CPU convs when oneDNN is off) and TF32 on GPUs compute with
-transforms or reduced mantissas and break integer exactness; they are switched off here and the
-previous settings are restored on exit. Thread counts are free: exact sums do not depend on them.
+Exactness needs float32 products computed in float32 (``docs/design.md``, "Integer
+exactness"). Several process-wide torch settings break that and may be set by the host
+application: NNPACK (chosen by torch for some CPU convs when oneDNN is off: Winograd/FFT),
+TF32 on GPUs, and oneDNN's bf16/TF32 products on CPUs with AVX512-BF16 or AMX (what
+``torch.set_float32_matmul_precision("medium"/"high")`` turns on: the 11-bit activations do not
+fit bf16's 8-bit mantissa). :func:`deterministic` pins them all while coding and gives the
+host its settings back afterwards. Thread counts are free: exact sums do not depend on them.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any
 
 import numba
 import torch
@@ -17,6 +23,16 @@ import torch
 __all__ = ["deterministic", "launch_guard", "resolve_device"]
 
 _WORKQUEUE = threading.Lock()
+_FLAGS = threading.Lock()  # guards the two below
+_ACTIVE: dict[object, int] = {}  # callers inside deterministic(), in entry order: their threads
+_HOST: _TorchSettings | None = None  # the host's settings, saved by the first caller to enter
+_KNOBS = (
+    ("mkldnn", "matmul"),
+    ("mkldnn", "conv"),
+    ("cuda", "matmul"),
+    ("cudnn", "conv"),
+    ("cudnn", "rnn"),
+)
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -32,42 +48,126 @@ def resolve_device(device: str | None) -> torch.device:
     raise ValueError(msg)
 
 
+def _precision_knobs() -> list[Any]:
+    """The per-backend float32 precision settings of this torch (``fp32_precision``, torch 2.9
+    and later; none before, where the legacy settings are the only ones): oneDNN's products and
+    convs on the CPU, cuBLAS and cuDNN on GPUs."""
+    found = (getattr(getattr(torch.backends, module), op, None) for module, op in _KNOBS)
+    return [k for k in found if hasattr(k, "fp32_precision")]
+
+
+def _legacy(read: Callable[[], Any]) -> Any:
+    """A legacy setting's value, or None where torch refuses to answer: a host that mixed the
+    legacy and the new precision API has no legacy value to give back."""
+    try:
+        return read()
+    except RuntimeError:
+        return None
+
+
+@dataclass(frozen=True)
+class _TorchSettings:
+    """The process-wide torch settings :func:`deterministic` changes."""
+
+    threads: int
+    nnpack: bool
+    matmul: str | None  # torch.get_float32_matmul_precision()
+    cudnn_tf32: bool | None
+    cudnn_deterministic: bool
+    cudnn_benchmark: bool
+    precisions: tuple[str, ...]  # fp32_precision of each of _precision_knobs()
+
+    @classmethod
+    def read(cls) -> _TorchSettings:
+        """The settings as they are now (the host's, when no caller is inside)."""
+        return cls(
+            torch.get_num_threads(),
+            torch._C._get_nnpack_enabled(),
+            _legacy(torch.get_float32_matmul_precision),
+            _legacy(lambda: torch.backends.cudnn.allow_tf32),
+            torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark,
+            tuple(k.fp32_precision for k in _precision_knobs()),
+        )
+
+    def restore(self) -> None:
+        """Give these settings back: the legacy setters first (they also write the new
+        per-backend settings), then the new ones, so that both read as they did and
+        ``torch.get_float32_matmul_precision()`` keeps working for the host."""
+        torch.set_num_threads(self.threads)
+        torch.backends.nnpack.set_flags(self.nnpack)
+        if self.matmul is not None:
+            torch.set_float32_matmul_precision(self.matmul)
+        if self.cudnn_tf32 is not None:
+            torch.backends.cudnn.allow_tf32 = self.cudnn_tf32
+        torch.backends.cudnn.deterministic = self.cudnn_deterministic
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark
+        for knob, value in zip(_precision_knobs(), self.precisions, strict=True):
+            knob.fp32_precision = "none"  # inherit from the backend, as torch starts
+            if knob.fp32_precision != value:  # the host had set it
+                knob.fp32_precision = value
+
+
+def _pin() -> None:
+    """Exactness-preserving settings: float32 products everywhere, no NNPACK, fixed cuDNN
+    algorithms. The legacy TF32 flags are set too, consistent with the new per-backend ones, so
+    that no torch getter sees a mix of the two APIs (it raises on one)."""
+    torch.backends.nnpack.set_flags(False)
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    for knob in _precision_knobs():
+        knob.fp32_precision = "ieee"
+
+
+def _enter(token: object, threads: int) -> None:
+    """The first caller in saves the host's settings and pins; every caller sets its threads."""
+    global _HOST
+    with _FLAGS:
+        if not _ACTIVE:
+            _HOST = _TorchSettings.read()
+            _pin()
+        _ACTIVE[token] = threads
+        torch.set_num_threads(threads)
+
+
+def _exit(token: object) -> None:
+    """The last caller out restores the host's settings; the others leave the pins in place
+    for the callers still coding and hand torch's threads to the latest of them."""
+    global _HOST
+    with _FLAGS:
+        del _ACTIVE[token]
+        if _ACTIVE:
+            torch.set_num_threads(next(reversed(_ACTIVE.values())))
+        elif _HOST is not None:
+            _HOST.restore()
+            _HOST = None
+
+
 @contextmanager
 def deterministic(numthreads: int | None = None) -> Iterator[None]:
-    """Run the block with exactness-preserving settings and ``numthreads`` CPU threads (default 1)."""
-    saved = (
-        torch.get_num_threads(),
-        numba.get_num_threads(),
-        torch._C._get_nnpack_enabled(),
-        torch.backends.cuda.matmul.allow_tf32,
-        torch.backends.cudnn.allow_tf32,
-        torch.backends.cudnn.deterministic,
-        torch.backends.cudnn.benchmark,
-        torch.is_grad_enabled(),
-    )
+    """Run the block with exactness-preserving settings and ``numthreads`` CPU threads (default 1).
+
+    torch's settings are process-wide, so concurrent callers (Python threads) share them: the
+    first to enter pins them, the last to leave restores the host's (reference counted), and
+    no caller codes under the host's settings while another leaves. numba's thread count and
+    torch's gradient mode are per thread and set per caller.
+    """
+    # One thread unless asked: per-step tensors are small, and torch's spinning worker
+    # threads slow coding by 10-80x when other processes share the cores (measured).
+    # The compiled CPU kernel (model.cpu_kernel) runs patches on numba's threads.
+    threads = int(numthreads or 1)
+    token = object()
+    numba_threads = numba.get_num_threads()
+    _enter(token, threads)
     try:
-        # One thread unless asked: per-step tensors are small, and torch's spinning worker
-        # threads slow coding by 10-80x when other processes share the cores (measured).
-        # The compiled CPU kernel (model.cpu_kernel) runs patches on numba's threads.
-        threads = int(numthreads or 1)
-        torch.set_num_threads(threads)
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-        torch.backends.nnpack.set_flags(False)
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-        torch.set_grad_enabled(False)
-        yield
+        with torch.no_grad():
+            yield
     finally:
-        torch.set_num_threads(saved[0])
-        numba.set_num_threads(saved[1])
-        torch.backends.nnpack.set_flags(saved[2])
-        torch.backends.cuda.matmul.allow_tf32 = saved[3]
-        torch.backends.cudnn.allow_tf32 = saved[4]
-        torch.backends.cudnn.deterministic = saved[5]
-        torch.backends.cudnn.benchmark = saved[6]
-        torch.set_grad_enabled(saved[7])
+        numba.set_num_threads(numba_threads)
+        _exit(token)
 
 
 def launch_guard() -> AbstractContextManager:

@@ -106,7 +106,8 @@ def model_info(name: str | None = None) -> ModelInfo:
 
 
 def load(name: str | None = None, device: str = "cpu") -> tuple[Any, ModelInfo]:
-    """Load an installed model (cached per process) after checking its weights hash."""
+    """Load an installed model (cached per process) after checking its weights hash and that
+    its integer sums are exact in float32 (``hpac.require_exact``; ModelError otherwise)."""
     info = model_info(name)
     net = _load(info.folder, info.file, info.sha256, json.dumps(info.config), device)
     return net, info
@@ -116,7 +117,7 @@ def load(name: str | None = None, device: str = "cpu") -> tuple[Any, ModelInfo]:
 def _load(folder: str | None, file: str, sha256: str, config: str, device: str) -> Any:
     from safetensors.torch import load as load_tensors
 
-    from llic_imaging.model.hpac import HpacConfig, HpacNet
+    from llic_imaging.model.hpac import HpacConfig, HpacNet, require_exact
 
     ref = _weights_dir().joinpath(file) if folder is None else Path(folder) / file
     try:
@@ -131,5 +132,6 @@ def _load(folder: str | None, file: str, sha256: str, config: str, device: str) 
         raise ModelError(msg)
     net = HpacNet(HpacConfig.from_dict(json.loads(config)))
     net.load_state_dict(load_tensors(data))
+    require_exact(net, ModelError, f"weights file {file}")
     net.eval().requires_grad_(False)
     return net.to(device)

@@ -17,7 +17,8 @@ from typing import Any
 
 from safetensors.torch import save
 
-from llic_imaging.model.hpac import HpacNet
+from llic_imaging.errors import ModelError
+from llic_imaging.model.hpac import HpacNet, require_exact
 
 __all__ = ["export"]
 
@@ -33,8 +34,11 @@ def export(
     A released file is never modified: exporting again under the same name replaces the
     registry entry and removes the previous file only if git does not track it; a name whose
     file is tracked (a released model) is refused with ``ValueError`` before anything is
-    written (callers bump the version suffix for released models).
+    written (callers bump the version suffix for released models). A network whose integer sums
+    can pass 2**24 (``hpac.require_exact``) is refused with ``ModelError``: no reader would
+    load it.
     """
+    require_exact(net, ModelError, f"model {name}")
     weights_dir = Path(weights_dir)
     reg_path = weights_dir / "MODELS.json"
     registry = json.loads(reg_path.read_text()) if reg_path.exists() else {}
