@@ -526,6 +526,20 @@ def test_restore_refuses_a_name_of_another_format(llic_file: Path, tmp_path: Pat
     assert run("restore", llic_file, "-o", out / "a.NPY", "-q").exit_code == EXIT_OK
 
 
+def test_the_name_check_inflates_metadata_no_further_than_a_restore(tmp_path: Path) -> None:
+    """The check reads the envelope before decoding: with the same bound as ``formats.save``
+    (the image's size + 64 MiB), not the envelope's general 1 GiB."""
+    import llic_imaging
+    from llic_imaging.formats.envelope import pack
+
+    bomb = pack("npy", {}, {"head": bytes(65 << 20), "tail": b""})
+    stream = tmp_path / "a.npy.llic"
+    stream.write_bytes(llic_imaging.encode(np.zeros((4, 4), np.uint8), metadata=bomb))
+    result = run("restore", stream, "-o", tmp_path / "b.png")
+    assert result.exit_code == 1
+    assert "inflates past" in result.stderr
+
+
 def test_restore_names_that_fit_the_stored_format(npy_file: Path, tmp_path: Path) -> None:
     """DICOM takes any name (IM0001), a misnamed original gets its own name back, and an ITK
     header restored verbatim keeps an extension SimpleITK reads it from."""

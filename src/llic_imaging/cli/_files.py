@@ -21,7 +21,6 @@ import llic_imaging
 from llic_imaging import formats
 from llic_imaging._fileio import output_mode, write_atomic
 from llic_imaging.errors import FormatError
-from llic_imaging.formats.envelope import unpack
 
 _log = logging.getLogger(__name__)
 
@@ -157,7 +156,7 @@ def _permissions(st: os.stat_result) -> int:
     return stat.S_IMODE(st.st_mode) & 0o777
 
 
-def _check_output_name(src: Path, dst: Path, metadata: bytes) -> None:
+def _check_output_name(src: Path, dst: Path, data: bytes) -> None:
     """Refuse an output name that readers would take for another format (NumPy bytes in a
     ``.png``): they choose their decoder by the extension, so such a file is unreadable.
 
@@ -166,9 +165,9 @@ def _check_output_name(src: Path, dst: Path, metadata: bytes) -> None:
     """
     if dst.name == src.name.removesuffix(".llic"):
         return
-    extensions = formats.extensions(metadata)
+    raw = llic_imaging.info(data).raw_bytes
+    fmt, extensions = formats.extensions(llic_imaging.metadata(data), image_bytes=raw)
     if extensions and not dst.name.lower().endswith(extensions):
-        fmt = unpack(metadata)[0]
         msg = (
             f"holds a {fmt} image, so the output name must end in {' or '.join(extensions)}, "
             f"not {dst.name}"
@@ -203,10 +202,10 @@ def restore_file(
     """
     start = time.perf_counter()
     data = src.read_bytes()
-    metadata = llic_imaging.metadata(data)
     if not any_name:
-        _check_output_name(src, dst, metadata)
+        _check_output_name(src, dst, data)
     array = llic_imaging.decode(data, **options)
+    metadata = llic_imaging.metadata(data)
     save_options = {"format": "geotiff", **geotiff} if geotiff else {}
     with output_mode(_permissions(src.stat())):
         formats.save(dst, array, metadata, **save_options)

@@ -152,7 +152,7 @@ def save(
     ``options`` are adapter-specific overrides (for example ``compression="zstd"`` for TIFF);
     they change the bytes, so byte-identity holds only without them.
     """
-    fmt, info, blobs = unpack(metadata, limit=_SKELETON + np.asarray(array).nbytes)
+    fmt, info, blobs = _restore_envelope(metadata, np.asarray(array).nbytes)
     if format is not None and format != fmt:
         msg = f"metadata was made by the {fmt!r} adapter, not {format!r}"
         raise FormatError(msg)
@@ -165,17 +165,26 @@ def save(
         raise FormatError(msg) from exc
 
 
-def extensions(metadata: bytes) -> tuple[str, ...]:
-    """The file name extensions a file restored from ``metadata`` can be read back from, or
-    ``()`` for any name: readers pick their decoder by the extension, so NumPy bytes named
-    ``.png`` would be unreadable. An adapter with its own rule has ``extensions(info, blobs)``.
+def _restore_envelope(
+    metadata: bytes, image_bytes: int
+) -> tuple[str, dict[str, Any], dict[str, bytes]]:
+    """``unpack`` for a restore of an image of ``image_bytes``: a forged envelope could inflate
+    a few MB to gigabytes, a real one holds at most the file's skeleton beside the pixels."""
+    return unpack(metadata, limit=_SKELETON + image_bytes)
+
+
+def extensions(metadata: bytes, *, image_bytes: int) -> tuple[str, tuple[str, ...]]:
+    """``(format, extensions)``: the file name extensions a file restored from ``metadata`` (an
+    image of ``image_bytes``) can be read back from, or ``()`` for any name. Readers pick their
+    decoder by the extension, so NumPy bytes named ``.png`` would be unreadable. An adapter with
+    its own rule has ``extensions(info, blobs)``.
     """
-    fmt, info, blobs = unpack(metadata)
+    fmt, info, blobs = _restore_envelope(metadata, image_bytes)
     rule = getattr(_adapter(fmt), "extensions", None)
     if rule is not None:
-        return rule(info, blobs)
+        return fmt, rule(info, blobs)
     family = "tiff" if fmt == "geotiff" else fmt
-    return tuple(ext for ext, name in _EXTENSIONS.items() if name == family)
+    return fmt, tuple(ext for ext, name in _EXTENSIONS.items() if name == family)
 
 
 def written_files(path: str | os.PathLike[str]) -> list[Path]:
