@@ -122,13 +122,15 @@ numthreads_opt = click.option(
 
 
 def _check_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """``--device cuda`` on a machine without a usable GPU is a usage error, not a bug."""
-    if value == "cuda":
-        import torch
+    """``--device cuda`` on a machine without a usable GPU is a usage error, not a bug: the
+    runtime's own check (``resolve_device``), run before any work, as click's BadParameter."""
+    if value is not None:
+        from llic_imaging.model.runtime import resolve_device
 
-        if not torch.cuda.is_available():
-            msg = "cuda was asked for but torch sees no CUDA device here; use --device cpu"
-            raise click.BadParameter(msg, ctx=ctx, param=param)
+        try:
+            resolve_device(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
     return value
 
 
