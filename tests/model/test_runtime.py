@@ -7,6 +7,7 @@ import threading
 
 import numba
 import torch
+from threadpoolctl import threadpool_info
 
 from llic_imaging.model.runtime import deterministic
 
@@ -29,14 +30,20 @@ def _mkldnn_precision() -> str | None:
 PINNED = (False, False, False, None if _mkldnn_precision() is None else "ieee")
 
 
+def _blas_threads() -> list[int]:
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
 def test_settings_are_pinned_inside_and_restored_after() -> None:
-    host, threads = _settings(), torch.get_num_threads()
+    host, threads, blas = _settings(), torch.get_num_threads(), _blas_threads()
     with deterministic(2):
         assert _settings() == PINNED
         assert torch.get_num_threads() == 2
         assert numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)
+        assert _blas_threads() == [1] * len(blas)  # the encoder's fitting threads share the cores
         assert not torch.is_grad_enabled()
     assert _settings() == host
+    assert _blas_threads() == blas
     assert torch.get_num_threads() == threads
     assert torch.is_grad_enabled()
 

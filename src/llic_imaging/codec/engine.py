@@ -33,10 +33,12 @@ code whether it has that value too (:mod:`flat`; docs/design.md, "Flat flags").
 from __future__ import annotations
 
 import struct
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
+import numba
 import numpy as np
 import torch
 
@@ -699,26 +701,21 @@ def _choices(
     for i, _, _ in jobs:
         passes[i] += 1
 
+    def options(
+        j: int, geo: Geometry, *dense: np.ndarray
+    ) -> list[tuple[float, ChunkParams, tuple]]:
+        return _own_options(geo, dense, jobs[j][2])
+
     def decide() -> Iterator[tuple[int, dict[int, _Choice]]]:
         errors: dict[int, np.ndarray] = {}
         pending: dict[int, list] = defaultdict(list)
-        for j, geo, mu, sc, u in _predictions(
-            net, [(refs[i], t, p) for i, t, p in jobs], patch, device
-        ):
+        predictions = _predictions(net, [(refs[i], t, p) for i, t, p in jobs], patch, device)
+        for (j, geo, *_), own_options in _ahead(options, predictions, numba.get_num_threads()):
             i, _, p = jobs[j]
-            pos = geo.stream_order
-            pred = (mu[pos], sc[pos], u[pos])
             found = pending[i]
-            if p.delta:
-                found.append((float(focus.code_lengths(*pred, p.vmax).sum()), p, pred))
-            else:
-                own = float(focus.code_lengths(*pred, p.vmax).sum())
-                found.append((own, p, pred))
-                found.append(_linear_option(geo, (mu, sc, u), p, own))
-                bits, q, _ = found[-1]
-                # the plain weightings' 3-byte header may win where the weights' eats the gain
-                if own - bits < _LINEAR_CLEAR * 8 * (len(q.pack()) - len(p.pack())):
-                    found.append(_feedback_option(geo, (mu, sc, u), p, own))
+            found.extend(own_options)
+            own, _, pred = own_options[0]
+            if not p.delta:
                 if i in needed and not p.gaps:
                     errors[i] = 16 * pred[2] - pred[0]
                 if i in resid and not p.gaps:
@@ -742,6 +739,48 @@ def _choices(
             yield i, choices
 
     return params, decide()
+
+
+def _own_options(
+    geo: Geometry, dense: tuple[np.ndarray, np.ndarray, np.ndarray], p: ChunkParams
+) -> list[tuple[float, ChunkParams, tuple]]:
+    """A tile's options that need no other tile, ``(bits, params, prediction in stream
+    order)``: itself first; then, unless it is a delta chunk, its linear feedback and, where
+    that does not clearly win, its plain feedback."""
+    mu, sc, u = dense
+    pos = geo.stream_order
+    pred = (mu[pos], sc[pos], u[pos])
+    own = float(focus.code_lengths(*pred, p.vmax).sum())
+    found = [(own, p, pred)]
+    if p.delta:
+        return found
+    found.append(_linear_option(geo, dense, p, own))
+    bits, q, _ = found[-1]
+    # the plain weightings' 3-byte header may win where the weights' eats the gain
+    if own - bits < _LINEAR_CLEAR * 8 * (len(q.pack()) - len(p.pack())):
+        found.append(_feedback_option(geo, dense, p, own))
+    return found
+
+
+def _ahead(fn: Callable, items: Iterable[tuple], workers: int) -> Iterator[tuple[tuple, object]]:
+    """``(item, fn(*item))`` for every item, in order. With ``workers`` > 1, ``fn`` runs on that
+    many threads, up to ``workers`` items ahead of the consumer: the encoder's per-tile search
+    is numpy and GIL-free numba, so tiles are searched side by side (and beside the next
+    network batch) while the results, and so the stream, stay in tile order."""
+    if workers < 2:
+        for item in items:
+            yield item, fn(*item)
+        return
+    window: deque = deque()
+    with ThreadPoolExecutor(workers) as pool:
+        for item in items:
+            window.append((item, pool.submit(fn, *item)))
+            if len(window) > workers:
+                item, done = window.popleft()
+                yield item, done.result()
+        while window:
+            item, done = window.popleft()
+            yield item, done.result()
 
 
 def encode_tiles(

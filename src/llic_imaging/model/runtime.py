@@ -7,6 +7,9 @@ TF32 on GPUs, and oneDNN's bf16/TF32 products on CPUs with AVX512-BF16 or AMX (w
 ``torch.set_float32_matmul_precision("medium"/"high")`` turns on: the 11-bit activations do not
 fit bf16's 8-bit mantissa). :func:`deterministic` pins them all while coding and gives the
 host its settings back afterwards. Thread counts are free: exact sums do not depend on them.
+Threads: torch's and numba's follow the caller's count; numpy's BLAS (the encoder's
+least-squares fits) runs on one, since the encoder fits tiles on the caller's count of threads
+(``codec.engine``), so ``numthreads`` bounds what a coder runs.
 """
 
 from __future__ import annotations
@@ -15,17 +18,19 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numba
 import torch
+from threadpoolctl import ThreadpoolController
 
 __all__ = ["deterministic", "launch_guard", "resolve_device"]
 
 _WORKQUEUE = threading.Lock()
 _FLAGS = threading.Lock()  # guards the two below
 _ACTIVE: dict[object, int] = {}  # callers inside deterministic(), in entry order: their threads
-_HOST: _TorchSettings | None = None  # the host's settings, saved by the first caller to enter
+_HOST: _HostSettings | None = None  # the host's settings, saved by the first caller to enter
 _KNOBS = (
     ("mkldnn", "matmul"),
     ("mkldnn", "conv"),
@@ -65,11 +70,20 @@ def _legacy(read: Callable[[], Any]) -> Any:
         return None
 
 
+@cache
+def _blas() -> list:
+    """numpy's BLAS libraries (threadpoolctl's controllers). Their thread pools are process-wide
+    like torch's; two of the encoder's fitting threads, each on both of OpenBLAS's threads, ran
+    4x slower than on one each (measured, 2 cores)."""
+    return ThreadpoolController().select(user_api="blas").lib_controllers
+
+
 @dataclass(frozen=True)
-class _TorchSettings:
-    """The process-wide torch settings :func:`deterministic` changes."""
+class _HostSettings:
+    """The process-wide torch and BLAS settings :func:`deterministic` changes."""
 
     threads: int
+    blas_threads: tuple[int, ...]  # of each of _blas()
     nnpack: bool
     matmul: str | None  # torch.get_float32_matmul_precision()
     cudnn_tf32: bool | None
@@ -78,10 +92,11 @@ class _TorchSettings:
     precisions: tuple[str, ...]  # fp32_precision of each of _precision_knobs()
 
     @classmethod
-    def read(cls) -> _TorchSettings:
+    def read(cls) -> _HostSettings:
         """The settings as they are now (the host's, when no caller is inside)."""
         return cls(
             torch.get_num_threads(),
+            tuple(lib.num_threads for lib in _blas()),
             torch._C._get_nnpack_enabled(),
             _legacy(torch.get_float32_matmul_precision),
             _legacy(lambda: torch.backends.cudnn.allow_tf32),
@@ -95,6 +110,8 @@ class _TorchSettings:
         per-backend settings), then the new ones, so that both read as they did and
         ``torch.get_float32_matmul_precision()`` keeps working for the host."""
         torch.set_num_threads(self.threads)
+        for lib, threads in zip(_blas(), self.blas_threads, strict=True):
+            lib.set_num_threads(threads)
         torch.backends.nnpack.set_flags(self.nnpack)
         if self.matmul is not None:
             torch.set_float32_matmul_precision(self.matmul)
@@ -111,8 +128,11 @@ class _TorchSettings:
 def _pin() -> None:
     """Exactness-preserving settings: float32 products everywhere, no NNPACK, fixed cuDNN
     algorithms. The legacy TF32 flags are set too, consistent with the new per-backend ones, so
-    that no torch getter sees a mix of the two APIs (it raises on one)."""
+    that no torch getter sees a mix of the two APIs (it raises on one). Also BLAS on one thread
+    (the module's docstring says why)."""
     torch.backends.nnpack.set_flags(False)
+    for lib in _blas():
+        lib.set_num_threads(1)
     torch.set_float32_matmul_precision("highest")
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.deterministic = True
@@ -126,7 +146,7 @@ def _enter(token: object, threads: int) -> None:
     global _HOST
     with _FLAGS:
         if not _ACTIVE:
-            _HOST = _TorchSettings.read()
+            _HOST = _HostSettings.read()
             _pin()
         _ACTIVE[token] = threads
         torch.set_num_threads(threads)
