@@ -229,6 +229,25 @@ def test_corrupt_stream_is_refused_in_one_line(llic_file: Path, tmp_path: Path) 
     assert not (tmp_path / "x.npy").exists()
 
 
+def test_verify_json_reports_a_stream_that_does_not_decode(
+    llic_file: Path, npy_file: Path
+) -> None:
+    """Scripts reading --json get a report for a damaged archive too, with or without ORIGINAL."""
+    data = bytearray(llic_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    llic_file.write_bytes(bytes(data))
+    for original in ([], [npy_file]):
+        result = run("verify", llic_file, *original, "--json")
+        assert result.exit_code == 1
+        report = json.loads(result.stdout)
+        assert report["ok"] is False
+        assert report["checks"] == {"stream": False}
+        (difference,) = report["differences"]
+        assert difference.startswith("stream: ")
+        (line,) = stderr_lines(result)
+        assert line == f"{llic_file}: {difference}"
+
+
 def test_verify_ok(llic_file: Path, npy_file: Path) -> None:
     assert run("verify", llic_file).exit_code == 0
     result = run("verify", llic_file, npy_file, "--json")

@@ -11,7 +11,7 @@ import os
 import stat
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import numpy as np
 import llic_imaging
 from llic_imaging import formats
 from llic_imaging._fileio import output_mode, write_atomic
-from llic_imaging.errors import FormatError
+from llic_imaging.errors import FormatError, ModelError, StreamError
 
 _log = logging.getLogger(__name__)
 
@@ -283,29 +283,30 @@ def verify_file(archive: Path, original: Path | None = None, **options: Any) -> 
 
     Without ``original`` this checks the stream alone: ``decode`` validates every chunk checksum
     and the SHA-256 of the decoded array. With it, the stream is restored into a temporary file
-    and compared with :func:`compare_files`.
+    and compared with :func:`compare_files`. A stream that does not decode (``StreamError``,
+    ``ChecksumError``; ``ModelError`` for other weights) is a report too, its ``stream`` check
+    failed with the reason, so that scripts reading ``--json`` get one report per archive.
 
     Raises
     ------
     LlicError
-        If the stream itself is corrupt (``StreamError``, ``ChecksumError``) or made with other
-        weights (``ModelError``); a clean stream that restores something else is not an error
-        but a report with ``ok == False``.
+        If ``original`` cannot be read.
     """
-    if original is None:
-        llic_imaging.decode(archive.read_bytes(), **options)
-        return Verified(archive=str(archive), original=None, checks={"stream": True})
+    report = Verified(archive=str(archive), original=original and str(original))
     with tempfile.TemporaryDirectory(prefix="llic-verify-") as tmp:
-        restored = Path(tmp) / original.name
-        restore_file(archive, restored, any_name=True, **options)
+        restored = Path(tmp) / original.name if original else None
+        try:
+            if restored is None:
+                llic_imaging.decode(archive.read_bytes(), **options)
+            else:
+                restore_file(archive, restored, any_name=True, **options)
+        except (StreamError, ModelError) as exc:
+            return replace(report, checks={"stream": False}, differences=[f"stream: {exc}"])
+        if restored is None:
+            return replace(report, checks={"stream": True})
         metadata = llic_imaging.metadata(archive.read_bytes())
         checks, differences = compare_files(restored, original, metadata=metadata)
-    return Verified(
-        archive=str(archive),
-        original=str(original),
-        checks={"stream": True, **checks},
-        differences=differences,
-    )
+    return replace(report, checks={"stream": True, **checks}, differences=differences)
 
 
 def demo_file(
