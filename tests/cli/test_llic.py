@@ -229,9 +229,7 @@ def test_corrupt_stream_is_refused_in_one_line(llic_file: Path, tmp_path: Path) 
     assert not (tmp_path / "x.npy").exists()
 
 
-def test_verify_json_reports_a_stream_that_does_not_decode(
-    llic_file: Path, npy_file: Path
-) -> None:
+def test_verify_json_reports_a_stream_that_does_not_decode(llic_file: Path, npy_file: Path) -> None:
     """Scripts reading --json get a report for a damaged archive too, with or without ORIGINAL."""
     data = bytearray(llic_file.read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -18,7 +18,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import numba
@@ -70,11 +69,11 @@ def _legacy(read: Callable[[], Any]) -> Any:
         return None
 
 
-@cache
 def _blas() -> list:
-    """numpy's BLAS libraries (threadpoolctl's controllers). Their thread pools are process-wide
-    like torch's; two of the encoder's fitting threads, each on both of OpenBLAS's threads, ran
-    4x slower than on one each (measured, 2 cores)."""
+    """The BLAS libraries loaded now (threadpoolctl's controllers; found afresh, ~2 ms, since a
+    host may load more, e.g. scipy's). Their thread pools are process-wide like torch's; two of
+    the encoder's fitting threads, each on both of OpenBLAS's threads, ran 4x slower than on
+    one each (measured, 2 cores)."""
     return ThreadpoolController().select(user_api="blas").lib_controllers
 
 
@@ -83,7 +82,7 @@ class _HostSettings:
     """The process-wide torch and BLAS settings :func:`deterministic` changes."""
 
     threads: int
-    blas_threads: tuple[int, ...]  # of each of _blas()
+    blas: tuple[tuple[Any, int], ...]  # each BLAS library and its threads
     nnpack: bool
     matmul: str | None  # torch.get_float32_matmul_precision()
     cudnn_tf32: bool | None
@@ -96,7 +95,7 @@ class _HostSettings:
         """The settings as they are now (the host's, when no caller is inside)."""
         return cls(
             torch.get_num_threads(),
-            tuple(lib.num_threads for lib in _blas()),
+            tuple((lib, lib.num_threads) for lib in _blas()),
             torch._C._get_nnpack_enabled(),
             _legacy(torch.get_float32_matmul_precision),
             _legacy(lambda: torch.backends.cudnn.allow_tf32),
@@ -110,7 +109,7 @@ class _HostSettings:
         per-backend settings), then the new ones, so that both read as they did and
         ``torch.get_float32_matmul_precision()`` keeps working for the host."""
         torch.set_num_threads(self.threads)
-        for lib, threads in zip(_blas(), self.blas_threads, strict=True):
+        for lib, threads in self.blas:
             lib.set_num_threads(threads)
         torch.backends.nnpack.set_flags(self.nnpack)
         if self.matmul is not None:
@@ -125,13 +124,13 @@ class _HostSettings:
                 knob.fp32_precision = value
 
 
-def _pin() -> None:
+def _pin(host: _HostSettings) -> None:
     """Exactness-preserving settings: float32 products everywhere, no NNPACK, fixed cuDNN
     algorithms. The legacy TF32 flags are set too, consistent with the new per-backend ones, so
-    that no torch getter sees a mix of the two APIs (it raises on one). Also BLAS on one thread
-    (the module's docstring says why)."""
+    that no torch getter sees a mix of the two APIs (it raises on one). Also the ``host``'s BLAS
+    libraries on one thread (the module's docstring says why)."""
     torch.backends.nnpack.set_flags(False)
-    for lib in _blas():
+    for lib, _ in host.blas:
         lib.set_num_threads(1)
     torch.set_float32_matmul_precision("highest")
     torch.backends.cudnn.allow_tf32 = False
@@ -147,7 +146,7 @@ def _enter(token: object, threads: int) -> None:
     with _FLAGS:
         if not _ACTIVE:
             _HOST = _HostSettings.read()
-            _pin()
+            _pin(_HOST)
         _ACTIVE[token] = threads
         torch.set_num_threads(threads)
 
