@@ -117,7 +117,7 @@ numthreads_opt = click.option(
     "numthreads",
     type=click.IntRange(min=1),
     default=None,
-    help="CPU threads for the model (default: the library's choice). Output is identical for any value.",
+    help="CPU threads for coding: the model and the encoder's per-tile searches (default: 1). Output is identical for any value.",
 )
 
 
