@@ -156,7 +156,7 @@ def _permissions(st: os.stat_result) -> int:
     return stat.S_IMODE(st.st_mode) & 0o777
 
 
-def _check_output_name(src: Path, dst: Path, data: bytes) -> None:
+def _check_output_name(src: Path, dst: Path, data: bytes, metadata: bytes) -> None:
     """Refuse an output name that readers would take for another format (NumPy bytes in a
     ``.png``): they choose their decoder by the extension, so such a file is unreadable.
 
@@ -166,7 +166,7 @@ def _check_output_name(src: Path, dst: Path, data: bytes) -> None:
     if dst.name == src.name.removesuffix(".llic"):
         return
     raw = llic_imaging.info(data).raw_bytes
-    fmt, extensions = formats.extensions(llic_imaging.metadata(data), image_bytes=raw)
+    fmt, extensions = formats.extensions(metadata, image_bytes=raw)
     if extensions and not dst.name.lower().endswith(extensions):
         msg = (
             f"holds a {fmt} image, so the output name must end in {' or '.join(extensions)}, "
@@ -202,10 +202,10 @@ def restore_file(
     """
     start = time.perf_counter()
     data = src.read_bytes()
-    if not any_name:
-        _check_output_name(src, dst, data)
-    array = llic_imaging.decode(data, **options)
     metadata = llic_imaging.metadata(data)
+    if not any_name:
+        _check_output_name(src, dst, data, metadata)
+    array = llic_imaging.decode(data, **options)
     save_options = {"format": "geotiff", **geotiff} if geotiff else {}
     with output_mode(_permissions(src.stat())):
         formats.save(dst, array, metadata, **save_options)
