@@ -7,9 +7,9 @@ TF32 on GPUs, and oneDNN's bf16/TF32 products on CPUs with AVX512-BF16 or AMX (w
 ``torch.set_float32_matmul_precision("medium"/"high")`` turns on: the 11-bit activations do not
 fit bf16's 8-bit mantissa). :func:`deterministic` pins them all while coding and gives the
 host its settings back afterwards. Thread counts are free: exact sums do not depend on them.
-Threads: torch's and numba's follow the caller's count; numpy's BLAS (the encoder's
-least-squares fits) runs on one, since the encoder fits tiles on the caller's count of threads
-(``codec.engine``), so ``numthreads`` bounds what a coder runs.
+Threads: torch's and numba's follow the caller's count; every loaded BLAS library (numpy's
+serves the encoder's least-squares fits) runs on one, since the encoder fits tiles on the
+caller's count of threads (``codec.engine``), so ``numthreads`` bounds what a coder runs.
 """
 
 from __future__ import annotations
