@@ -456,9 +456,11 @@ def _refine(
 def _shifted(
     mu16: np.ndarray, scale: np.ndarray, add: np.ndarray, p: ChunkParams
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Means moved by ``add`` (1/16 px) into the chunk's range, scales ``p.tighten`` smaller."""
-    mu = np.clip(mu16 + add, 0, 16 * p.vmax)
-    return mu, np.clip(scale - p.tighten, 0, intcdf.N_SCALES - 1)
+    """Means moved by ``add`` (1/16 px) into the chunk's range, scales ``p.tighten`` smaller.
+    (``minimum``/``maximum``, not ``np.clip``: the decoder calls this per chunk and step, on a
+    few hundred values, where ``np.clip``'s Python wrapper costs more than the arithmetic.)"""
+    mu = np.minimum(np.maximum(mu16 + add, 0), 16 * p.vmax)
+    return mu, np.minimum(np.maximum(scale - p.tighten, 0), intcdf.N_SCALES - 1)
 
 
 def _resid_refs(
@@ -1010,11 +1012,19 @@ def _decode_batch(
     patch, n = geo.patch, len(params)
     pixels = np.zeros((n * geo.n_patches, patch, patch), np.float32)
     # the network's own errors (against its mean before any refinement, as the encoder's),
-    # kept for feedback chunks and for the tiles a resid chunk will read; 0 where not decoded
-    tracked = {b for b, p in enumerate(params) if p.feedback} | set(record)
-    own = {b: _padded(np.zeros((geo.n_patches, patch, patch), np.int64)) for b in tracked}
-    # linear feedback chunks and chunks with flat flags also read their decoded values (framed)
-    coded = {b: geo.framed() for b, p in enumerate(params) if p.linear or p.flat}
+    # kept for feedback chunks and for the tiles a resid chunk will read; 0 where not decoded.
+    # Linear feedback chunks and chunks with flat flags also read their decoded values
+    # (framed). Both are stacked linear chunks first, so those are corrected in one call.
+    lin = [b for b, p in enumerate(params) if p.linear]
+    rest = sorted(({b for b, p in enumerate(params) if p.feedback} | set(record)) - set(lin))
+    framed = (geo.n_patches, patch + 1, patch + 2)  # the layout of Geometry.framed
+    own_stack = np.zeros((len(lin) + len(rest), *framed), np.int64)
+    own = dict(zip(lin + rest, own_stack, strict=True))
+    flagged = [b for b, p in enumerate(params) if p.flat and not p.linear]
+    coded_stack = np.full((len(lin) + len(flagged), *framed), -1, np.int64)
+    coded = dict(zip(lin + flagged, coded_stack, strict=True))
+    sets = [params[b].taps - len(_TAPS) for b in lin]
+    weights = [params[b].weights for b in lin]
     counts = {b: [0, 0] for b, p in enumerate(params) if p.flat}  # flags so far: equal, seen
     patches = np.arange(geo.n_patches)[:, None]
     for s, mask in enumerate(geo.step_inside):
@@ -1026,14 +1036,16 @@ def _decode_batch(
             where = tuple(np.broadcast_to(a, mask.shape)[mask] for a in at)
         for b, e in errors.items():
             mu[b], sc[b] = _refine(mu[b], sc[b], e[:, r, c][mask], params[b])
+        if lin:
+            k = len(lin)
+            adds = linear.corrections(
+                coded_stack[:k], own_stack[:k, :, 1:, 1:-1], where, mu[lin], sets, weights
+            )
+            for b, add in zip(lin, adds, strict=True):
+                mu[b], sc[b] = _shifted(mu[b], sc[b], add, params[b])
         for b, e in own.items():
             p = params[b]
-            if p.linear:
-                add = linear.correction(
-                    coded[b], e[:, 1:, 1:-1], where, mu[b], p.taps - len(_TAPS), p.weights
-                )
-                mu[b], sc[b] = _shifted(mu[b], sc[b], add, p)
-            elif p.feedback:
+            if p.feedback and not p.linear:
                 mu[b], sc[b] = _refine(mu[b], sc[b], _neighbour_errors(e, at, p.taps)[mask], p)
         step_vals = np.zeros((n, *mask.shape), np.float32)
         step_vals[:, mask] = _step_values(decoders, mu, sc, coded, counts, where if counts else ())

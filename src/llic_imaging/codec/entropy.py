@@ -124,7 +124,7 @@ class ChunkDecoders:
         """The next ``count`` flat flags of chunk ``k``, all coded with ``freqs`` (a step's
         flags come before its values)."""
         with _words_corrupt():
-            return self._coders[k].decode(_CATEGORICAL, np.tile(freqs, (count, 1)))
+            return self._coders[k].decode(_CATEGORICAL, np.repeat(freqs[None], count, 0))
 
     def decode_step(
         self, mu16: np.ndarray, scale: np.ndarray, coded: np.ndarray | None = None

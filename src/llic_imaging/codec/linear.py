@@ -14,7 +14,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["MAX_WEIGHT", "SETS", "correction", "fit"]
+from llic_imaging.model.runtime import launch_guard
+
+__all__ = ["MAX_WEIGHT", "SETS", "correction", "corrections", "fit"]
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 RADIUS = 5
@@ -66,22 +68,41 @@ def _features(values, errors, k, r, c, mu, taps, dr, dc, is_error, out):
                 out[i, t] = 16 * values[k[i], rr + 1, cc + 1] - mu[i]
 
 
+@numba.njit(inline="always", **_JIT)
+def _weighted(values, errors, k, r, c, mu, taps, weights, dr, dc, is_error):
+    """The weighted taps of position ``(k, r, c)``, rounded to 1/16 px (see correction)."""
+    p = errors.shape[1]
+    acc = 0
+    for t in range(taps.size):
+        j = taps[t]
+        rr, cc = r + dr[j], c + dc[j]
+        if rr < 0 or cc < 0 or cc >= p:
+            continue
+        if is_error[j]:
+            acc += weights[t] * errors[k, rr, cc]
+        elif values[k, rr + 1, cc + 1] >= 0:
+            acc += weights[t] * (16 * values[k, rr + 1, cc + 1] - mu)
+    return (acc + (1 << (SHIFT - 1))) >> SHIFT
+
+
 @numba.njit(**_JIT)
 def _correct(values, errors, k, r, c, mu, taps, weights, dr, dc, is_error, out):
-    """``out[i]``: the weighted taps of position ``i``, rounded to 1/16 px (see correction)."""
-    p = errors.shape[1]
+    """``out[i]``: the weighted taps of position ``i`` of one chunk."""
     for i in range(k.size):
-        acc = 0
-        for t in range(taps.size):
-            j = taps[t]
-            rr, cc = r[i] + dr[j], c[i] + dc[j]
-            if rr < 0 or cc < 0 or cc >= p:
-                continue
-            if is_error[j]:
-                acc += weights[t] * errors[k[i], rr, cc]
-            elif values[k[i], rr + 1, cc + 1] >= 0:
-                acc += weights[t] * (16 * values[k[i], rr + 1, cc + 1] - mu[i])
-        out[i] = (acc + (1 << (SHIFT - 1))) >> SHIFT
+        out[i] = _weighted(values, errors, k[i], r[i], c[i], mu[i], taps, weights, dr, dc, is_error)
+
+
+@numba.njit(**dict(_JIT, parallel=True))
+def _correct_chunks(values, errors, k, r, c, mu, sets, sizes, weights, dr, dc, is_error, out):
+    """``out[j, i]``: the weighted taps of position ``i`` of chunk ``j`` (tap set ``sets[j]``
+    of ``sizes[j]`` taps, ``weights[j]``), all chunks' positions side by side."""
+    m, n = mu.shape
+    for q in numba.prange(m * n):
+        j, i = q // n, q % n
+        taps = sets[j, : sizes[j]]
+        out[j, i] = _weighted(
+            values[j], errors[j], k[i], r[i], c[i], mu[j, i], taps, weights[j], dr, dc, is_error
+        )
 
 
 def correction(
@@ -96,7 +117,8 @@ def correction(
     positions ``at`` (patch, row, column index arrays), from the coded values in the framed
     layout of :meth:`Geometry.framed <llic_imaging.codec.schedule.Geometry.framed>` (-1
     where nothing is coded) and the network's errors ``(n_patches, P, P)`` (0 outside the
-    tile). Only causal positions are read, so the decoder passes what it has decoded so far."""
+    tile). Only causal positions are read, so the decoder passes what it has decoded so far.
+    One thread: the encoder calls it from its per-tile search threads."""
     k, r, c = (np.ascontiguousarray(a, np.int64).ravel() for a in at)
     out = np.empty(k.size, np.int64)
     w = np.asarray(weights, np.int64)
@@ -104,6 +126,30 @@ def correction(
         values, errors, k, r, c, np.ascontiguousarray(mu16, np.int64).ravel(),
         SETS[taps], w, _DR, _DC, _IS_ERROR, out,
     )  # fmt: skip
+    return out
+
+
+def corrections(
+    values: np.ndarray,
+    errors: np.ndarray,
+    at: tuple[np.ndarray, np.ndarray, np.ndarray],
+    mu16: np.ndarray,
+    taps: list[int],
+    weights: list[tuple[int, ...]],
+) -> np.ndarray:
+    """:func:`correction` of several chunks at the same positions in one parallel call (the
+    decoder's step): ``values`` and ``errors`` stacked by chunk, ``mu16`` ``(chunks, n)``,
+    a tap set and its weights per chunk -> ``(chunks, n)``."""
+    k, r, c = (np.ascontiguousarray(a, np.int64).ravel() for a in at)
+    sets = np.zeros((len(taps), SETS[-1].size), np.int64)
+    w = np.zeros_like(sets)
+    for j, (t, wj) in enumerate(zip(taps, weights, strict=True)):
+        sets[j, : SETS[t].size], w[j, : len(wj)] = SETS[t], wj
+    sizes = np.array([SETS[t].size for t in taps], np.int64)
+    out = np.empty((len(taps), k.size), np.int64)
+    mu = np.ascontiguousarray(mu16, np.int64)
+    with launch_guard():
+        _correct_chunks(values, errors, k, r, c, mu, sets, sizes, w, _DR, _DC, _IS_ERROR, out)
     return out
 
 
