@@ -53,6 +53,22 @@ def test_correction_reads_values_and_errors_inside_the_tile_only() -> None:
     assert linear.correction(values, errors, at, mu, 2, w).tolist() == [-1, -1, 0]
 
 
+def test_corrections_of_several_chunks_are_each_chunks_correction() -> None:
+    """The decoder corrects a step's linear chunks in one parallel call; the encoder each
+    tile on its own: both must give the same integers, whatever the tap set per chunk."""
+    rng = np.random.default_rng(1)
+    values = rng.integers(-1, 300, (3, 4, 17, 18))
+    errors = rng.integers(-500, 500, (3, 4, 16, 16))
+    r = rng.integers(0, 16, 40)
+    at = (rng.integers(0, 4, 40), r, rng.integers(0, 16, 40))
+    mu = rng.integers(0, 16 * 300, (3, 40))
+    sets = [0, 2, 1]
+    weights = [tuple(rng.integers(-4095, 4096, len(linear.SETS[t]))) for t in sets]
+    got = linear.corrections(values, errors, at, mu, sets, weights)
+    for j, (t, w) in enumerate(zip(sets, weights, strict=True)):
+        assert got[j].tolist() == linear.correction(values[j], errors[j], at, mu[j], t, w).tolist()
+
+
 def test_fit_recovers_a_linear_predictor() -> None:
     """On an image that is 0.75 W + 0.25 N plus noise (around 500) and a network mean of 500,
     the fitted weights of the radius-2 set are those two."""
