@@ -549,9 +549,7 @@ def _own_errors(geo: Geometry, mu: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 def _stream_positions(geo: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(patch, row, column) of every position in stream order."""
-    pos = geo.stream_order
-    p2 = geo.patch * geo.patch
-    return pos // p2, pos % p2 // geo.patch, pos % geo.patch
+    return tuple(np.concatenate(a) for a in zip(*geo.step_at, strict=True))
 
 
 def _linear_option(
@@ -1018,24 +1016,22 @@ def _decode_batch(
     lin = [b for b, p in enumerate(params) if p.linear]
     rest = sorted(({b for b, p in enumerate(params) if p.feedback} | set(record)) - set(lin))
     framed = (geo.n_patches, patch + 1, patch + 2)  # the layout of Geometry.framed
-    own_stack = np.zeros((len(lin) + len(rest), *framed), np.int64)
-    own = dict(zip(lin + rest, own_stack, strict=True))
-    flagged = [b for b, p in enumerate(params) if p.flat and not p.linear]
-    coded_stack = np.full((len(lin) + len(flagged), *framed), -1, np.int64)
-    coded = dict(zip(lin + flagged, coded_stack, strict=True))
+    own_at = lin + rest
+    own_stack = np.zeros((len(own_at), *framed), np.int64)
+    own = dict(zip(own_at, own_stack, strict=True))
+    coded_at = lin + [b for b, p in enumerate(params) if p.flat and not p.linear]
+    coded_stack = np.full((len(coded_at), *framed), -1, np.int64)
+    coded = dict(zip(coded_at, coded_stack, strict=True))
     sets = [params[b].taps - len(_TAPS) for b in lin]
     weights = [params[b].weights for b in lin]
     counts = {b: [0, 0] for b, p in enumerate(params) if p.flat}  # flags so far: equal, seen
-    patches = np.arange(geo.n_patches)[:, None]
     for s, mask in enumerate(geo.step_inside):
         r, c = geo.step_cells(s)
         grid = [np.asarray(t).astype(np.int64).reshape(n, *mask.shape) for t in steps.predict(s)]
         mu, sc = (g[:, mask] for g in grid)
-        at = (patches, r[None], c[None])
-        if coded:  # the step's positions, in the order of ``mu[b]``
-            where = tuple(np.broadcast_to(a, mask.shape)[mask] for a in at)
+        where = geo.step_at[s]  # the step's positions, in the order of ``mu[b]``
         for b, e in errors.items():
-            mu[b], sc[b] = _refine(mu[b], sc[b], e[:, r, c][mask], params[b])
+            mu[b], sc[b] = _refine(mu[b], sc[b], e[where], params[b])
         if lin:
             k = len(lin)
             adds = linear.corrections(
@@ -1046,13 +1042,14 @@ def _decode_batch(
         for b, e in own.items():
             p = params[b]
             if p.feedback and not p.linear:
-                mu[b], sc[b] = _refine(mu[b], sc[b], _neighbour_errors(e, at, p.taps)[mask], p)
+                mu[b], sc[b] = _refine(mu[b], sc[b], _neighbour_errors(e, where, p.taps), p)
         step_vals = np.zeros((n, *mask.shape), np.float32)
-        step_vals[:, mask] = _step_values(decoders, mu, sc, coded, counts, where if counts else ())
-        for b, e in own.items():
-            e[:, r + 1, c + 1] = np.where(mask, 16 * step_vals[b].astype(np.int64) - grid[0][b], 0)
-        for b, v in coded.items():
-            v[:, r + 1, c + 1] = np.where(mask, step_vals[b].astype(np.int64), -1)
+        step_vals[:, mask] = _step_values(decoders, mu, sc, coded, counts, where)
+        got = step_vals.astype(np.int64)
+        if own:
+            own_stack[:, :, r + 1, c + 1] = np.where(mask, 16 * got[own_at] - grid[0][own_at], 0)
+        if coded:
+            coded_stack[:, :, r + 1, c + 1] = np.where(mask, got[coded_at], -1)
         step_vals = step_vals.reshape(-1, mask.shape[1])
         steps.write(s, step_vals)
         pixels[:, r, c] = step_vals

@@ -153,6 +153,12 @@ class Geometry:
         return out
 
     @cached_property
+    def step_at(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """For each step, (patch, row, column) index arrays of its :attr:`step_positions`."""
+        p = self.patch
+        return [(q // (p * p), q % (p * p) // p, q % p) for q in self.step_positions]
+
+    @cached_property
     def stream_order(self) -> np.ndarray:
         """Every coded position in the order the stream holds them (step after step)."""
         return np.concatenate(self.step_positions)
