@@ -458,25 +458,54 @@ class Pending:
 # ---------------------------------------------------------------- rate and window
 
 
+@numba.njit(inline="always", **_JIT)
+def _edge_cdf(cdf, low, q, vmax, k):
+    """The CDF ``_fill_row`` reads at the edge before bin ``k`` (``k = w``: after the last)."""
+    edge = low + (k << q)
+    return 0 if edge <= 0 else (_TOTAL if edge > vmax else cdf[k])
+
+
+@numba.njit(inline="always", **_JIT)
+def _row_entry(cdf, low, q, w, vmax, s):
+    """``_fill_row``'s frequency of symbol ``s`` (a bin, or the escape ``w``) alone."""
+    if s == w:
+        outside = 1 if (low > 0 or low + (w << q) <= vmax) else 0
+        return _edge_cdf(cdf, low, q, vmax, 0) + _TOTAL - _edge_cdf(cdf, low, q, vmax, w) + outside
+    edge = low + (s << q)
+    valid = 1 if (edge + (np.int64(1) << q) > 0 and edge <= vmax) else 0
+    return _edge_cdf(cdf, low, q, vmax, s + 1) - _edge_cdf(cdf, low, q, vmax, s) + valid
+
+
+@numba.njit(inline="always", **_JIT)
+def _row_total(low, q, w, vmax):
+    """The sum of ``_fill_row``'s row: the CDF differences and the escape's tails telescope
+    to ``_TOTAL``, leaving one count per bin holding a value and the escape's extra one."""
+    valid = 0
+    for k in range(w):
+        edge = low + (k << q)
+        valid += 1 if (edge + (np.int64(1) << q) > 0 and edge <= vmax) else 0
+    outside = 1 if (low > 0 or low + (w << q) <= vmax) else 0
+    return _TOTAL + valid + outside
+
+
 @numba.njit(**_JIT)
 def _bits(mu16, scale, values, vmax, grid, tabs):
+    """Code lengths from the two entries of each row they need and the row's total (the
+    rate estimates of the encoder's searches call this on every tile, many times)."""
     group_of, widths, shifts, zcdf, invs = tabs
     n = mu16.size
     bits = np.zeros(n, np.float64)
-    buf = np.empty(grid.shape[2], np.int64)
     for i in range(n):
         j, v = scale[i], values[i]
         frac, w, q, low = _window(mu16[i], j, widths, shifts)
-        _fill_row(buf, 0, grid[j, frac], low, q, w, vmax)
-        total = 0.0
-        for k in range(w + 1):
-            total += buf[k]
+        cdf = grid[j, frac]
+        total = np.float64(_row_total(low, q, w, vmax))
         s = _symbol(v, low, q, w)
         if s == w:
-            bits[i] = np.log2(total / buf[w]) + np.log2(vmax + 1.0)
+            bits[i] = np.log2(total / _row_entry(cdf, low, q, w, vmax, w)) + np.log2(vmax + 1.0)
             continue
         raw, lo, z = _bin(low, q, vmax, s)
-        fb = buf[s]
+        fb = _row_entry(cdf, low, q, w, vmax, s)
         b = np.log2(total / fb)
         split, lower, fe = _split(raw, z, q, vmax, fb, mu16[i], j, zcdf, invs)
         if not split:
