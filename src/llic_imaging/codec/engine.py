@@ -1012,7 +1012,7 @@ def _decode_batch(
     # the network's own errors (against its mean before any refinement, as the encoder's),
     # kept for feedback chunks and for the tiles a resid chunk will read; 0 where not decoded.
     # Linear feedback chunks and chunks with flat flags also read their decoded values
-    # (framed). Both are stacked linear chunks first, so those are corrected in one call.
+    # (framed). Both are stacked with the linear chunks first: one call corrects those.
     lin = [b for b, p in enumerate(params) if p.linear]
     rest = sorted(({b for b, p in enumerate(params) if p.feedback} | set(record)) - set(lin))
     framed = (geo.n_patches, patch + 1, patch + 2)  # the layout of Geometry.framed

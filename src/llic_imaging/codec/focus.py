@@ -99,6 +99,27 @@ def _window(mu16, j, widths, shifts):
 
 
 @numba.njit(inline="always", **_JIT)
+def _edge_cdf(cdf, low, q, vmax, k):
+    """The CDF at the edge before bin ``k`` (``k = w``: after the last): 0 at or below 0, the
+    total above ``vmax``."""
+    edge = low + (k << q)
+    return 0 if edge <= 0 else (_TOTAL if edge > vmax else cdf[k])
+
+
+@numba.njit(inline="always", **_JIT)
+def _holds_value(low, q, vmax, k):
+    """1 where bin ``k`` holds a value of ``[0, vmax]`` (it gets one more count), else 0."""
+    edge = low + (k << q)
+    return 1 if (edge + (np.int64(1) << q) > 0 and edge <= vmax) else 0
+
+
+@numba.njit(inline="always", **_JIT)
+def _escape_extra(low, q, w, vmax):
+    """1 where a value of ``[0, vmax]`` lies outside the window (the escape's extra count)."""
+    return 1 if (low > 0 or low + (w << q) <= vmax) else 0
+
+
+@numba.njit(inline="always", **_JIT)
 def _fill_row(out, at, cdf, low, q, w, vmax):
     """Frequencies of the ``w`` bins and the escape symbol into ``out[at : at + w + 1]``.
 
@@ -107,18 +128,32 @@ def _fill_row(out, at, cdf, low, q, w, vmax):
     ``vmax``; every bin that holds a value gets one more count (no zero probability). The escape
     takes the tails beyond the window, plus one when a value of the range lies outside it.
     """
-    edge = low
-    g0 = 0 if edge <= 0 else (_TOTAL if edge > vmax else cdf[0])
-    prev = g0
+    g0 = prev = _edge_cdf(cdf, low, q, vmax, 0)
     for k in range(w):
-        nxt = edge + (np.int64(1) << q)
-        g = 0 if nxt <= 0 else (_TOTAL if nxt > vmax else cdf[k + 1])
-        valid = 1 if (nxt > 0 and edge <= vmax) else 0
-        out[at + k] = g - prev + valid
+        g = _edge_cdf(cdf, low, q, vmax, k + 1)
+        out[at + k] = g - prev + _holds_value(low, q, vmax, k)
         prev = g
-        edge = nxt
-    outside = 1 if (low > 0 or edge <= vmax) else 0
-    out[at + w] = g0 + (_TOTAL - prev) + outside
+    out[at + w] = g0 + (_TOTAL - prev) + _escape_extra(low, q, w, vmax)
+
+
+@numba.njit(inline="always", **_JIT)
+def _row_entry(cdf, low, q, w, vmax, s):
+    """``_fill_row``'s frequency of symbol ``s`` (a bin, or the escape ``w``) alone."""
+    if s == w:
+        g0, gw = _edge_cdf(cdf, low, q, vmax, 0), _edge_cdf(cdf, low, q, vmax, w)
+        return g0 + _TOTAL - gw + _escape_extra(low, q, w, vmax)
+    g = _edge_cdf(cdf, low, q, vmax, s + 1) - _edge_cdf(cdf, low, q, vmax, s)
+    return g + _holds_value(low, q, vmax, s)
+
+
+@numba.njit(inline="always", **_JIT)
+def _row_total(low, q, w, vmax):
+    """The sum of ``_fill_row``'s row: the CDF differences and the escape's tails telescope
+    to ``_TOTAL``, leaving one count per bin holding a value and the escape's extra one."""
+    held = 0
+    for k in range(w):
+        held += _holds_value(low, q, vmax, k)
+    return _TOTAL + held + _escape_extra(low, q, w, vmax)
 
 
 @numba.njit(**_JIT)
@@ -456,36 +491,6 @@ class Pending:
 
 
 # ---------------------------------------------------------------- rate and window
-
-
-@numba.njit(inline="always", **_JIT)
-def _edge_cdf(cdf, low, q, vmax, k):
-    """The CDF ``_fill_row`` reads at the edge before bin ``k`` (``k = w``: after the last)."""
-    edge = low + (k << q)
-    return 0 if edge <= 0 else (_TOTAL if edge > vmax else cdf[k])
-
-
-@numba.njit(inline="always", **_JIT)
-def _row_entry(cdf, low, q, w, vmax, s):
-    """``_fill_row``'s frequency of symbol ``s`` (a bin, or the escape ``w``) alone."""
-    if s == w:
-        outside = 1 if (low > 0 or low + (w << q) <= vmax) else 0
-        return _edge_cdf(cdf, low, q, vmax, 0) + _TOTAL - _edge_cdf(cdf, low, q, vmax, w) + outside
-    edge = low + (s << q)
-    valid = 1 if (edge + (np.int64(1) << q) > 0 and edge <= vmax) else 0
-    return _edge_cdf(cdf, low, q, vmax, s + 1) - _edge_cdf(cdf, low, q, vmax, s) + valid
-
-
-@numba.njit(inline="always", **_JIT)
-def _row_total(low, q, w, vmax):
-    """The sum of ``_fill_row``'s row: the CDF differences and the escape's tails telescope
-    to ``_TOTAL``, leaving one count per bin holding a value and the escape's extra one."""
-    valid = 0
-    for k in range(w):
-        edge = low + (k << q)
-        valid += 1 if (edge + (np.int64(1) << q) > 0 and edge <= vmax) else 0
-    outside = 1 if (low > 0 or low + (w << q) <= vmax) else 0
-    return _TOTAL + valid + outside
 
 
 @numba.njit(**_JIT)
