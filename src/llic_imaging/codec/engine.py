@@ -96,7 +96,10 @@ FORMATS = (3, LINEAR_FORMAT, FLAT_FORMAT)
 _FLAT_MARGIN = 16  # bits flat flags must save in a chunk (noise in the estimate, not the header)
 _ESTIMATE_SLACK = 128  # bits two formats' words of a chunk may differ beyond their estimates
 MAX_SHIFT = 12
-_BATCH_PIXELS = 1 << 18  # pixels per batch of tiles: the decoder caches ~600 bytes per pixel
+# pixels per batch of tiles: every step of a batch costs ~1 ms of Python whatever its size, and
+# the CPU path keeps only a ring of four steps' features (8192^2 uint16 peaks at ~0.8 GB
+# with 2^18 or 2^20; docs/design.md, "Runtime defaults")
+_BATCH_PIXELS = 1 << 20
 _DENSE_PIXELS = 1 << 14  # pixels per dense network call: cache-sized on CPU
 
 
