@@ -1042,10 +1042,9 @@ def _decode_batch(
             )
             for b, add in zip(lin, adds, strict=True):
                 mu[b], sc[b] = _shifted(mu[b], sc[b], add, params[b])
-        for b, e in own.items():
-            p = params[b]
-            if p.feedback and not p.linear:
-                mu[b], sc[b] = _refine(mu[b], sc[b], _neighbour_errors(e, where, p.taps), p)
+        for b in rest:
+            if (p := params[b]).feedback:
+                mu[b], sc[b] = _refine(mu[b], sc[b], _neighbour_errors(own[b], where, p.taps), p)
         step_vals = np.zeros((n, *mask.shape), np.float32)
         step_vals[:, mask] = _step_values(decoders, mu, sc, coded, counts, where)
         got = step_vals.astype(np.int64)
