@@ -1018,12 +1018,12 @@ def _decode_batch(
     # (framed). Both are stacked with the linear chunks first: one call corrects those.
     lin = [b for b, p in enumerate(params) if p.linear]
     rest = sorted(({b for b, p in enumerate(params) if p.feedback} | set(record)) - set(lin))
-    framed = (geo.n_patches, patch + 1, patch + 2)  # the layout of Geometry.framed
+    frame = geo.framed()  # nothing coded yet; errors use the same layout (see _padded)
     own_at = lin + rest
-    own_stack = np.zeros((len(own_at), *framed), np.int64)
+    own_stack = np.zeros((len(own_at), *frame.shape), np.int64)
     own = dict(zip(own_at, own_stack, strict=True))
     coded_at = lin + [b for b, p in enumerate(params) if p.flat and not p.linear]
-    coded_stack = np.full((len(coded_at), *framed), -1, np.int64)
+    coded_stack = np.repeat(frame[None], len(coded_at), axis=0)
     coded = dict(zip(coded_at, coded_stack, strict=True))
     sets = [params[b].taps - len(_TAPS) for b in lin]
     weights = [params[b].weights for b in lin]
