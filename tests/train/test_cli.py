@@ -74,6 +74,54 @@ def test_run_resume_fresh_and_export_to_a_folder(
     assert np.array_equal(llic_imaging.decode(llic_imaging.encode(img, model=cfg.name)), img)
 
 
+def test_a_two_stage_recipe_trains_its_first_stage_first(
+    tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config whose init model is not installed but ships beside it trains that stage first,
+    resumably, exports it to candidates/ beside --out and starts from it (as the default model's
+    recipe does)."""
+    stage1 = tmp_path / "tiny-stage1.toml"
+    stage1.write_text(tiny_config.read_text().replace("tiny-test-v0", "tiny-stage1"))
+    stage2 = tmp_path / "tiny-test-v1.toml"
+    text = tiny_config.read_text().replace('name = "tiny-test-v0"', 'name = "tiny-test-v1"')
+    stage2.write_text(text.replace("steps = 12", 'init = "tiny-stage1"\nsteps = 2'))
+    cfg = TrainConfig.from_toml(stage1)
+    monkeypatch.setattr(
+        CropSampler, "from_corpus", classmethod(lambda cls, *a, **k: make_sampler(cfg))
+    )
+    monkeypatch.delenv(zoo.MODEL_PATH_ENV, raising=False)  # restored after the test
+    runs, weights = tmp_path / "runs", tmp_path / "weights"
+    base = ["--config", str(stage2), "--out", str(runs / "final"), "--threads", "1"]
+    runner = CliRunner()
+
+    r = runner.invoke(cli.main, [*base, "--max-steps", "5"])
+    assert r.exit_code == 0, r.output
+    assert "tiny-stage1 stopped at step 5 of 12" in r.output
+    assert not (runs / "final").exists()
+
+    r = runner.invoke(cli.main, [*base, "--export", "--weights-dir", str(weights)])
+    assert r.exit_code == 0, r.output
+    assert _steps(runs / "tiny-stage1") == list(range(1, 13))  # resumed at step 5
+    assert _steps(runs / "final") == [1, 2]
+    assert "tiny-stage1" in json.loads((runs / "candidates" / "MODELS.json").read_text())
+    entry = json.loads((weights / "MODELS.json").read_text())["tiny-test-v1"]
+    assert entry["training_config"] == str(stage2)
+    monkeypatch.setenv(zoo.MODEL_PATH_ENV, str(weights))
+    img = np.arange(40 * 40, dtype=np.uint16).reshape(40, 40) * 3
+    assert np.array_equal(llic_imaging.decode(llic_imaging.encode(img, model="tiny-test-v1")), img)
+
+
+def test_the_default_config_is_the_default_models_recipe() -> None:
+    entry = zoo.model_info(zoo.DEFAULT_MODEL)
+    assert cli.DEFAULT_CONFIG.exists()
+    assert (
+        cli._config_record(cli.DEFAULT_CONFIG)
+        == json.loads((Path(llic_imaging.__file__).parent / "weights" / "MODELS.json").read_text())[
+            entry.name
+        ]["training_config"]
+    )
+
+
 @pytest.mark.data
 def test_two_steps_on_the_train_split(
     shared_data: Path, tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
