@@ -672,3 +672,34 @@ def test_one_file_named_twice_is_refused(npy_file: Path, monkeypatch: pytest.Mon
     result = run("compress", npy_file.name, npy_file)
     assert result.exit_code == EXIT_USAGE
     assert "same output" in result.stderr
+
+
+def test_compress_and_restore_on_a_local_dask_cluster(tmp_path: Path) -> None:
+    """--workers 2: one task per file on worker processes; the same bytes as in process, a bad
+    file reported in one line (exit 1) while the others are written, results in input order."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("ct_stack_i16.npy", "phantom_u16.tif", "terrain_u8.png"):
+        (src / name).write_bytes((SAMPLES / name).read_bytes())
+    (src / "bad.npy").write_bytes(b"not an array")
+    here = run("compress", src, "-o", tmp_path / "here/", "-q")
+    there = run("compress", src, "-o", tmp_path / "there/", "--workers", "2", "--json")
+    assert here.exit_code == there.exit_code == 1
+    assert stderr_lines(there) == [f"{src / 'bad.npy'}: not a .npy file (bad magic)"]
+    records = json.loads(there.stdout)
+    assert [Path(r["input"]).name for r in records] == sorted(
+        p.name for p in src.iterdir() if p.name != "bad.npy"
+    )
+    for r in records:
+        out = Path(r["output"])
+        assert out.read_bytes() == (tmp_path / "here" / out.name).read_bytes()
+    back = run("restore", tmp_path / "there", "-o", tmp_path / "back/", "--workers", "2", "-q")
+    assert back.exit_code == 0, back.output
+    assert run("restore", tmp_path / "here", "-o", tmp_path / "back1/", "-q").exit_code == 0
+    for r in records:
+        name = Path(r["input"]).name
+        assert (tmp_path / "back" / name).read_bytes() == (tmp_path / "back1" / name).read_bytes()
+        if r["exact"] == "bytes":
+            assert (tmp_path / "back" / name).read_bytes() == (src / name).read_bytes()
+    usage = run("compress", src, "--workers", "2", "--scheduler", "tcp://x:1")
+    assert usage.exit_code == EXIT_USAGE

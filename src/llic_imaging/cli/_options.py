@@ -1,7 +1,7 @@
 """Shared click options, exit codes, per-file error reporting, progress and JSON output for the CLIs.
 
 Users: ``level_opt``, ``model_opt``, ``tile_opt``, ``patch_opt``, ``context_opt`` (compress,
-demo); ``adapt_opt`` (compress); ``numthreads_opt`` (all but info); ``device_opt`` (compress, restore, verify, demo); ``output_opt``, ``overwrite_opt`` (compress,
+demo); ``adapt_opt`` (compress); ``cluster_opt`` (compress, restore); ``numthreads_opt`` (all but info); ``device_opt`` (compress, restore, verify, demo); ``output_opt``, ``overwrite_opt`` (compress,
 restore); ``json_opt`` (all but bench); ``verbose_opt``, ``quiet_opt`` (every command). ``llic-dicom``
 uses ``adapt_opt`` (compress), ``numthreads_opt``, ``verbose_opt``, ``quiet_opt``, ``verbosity``
 and the exit codes.
@@ -27,6 +27,7 @@ from llic_imaging.errors import LlicError, LlicWarning
 
 __all__ = [
     "adapt_opt",
+    "cluster_opt",
     "run_main",
     "ExitCodeGroup",
     "EXIT_BUG",
@@ -190,6 +191,40 @@ json_opt = click.option(
     is_flag=True,
     help="Print machine-readable JSON on stdout instead of text.",
 )
+
+
+def cluster_opt(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--workers N`` / ``--scheduler ADDRESS``: one dask task per file, as ``cluster``
+    (``{"workers": ..., "scheduler": ...}``; both None: in this process)."""
+
+    def both(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        cluster = ctx.params.setdefault("cluster", {})
+        cluster[param.name] = value
+        if all(cluster.get(k) is not None for k in ("workers", "scheduler")):
+            msg = "give --workers (a local cluster) or --scheduler (a running one), not both"
+            raise click.UsageError(msg)
+        return value
+
+    f = click.option(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        expose_value=False,
+        callback=both,
+        help="Code the files on a running dask cluster, e.g. tcp://host:8786, one task per file "
+        "(needs the dask extra and llic-imaging on the workers).",
+    )(f)
+    return click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
+        expose_value=False,
+        callback=both,
+        help="Code the files on a local dask cluster of N worker processes, one task per file "
+        "(needs the dask extra; give --threads 1 when N is the number of cores).",
+    )(f)
+
+
 overwrite_opt = click.option(
     "--overwrite",
     is_flag=True,

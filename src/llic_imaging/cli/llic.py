@@ -9,7 +9,7 @@ import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -21,6 +21,7 @@ from llic_imaging.cli._options import (
     EXIT_DATA,
     ExitCodeGroup,
     adapt_opt,
+    cluster_opt,
     context_opt,
     device_opt,
     echo_json,
@@ -43,6 +44,8 @@ from llic_imaging.cli._options import (
 from llic_imaging.errors import LlicError, UnknownFormatError
 
 __all__ = ["cli", "main"]
+
+_T = TypeVar("_T")
 
 _SUFFIX = ".llic"
 
@@ -141,6 +144,33 @@ def _strip_suffix(rel: Path) -> Path:
     raise click.UsageError(msg)
 
 
+def _each(
+    fn: Callable[..., _T],
+    pairs: list[tuple[Path, Path]],
+    desc: str,
+    failures: list[str],
+    cluster: dict[str, Any],
+    **options: Any,
+) -> list[_T]:
+    """``fn(src, dst, **options)`` for every pair, in this process or as one task per file on a
+    dask cluster (``cluster``, from ``cluster_opt``) -> the results of the files that worked,
+    in input order. A file's error or warnings are reported as ``per_file`` reports them."""
+    done: dict[int, _T] = {}
+    if all(v is None for v in cluster.values()):
+        with tile_bar(desc, show=len(pairs) == 1) as tick:
+            for i, (src, dst) in enumerate(progress(pairs, total=len(pairs), desc=desc)):
+                with per_file(src, failures):
+                    done[i] = fn(src, dst, progress=tick, **options)
+        return list(done.values())
+    from llic_imaging.batch.cluster import fan_out
+
+    tasks = fan_out(fn, pairs, **cluster, **options)
+    for i, outcome in progress(tasks, total=len(pairs), desc=desc):
+        with per_file(pairs[i][0], failures):
+            done[i] = outcome.unwrap()
+    return [done[i] for i in sorted(done)]
+
+
 def _finish(failures: list[str]) -> None:
     """Exit 1 after a batch in which some files failed (each already reported on stderr)."""
     if failures:
@@ -176,7 +206,8 @@ def cli() -> None:
 
 
 @cli.command(
-    epilog="\b\nExamples:\n  llic compress ct.dcm -o ct.dcm.llic\n  llic compress scans/ -o archive/ --threads 2"
+    epilog="\b\nExamples:\n  llic compress ct.dcm -o ct.dcm.llic\n  llic compress scans/ -o archive/ --threads 2\n"
+    "  llic compress scenes/ -o archive/ --workers 8   # one file per worker process (dask)"
 )
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @output_opt
@@ -188,6 +219,7 @@ def cli() -> None:
 @adapt_opt
 @numthreads_opt
 @device_opt
+@cluster_opt
 @overwrite_opt
 @json_opt
 @verbose_opt
@@ -197,6 +229,7 @@ def compress(
     output: str | None,
     overwrite: bool,
     as_json: bool,
+    cluster: dict[str, Any],
     **options: Any,
 ) -> None:
     """Compress images (.npy, .png, .tif, ...) to .llic streams, keeping their metadata.
@@ -211,11 +244,7 @@ def compress(
         overwrite=overwrite,
     )
     failures: list[str] = []
-    results = []
-    with tile_bar("compress", show=len(pairs) == 1) as tick:
-        for src, dst in progress(pairs, total=len(pairs), desc="compress"):
-            with per_file(src, failures):
-                results.append(_files.compress_file(src, dst, progress=tick, **options))
+    results = _each(_files.compress_file, pairs, "compress", failures, cluster, **options)
     if as_json:
         echo_json([r.to_dict() for r in results])
     elif verbosity() >= 0:
@@ -248,6 +277,7 @@ def compress(
 )
 @numthreads_opt
 @device_opt
+@cluster_opt
 @overwrite_opt
 @json_opt
 @verbose_opt
@@ -257,6 +287,7 @@ def restore(
     output: str | None,
     overwrite: bool,
     as_json: bool,
+    cluster: dict[str, Any],
     cog: bool,
     compress: str | None,
     predictor: int | None,
@@ -281,13 +312,9 @@ def restore(
         overwrite=overwrite,
     )
     failures: list[str] = []
-    results = []
-    with tile_bar("restore", show=len(pairs) == 1) as tick:
-        for src, dst in progress(pairs, total=len(pairs), desc="restore"):
-            with per_file(src, failures):
-                results.append(
-                    _files.restore_file(src, dst, geotiff=geotiff, progress=tick, **options)
-                )
+    results = _each(
+        _files.restore_file, pairs, "restore", failures, cluster, geotiff=geotiff, **options
+    )
     if as_json:
         echo_json([r.to_dict() for r in results])
     elif verbosity() >= 0:
