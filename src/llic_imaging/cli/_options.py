@@ -1,8 +1,9 @@
 """Shared click options, exit codes, per-file error reporting, progress and JSON output for the CLIs.
 
 Users: ``level_opt``, ``model_opt``, ``tile_opt``, ``patch_opt``, ``context_opt`` (compress,
-demo); ``adapt_opt`` (compress); ``cluster_opt`` (compress, restore); ``numthreads_opt`` (all but info); ``device_opt`` (compress, restore, verify, demo); ``output_opt``, ``overwrite_opt`` (compress,
-restore); ``json_opt`` (all but bench); ``verbose_opt``, ``quiet_opt`` (every command). ``llic-dicom``
+demo); ``adapt_opt`` (compress); ``numthreads_opt`` (all but info); ``device_opt`` (compress,
+restore, verify, demo); ``output_opt``, ``overwrite_opt``, ``cluster_opt`` (compress, restore);
+``json_opt`` (all but bench); ``verbose_opt``, ``quiet_opt`` (every command). ``llic-dicom``
 uses ``adapt_opt`` (compress), ``numthreads_opt``, ``verbose_opt``, ``quiet_opt``, ``verbosity``
 and the exit codes.
 """

@@ -161,13 +161,13 @@ def _each(
             for i, (src, dst) in enumerate(progress(pairs, total=len(pairs), desc=desc)):
                 with per_file(src, failures):
                     done[i] = fn(src, dst, progress=tick, **options)
-        return list(done.values())
-    from llic_imaging.batch.cluster import fan_out
+    else:
+        from llic_imaging.batch.cluster import fan_out
 
-    tasks = fan_out(fn, pairs, **cluster, **options)
-    for i, outcome in progress(tasks, total=len(pairs), desc=desc):
-        with per_file(pairs[i][0], failures):
-            done[i] = outcome.unwrap()
+        tasks = fan_out(fn, pairs, **cluster, **options)
+        for i, outcome in progress(tasks, total=len(pairs), desc=desc):
+            with per_file(pairs[i][0], failures):
+                done[i] = outcome.unwrap()
     return [done[i] for i in sorted(done)]
 
 
