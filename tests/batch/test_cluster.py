@@ -41,3 +41,13 @@ def test_an_outcome_raises_its_error_after_its_warnings() -> None:
     outcome = Outcome(error=FormatError("bad"), warned=[(MetadataWarning, "first")])
     with pytest.warns(MetadataWarning, match="first"), pytest.raises(FormatError, match="bad"):
         outcome.unwrap()
+
+
+def test_a_running_cluster_is_used_by_its_address() -> None:
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster:
+        ((i, outcome),) = fan_out(os.getpid, [()], scheduler=cluster.scheduler_address)
+        assert i == 0
+        assert outcome.unwrap() != os.getpid()
+        assert cluster.workers  # fan_out leaves a cluster it did not start running
