@@ -46,12 +46,12 @@ def encode_chunk(chunk: np.ndarray, **options: Any) -> bytes:
 def decode_chunk(stream: bytes, *, numthreads: int | None = None) -> np.ndarray:
     """The chunk :func:`encode_chunk` coded, in its own shape. StreamError for a stream that
     :func:`encode_chunk` did not write (an LLIC stream without a chunk shape)."""
-    array = llic_imaging.decode(stream, numthreads=numthreads)
-    try:
+    try:  # before decoding: a foreign stream is refused without running the network
         shape = tuple(json.loads(llic_imaging.metadata(stream))[_SHAPE_KEY])
     except (ValueError, TypeError, KeyError) as exc:
         msg = "not a chunk stream: its metadata does not give the chunk's shape"
         raise StreamError(msg) from exc
+    array = llic_imaging.decode(stream, numthreads=numthreads)
     if int(np.prod(shape)) != array.size:
         msg = f"chunk shape {shape} does not hold the stream's {array.size} samples: corrupt"
         raise StreamError(msg)
@@ -82,15 +82,16 @@ class Llic(Codec):
 
     def encode(self, buf: Any) -> bytes:
         """FormatError for a dtype other than uint8, int8, uint16 or int16."""
-        return encode_chunk(
-            ensure_ndarray(buf), model=self.model, tile=self.tile, patch=self.patch, context=self.context,
-            numthreads=self.numthreads,
-        )  # fmt: skip
+        return encode_chunk(ensure_ndarray(buf), **self._options())
 
     def decode(self, buf: Any, out: Any = None) -> np.ndarray:
         stream = ensure_contiguous_ndarray(buf).tobytes()
         return ndarray_copy(decode_chunk(stream, numthreads=self.numthreads), out)
 
+    def _options(self) -> dict[str, Any]:
+        """The ``__init__`` options (the config without its id): ``encode``'s keywords."""
+        return {k: v for k, v in self.get_config().items() if k != "id"}
+
     def __repr__(self) -> str:
-        options = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "id")
+        options = ", ".join(f"{k}={v!r}" for k, v in self._options().items())
         return f"{type(self).__name__}({options})"
