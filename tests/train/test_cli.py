@@ -112,14 +112,11 @@ def test_a_two_stage_recipe_trains_its_first_stage_first(
 
 
 def test_the_default_config_is_the_default_models_recipe() -> None:
-    entry = zoo.model_info(zoo.DEFAULT_MODEL)
-    assert cli.DEFAULT_CONFIG.exists()
-    assert (
-        cli._config_record(cli.DEFAULT_CONFIG)
-        == json.loads((Path(llic_imaging.__file__).parent / "weights" / "MODELS.json").read_text())[
-            entry.name
-        ]["training_config"]
+    registry = json.loads(
+        (Path(llic_imaging.__file__).parent / "weights" / "MODELS.json").read_text()
     )
+    assert cli.DEFAULT_CONFIG.exists()
+    assert cli._config_record(cli.DEFAULT_CONFIG) == registry[zoo.DEFAULT_MODEL]["training_config"]
 
 
 @pytest.mark.data
